@@ -1,0 +1,151 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "Cairn",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "cairn", targets: ["cairn"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-async-algorithms", from: "1.1.4"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+    ],
+    targets: [
+        // C libraries, through pkg-config.
+        .systemLibrary(
+            name: "CMariaDB",
+            path: "Sources/CMariaDB",
+            pkgConfig: "libmariadb",
+            providers: [.apt(["libmariadb-dev"])]
+        ),
+        .systemLibrary(
+            name: "CZstd",
+            path: "Sources/CZstd",
+            pkgConfig: "libzstd",
+            providers: [.apt(["libzstd-dev"])]
+        ),
+
+        // GNU libc calls Swift's Glibc module does not expose.
+        .target(name: "CCairnSystem", path: "Sources/CCairnSystem"),
+
+        // Pure model: no I/O.
+        .target(
+            name: "CairnCore",
+            swiftSettings: strict
+        ),
+        // Operating-system plumbing shared by the I/O modules: a thread pool for
+        // blocking calls, child processes with streamed pipes, file helpers.
+        .target(
+            name: "CairnSystem",
+            dependencies: [
+                "CCairnSystem",
+                "CairnCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "CairnStorage",
+            dependencies: [
+                "CairnCore",
+                "CairnSystem",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "CairnMySQL",
+            dependencies: [
+                "CMariaDB",
+                "CairnCore",
+                "CairnSystem",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "CairnEngine",
+            dependencies: [
+                "CZstd",
+                "CairnCore",
+                "CairnSystem",
+                "CairnStorage",
+                "CairnMySQL",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "cairn",
+            dependencies: [
+                "CairnCore",
+                "CairnSystem",
+                "CairnStorage",
+                "CairnMySQL",
+                "CairnEngine",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // Shared test helpers: real mariadbd instances, sysbench, SeaweedFS.
+        .target(
+            name: "CairnTestSupport",
+            dependencies: [
+                "CairnCore",
+                "CairnSystem",
+                "CairnMySQL",
+                "CairnStorage",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            path: "Tests/CairnTestSupport",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "CairnCoreTests",
+            dependencies: ["CairnCore"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "CairnStorageTests",
+            dependencies: ["CairnStorage", "CairnTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "CairnMySQLTests",
+            dependencies: ["CairnMySQL", "CairnTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "CairnEngineTests",
+            dependencies: ["CairnEngine", "CairnTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "CairnCLITests",
+            dependencies: ["CairnTestSupport", "CairnCore", "CairnStorage"],
+            swiftSettings: strict
+        ),
+    ]
+)

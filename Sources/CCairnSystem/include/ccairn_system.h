@@ -1,0 +1,12 @@
+#ifndef CCAIRN_SYSTEM_H
+#define CCAIRN_SYSTEM_H
+#include <spawn.h>
+
+/// pipe2(fds, O_CLOEXEC): both ends close on exec.
+int ccairn_pipe_cloexec(int fds[2]);
+
+/// Adds "close every descriptor from lowfd up" to spawn file actions
+/// (glibc's posix_spawn_file_actions_addclosefrom_np, a GNU extension).
+int ccairn_spawn_addclosefrom(posix_spawn_file_actions_t *actions, int lowfd);
+
+#endif

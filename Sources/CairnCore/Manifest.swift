@@ -1,0 +1,211 @@
+import Foundation
+
+/// How a backup's data was taken.
+public enum BackupMethod: String, Sendable, Codable, Hashable, CaseIterable {
+    /// `mariadb-backup --stream=mbstream`: the data files, online.
+    case physical
+    /// `mariadb-dump --single-transaction`: SQL.
+    case logical
+    /// Binary log files: an incremental link of a chain.
+    case binlog
+}
+
+/// One stored data file of a backup.
+public struct ManifestFile: Sendable, Codable, Hashable {
+    /// The file's name inside the backup directory.
+    public var name: String
+    /// Bytes before compression (and encryption).
+    public var rawSize: Int64
+    /// Bytes as stored.
+    public var storedSize: Int64
+    /// Lower-case hex SHA-256 of the stored bytes.
+    public var sha256: String
+    /// For binlog backups: the name of the binary log file on the source.
+    public var binlogFile: String?
+    /// For binlog backups: the GTID position at the start of this binary log file.
+    public var startPosition: ReplicationPosition?
+
+    public init(name: String, rawSize: Int64, storedSize: Int64, sha256: String,
+                binlogFile: String? = nil, startPosition: ReplicationPosition? = nil) {
+        self.name = name
+        self.rawSize = rawSize
+        self.storedSize = storedSize
+        self.sha256 = sha256
+        self.binlogFile = binlogFile
+        self.startPosition = startPosition
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name
+        case rawSize = "raw_size"
+        case storedSize = "stored_size"
+        case sha256
+        case binlogFile = "binlog_file"
+        case startPosition = "start_position"
+    }
+}
+
+/// How stored bytes were compressed.
+public struct CompressionInfo: Sendable, Codable, Hashable, CustomStringConvertible {
+    /// `zstd` or `none`.
+    public var algorithm: String
+    public var level: Int?
+
+    public init(algorithm: String, level: Int?) {
+        self.algorithm = algorithm
+        self.level = level
+    }
+
+    public static let none = CompressionInfo(algorithm: "none", level: nil)
+    public static func zstd(level: Int) -> CompressionInfo { CompressionInfo(algorithm: "zstd", level: level) }
+
+    public var description: String {
+        if let level { return "\(algorithm)-\(level)" }
+        return algorithm
+    }
+}
+
+/// The `MANIFEST` of one backup: written last, after every data file is
+/// durable. A backup directory without one is incomplete.
+public struct BackupManifest: Sendable, Codable, Hashable {
+    public static let fileName = "MANIFEST"
+    public static let currentFormatVersion = 1
+
+    public var formatVersion: Int
+    public var backupName: String
+    public var keyspace: String
+    public var shard: String
+    public var tabletAlias: String
+    public var hostname: String
+    public var method: BackupMethod
+    public var incremental: Bool
+    /// The backup this one continues (incrementals only).
+    public var parentBackup: String?
+    /// Where this backup starts: the parent's position (incrementals only).
+    public var fromPosition: ReplicationPosition?
+    /// Where this backup ends: restoring it yields exactly this position.
+    public var position: ReplicationPosition
+    /// Transactions before this were no longer in the server's binary logs when the backup ran.
+    public var purgedPosition: ReplicationPosition
+    public var startTime: Date
+    public var finishTime: Date
+    /// Timestamp of the first transaction after `fromPosition` (incrementals).
+    public var firstEventTime: Date?
+    /// Timestamp of the last transaction up to `position` (incrementals).
+    public var lastEventTime: Date?
+    public var serverID: UInt32
+    public var serverVersion: String
+    public var flavor: ReplicationFlavor
+    public var compression: CompressionInfo
+    /// `none`, or the name of the encryption scheme.
+    public var encryption: String
+    public var files: [ManifestFile]
+
+    public init(
+        backupName: String, keyspace: String, shard: String, tabletAlias: String, hostname: String,
+        method: BackupMethod, incremental: Bool, parentBackup: String?, fromPosition: ReplicationPosition?,
+        position: ReplicationPosition, purgedPosition: ReplicationPosition, startTime: Date, finishTime: Date,
+        firstEventTime: Date?, lastEventTime: Date?, serverID: UInt32, serverVersion: String,
+        flavor: ReplicationFlavor, compression: CompressionInfo, encryption: String, files: [ManifestFile]
+    ) {
+        self.formatVersion = Self.currentFormatVersion
+        self.backupName = backupName
+        self.keyspace = keyspace
+        self.shard = shard
+        self.tabletAlias = tabletAlias
+        self.hostname = hostname
+        self.method = method
+        self.incremental = incremental
+        self.parentBackup = parentBackup
+        self.fromPosition = fromPosition
+        self.position = position
+        self.purgedPosition = purgedPosition
+        self.startTime = startTime
+        self.finishTime = finishTime
+        self.firstEventTime = firstEventTime
+        self.lastEventTime = lastEventTime
+        self.serverID = serverID
+        self.serverVersion = serverVersion
+        self.flavor = flavor
+        self.compression = compression
+        self.encryption = encryption
+        self.files = files
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case formatVersion = "format_version"
+        case backupName = "backup_name"
+        case keyspace, shard
+        case tabletAlias = "tablet_alias"
+        case hostname, method, incremental
+        case parentBackup = "parent_backup"
+        case fromPosition = "from_position"
+        case position
+        case purgedPosition = "purged_position"
+        case startTime = "start_time"
+        case finishTime = "finish_time"
+        case firstEventTime = "first_event_time"
+        case lastEventTime = "last_event_time"
+        case serverID = "server_id"
+        case serverVersion = "server_version"
+        case flavor, compression, encryption, files
+    }
+
+    public var storedSize: Int64 { files.reduce(0) { $0 + $1.storedSize } }
+    public var rawSize: Int64 { files.reduce(0) { $0 + $1.rawSize } }
+
+    /// The latest instant this backup makes restorable by time: every
+    /// transaction committed before it is in this backup or its chain. For a
+    /// full backup nothing is known past its snapshot, so a time target needs
+    /// an incremental; for an incremental, everything committed before it
+    /// started was flushed into it.
+    public var coversUntil: Date { startTime }
+
+    /// Encodes as pretty, key-sorted JSON with RFC 3339 UTC times.
+    public func encoded() throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var c = encoder.singleValueContainer()
+            try c.encode(UTCTime.rfc3339(date))
+        }
+        return try encoder.encode(self)
+    }
+
+    /// Decodes a manifest, refusing formats newer than this build understands.
+    public static func decode(_ data: Data, name: String) throws -> BackupManifest {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .custom { decoder in
+            let c = try decoder.singleValueContainer()
+            let s = try c.decode(String.self)
+            guard let d = UTCTime.parseRFC3339(s) else {
+                throw DecodingError.dataCorruptedError(in: c, debugDescription: "invalid time \"\(s)\"")
+            }
+            return d
+        }
+        let manifest: BackupManifest
+        do {
+            manifest = try decoder.decode(BackupManifest.self, from: data)
+        } catch {
+            throw CairnError(.manifest, "the MANIFEST of backup \(name) cannot be read (\(describeDecodingError(error))); the backup cannot be used, check the file or remove the backup")
+        }
+        guard manifest.formatVersion <= currentFormatVersion else {
+            throw CairnError(.manifest, "the MANIFEST of backup \(name) has format version \(manifest.formatVersion), newer than this Cairn understands (\(currentFormatVersion)); upgrade Cairn to read it")
+        }
+        return manifest
+    }
+}
+
+func describeDecodingError(_ error: any Error) -> String {
+    guard let error = error as? DecodingError else { return "\(error)" }
+    func path(_ p: [any CodingKey]) -> String {
+        p.isEmpty ? "top level" : p.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+    }
+    switch error {
+    case .dataCorrupted(let c): return "\(c.debugDescription) at \(path(c.codingPath))"
+    case .keyNotFound(let k, let c): return "missing key \"\(k.stringValue)\" at \(path(c.codingPath))"
+    case .typeMismatch(_, let c): return "wrong type at \(path(c.codingPath)): \(c.debugDescription)"
+    case .valueNotFound(_, let c): return "missing value at \(path(c.codingPath))"
+    @unknown default: return "\(error)"
+    }
+}

@@ -1,0 +1,218 @@
+import Foundation
+
+/// What a restore should reach.
+public enum RestoreTarget: Sendable, Hashable, CustomStringConvertible {
+    /// The newest backed-up position.
+    case latest
+    /// Exactly the position of the named backup.
+    case backup(String)
+    /// Every transaction with a timestamp before this instant (to the second).
+    case time(Date)
+    /// Every transaction up to and including this position.
+    case position(ReplicationPosition)
+
+    public var description: String {
+        switch self {
+        case .latest: "the latest backup"
+        case .backup(let name): "backup \(name)"
+        case .time(let t): "time \(UTCTime.rfc3339(t, fractional: false))"
+        case .position(let p): "position \(p)"
+        }
+    }
+}
+
+/// A full backup and the incrementals to apply on it, in order.
+public struct RestorePlan: Sendable, Hashable {
+    public var full: BackupManifest
+    public var incrementals: [BackupManifest]
+    public var target: RestoreTarget
+    /// Apply binlog events only up to and including this position (position targets).
+    public var stopPosition: ReplicationPosition?
+    /// Apply only transactions with a timestamp before this instant (time targets).
+    public var stopTime: Date?
+
+    /// The position the restore reaches when it is known in advance (not for time targets).
+    public var expectedPosition: ReplicationPosition? {
+        switch target {
+        case .time: nil
+        case .position(let p): p
+        default: (incrementals.last ?? full).position
+        }
+    }
+
+    public var backups: [BackupManifest] { [full] + incrementals }
+}
+
+/// The complete backups of one shard, arranged as chains: each full backup
+/// starts one, each incremental continues its parent when it starts exactly
+/// where the parent ended.
+public struct BackupChains: Sendable {
+    public let backups: [BackupManifest]
+    let byName: [String: BackupManifest]
+    let children: [String: [BackupManifest]]
+
+    public init(_ backups: [BackupManifest]) {
+        let sorted = backups.sorted { ($0.startTime, $0.backupName) < ($1.startTime, $1.backupName) }
+        self.backups = sorted
+        var byName: [String: BackupManifest] = [:]
+        for b in sorted { byName[b.backupName] = b }
+        self.byName = byName
+        var children: [String: [BackupManifest]] = [:]
+        for b in sorted where b.incremental {
+            if let parent = b.parentBackup { children[parent, default: []].append(b) }
+        }
+        self.children = children
+    }
+
+    public func backup(named name: String) -> BackupManifest? { byName[name] }
+
+    /// Why `backup` cannot be restored, or nil when its chain back to a full backup is whole.
+    public func brokenLink(of backup: BackupManifest) -> String? {
+        var current = backup
+        var seen: Set<String> = []
+        while current.incremental {
+            guard seen.insert(current.backupName).inserted else {
+                return "backup \(current.backupName) is part of a cycle of parents"
+            }
+            guard let parentName = current.parentBackup else {
+                return "incremental backup \(current.backupName) names no parent"
+            }
+            guard let parent = byName[parentName] else {
+                return "backup \(current.backupName) continues backup \(parentName), which is missing or incomplete"
+            }
+            guard let from = current.fromPosition, from == parent.position else {
+                return "backup \(current.backupName) starts at \(current.fromPosition?.description ?? "an unknown position"), not where its parent \(parentName) ends (\(parent.position))"
+            }
+            current = parent
+        }
+        return nil
+    }
+
+    /// The chain from a full backup to `backup`, oldest first, when it is whole.
+    public func chain(to backup: BackupManifest) -> [BackupManifest]? {
+        guard brokenLink(of: backup) == nil else { return nil }
+        var result = [backup]
+        var current = backup
+        while current.incremental, let parent = current.parentBackup.flatMap({ byName[$0] }) {
+            result.append(parent)
+            current = parent
+        }
+        return result.reversed()
+    }
+
+    /// Backups whose chain is whole.
+    public var restorable: [BackupManifest] { backups.filter { brokenLink(of: $0) == nil } }
+
+    public var fullBackups: [BackupManifest] { backups.filter { !$0.incremental } }
+
+    /// The newest restorable backup: the end of the latest chain.
+    public var newestRestorable: BackupManifest? {
+        restorable.max { ($0.startTime, $0.backupName) < ($1.startTime, $1.backupName) }
+    }
+
+    /// From `full`, the shortest run of linked incrementals to the first backup
+    /// satisfying `reaches`; nil when no whole chain from `full` gets there.
+    func shortestRun(from full: BackupManifest, reaches: (BackupManifest) -> Bool) -> [BackupManifest]? {
+        if reaches(full) { return [] }
+        var queue: [[BackupManifest]] = [[full]]
+        var visited: Set<String> = [full.backupName]
+        while !queue.isEmpty {
+            let path = queue.removeFirst()
+            let last = path.last!
+            for child in children[last.backupName] ?? [] where child.fromPosition == last.position {
+                guard visited.insert(child.backupName).inserted else { continue }
+                let next = path + [child]
+                if reaches(child) { return Array(next.dropFirst()) }
+                queue.append(next)
+            }
+        }
+        return nil
+    }
+}
+
+/// Chooses what to restore: pure, so every rule is unit-tested without I/O.
+public enum RestorePlanner {
+    public static func plan(backups: [BackupManifest], target: RestoreTarget) throws -> RestorePlan {
+        let chains = BackupChains(backups)
+        guard !chains.fullBackups.isEmpty else {
+            throw CairnError(.chain, "there is no complete full backup to restore from; take a full backup first")
+        }
+        switch target {
+        case .latest:
+            guard let newest = chains.backups.last else {
+                throw CairnError(.chain, "there is no complete backup to restore")
+            }
+            if let broken = chains.brokenLink(of: newest) {
+                throw CairnError(.chain, "cannot restore the latest backup \(newest.backupName): \(broken); \(rangeSentence(chains)) Restore an earlier point with --to-time, --to-position or --backup")
+            }
+            return planFromChain(chains.chain(to: newest)!, target: target)
+
+        case .backup(let name):
+            guard let backup = chains.backup(named: name) else {
+                let known = chains.backups.suffix(5).map(\.backupName).joined(separator: ", ")
+                throw CairnError(.notFound, "there is no complete backup named \(name); list them with `cairn backups` (newest: \(known))")
+            }
+            if let broken = chains.brokenLink(of: backup) {
+                throw CairnError(.chain, "cannot restore backup \(name): \(broken); \(rangeSentence(chains))")
+            }
+            return planFromChain(chains.chain(to: backup)!, target: target)
+
+        case .position(let goal):
+            for full in chains.fullBackups.reversed() where goal.contains(full.position) {
+                if let run = chains.shortestRun(from: full, reaches: { $0.position.contains(goal) }) {
+                    return RestorePlan(full: full, incrementals: run, target: target,
+                                       stopPosition: run.isEmpty ? nil : goal, stopTime: nil)
+                }
+            }
+            throw explainUnreachable(chains: chains, target: target,
+                                     isCovered: { $0.position.contains(goal) },
+                                     isBeforeAllFulls: !chains.fullBackups.contains { goal.contains($0.position) })
+
+        case .time(let time):
+            for full in chains.fullBackups.reversed() where full.finishTime < time {
+                if let run = chains.shortestRun(from: full, reaches: { $0.incremental && $0.coversUntil >= time }) {
+                    return RestorePlan(full: full, incrementals: run, target: target, stopPosition: nil, stopTime: time)
+                }
+            }
+            throw explainUnreachable(chains: chains, target: target,
+                                     isCovered: { $0.incremental && $0.coversUntil >= time },
+                                     isBeforeAllFulls: !chains.fullBackups.contains { $0.finishTime < time })
+        }
+    }
+
+    static func planFromChain(_ chain: [BackupManifest], target: RestoreTarget) -> RestorePlan {
+        RestorePlan(full: chain[0], incrementals: Array(chain.dropFirst()), target: target, stopPosition: nil, stopTime: nil)
+    }
+
+    static func explainUnreachable(chains: BackupChains, target: RestoreTarget,
+                                   isCovered: (BackupManifest) -> Bool, isBeforeAllFulls: Bool) -> CairnError {
+        let range = rangeSentence(chains)
+        if isBeforeAllFulls {
+            return CairnError(.chain, "\(target) is before the earliest full backup; \(range)")
+        }
+        // Something covers the target but no whole chain reaches it: a gap.
+        if let broken = chains.backups.filter(isCovered).lazy.compactMap({ chains.brokenLink(of: $0) }).first {
+            return CairnError(.chain, "cannot restore to \(target): the chain is broken, \(broken); \(range)")
+        }
+        if !chains.backups.contains(where: isCovered) {
+            return CairnError(.chain, "\(target) is past the newest backed-up transaction; \(range) Take an incremental backup to extend it")
+        }
+        return CairnError(.chain, "no unbroken chain of backups reaches \(target); \(range)")
+    }
+
+    /// One sentence naming what can be restored.
+    public static func rangeSentence(_ chains: BackupChains) -> String {
+        let restorable = chains.restorable
+        guard let earliestFull = restorable.first(where: { !$0.incremental }),
+              let newest = restorable.max(by: { $0.startTime < $1.startTime }) else {
+            return "nothing is restorable."
+        }
+        var s = "restorable positions run from \(earliestFull.position) (backup \(earliestFull.backupName)) to \(newest.position) (backup \(newest.backupName))"
+        let incrementals = restorable.filter(\.incremental)
+        if let firstFullTime = restorable.filter({ !$0.incremental }).map(\.finishTime).min(),
+           let lastCover = incrementals.map(\.coversUntil).max(), lastCover > firstFullTime {
+            s += ", restorable times from after \(UTCTime.rfc3339(firstFullTime, fractional: false)) to \(UTCTime.rfc3339(lastCover, fractional: false))"
+        }
+        return s + "."
+    }
+}

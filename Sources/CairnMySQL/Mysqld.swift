@@ -1,0 +1,200 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CairnCore
+import CairnSystem
+import Foundation
+import Logging
+
+/// How to run one `mariadbd`.
+public struct MysqldOptions: Sendable, Hashable {
+    public var dataDirectory: String
+    /// The Unix socket (at most 107 bytes long).
+    public var socketPath: String
+    /// A TCP port on 127.0.0.1, or nil to keep networking off.
+    public var port: Int?
+    public var bindAddress: String = "127.0.0.1"
+    public var serverID: UInt32
+    /// Write binary logs (ROW format, GTIDs) under this base name; nil turns them off.
+    public var binlogBasename: String?
+    public var innodbBufferPoolSize: String = "128M"
+    public var innodbLogFileSize: String? = nil
+    public var errorLogPath: String
+    public var pidFilePath: String
+    public var extraArguments: [String] = []
+
+    /// Defaults that keep every file of the instance under `dataDirectory`
+    /// except the socket, which may need a shorter path.
+    public init(dataDirectory: String, socketPath: String, port: Int? = nil, serverID: UInt32,
+                binlogs: Bool = true) {
+        self.dataDirectory = dataDirectory
+        self.socketPath = socketPath
+        self.port = port
+        self.serverID = serverID
+        self.binlogBasename = binlogs ? (dataDirectory as NSString).appendingPathComponent("binlog") : nil
+        self.errorLogPath = (dataDirectory as NSString).appendingPathComponent("mariadbd.err")
+        self.pidFilePath = (dataDirectory as NSString).appendingPathComponent("mariadbd.pid")
+    }
+
+    /// The `mariadbd` command line.
+    public var arguments: [String] {
+        var args = [
+            "--no-defaults",
+            "--datadir=\(dataDirectory)",
+            "--socket=\(socketPath)",
+            "--pid-file=\(pidFilePath)",
+            "--log-error=\(errorLogPath)",
+            "--server-id=\(serverID)",
+            "--innodb-buffer-pool-size=\(innodbBufferPoolSize)",
+            "--skip-name-resolve",
+            "--gtid-strict-mode=ON",
+            "--log-slave-updates=ON",
+        ]
+        if let innodbLogFileSize { args.append("--innodb-log-file-size=\(innodbLogFileSize)") }
+        if let port {
+            args += ["--port=\(port)", "--bind-address=\(bindAddress)"]
+        } else {
+            args.append("--skip-networking")
+        }
+        if let binlogBasename {
+            args += ["--log-bin=\(binlogBasename)", "--binlog-format=ROW"]
+        }
+        if geteuid() == 0 {
+            args.append("--user=root")
+        }
+        return args + extraArguments
+    }
+}
+
+/// A `mariadbd` that Cairn started: for tests, the local cluster and the
+/// temporary servers of a restore. It initializes data directories, starts
+/// the server, waits until it answers and stops it cleanly.
+public final class Mysqld: Sendable {
+    public let options: MysqldOptions
+    let process: ChildProcess
+    let logger: Logger
+
+    public var socketPath: String { options.socketPath }
+    public var pid: Int32 { process.pid }
+
+    /// How tools and connections reach this server as `user` (root by default, no password).
+    public func connectionConfiguration(user: String = "root", password: String? = nil) -> MySQLConnectionConfiguration {
+        MySQLConnectionConfiguration(endpoint: .socket(options.socketPath), user: user, password: password)
+    }
+
+    /// Who can log in to a freshly initialized data directory.
+    public enum RootAuthentication: Sendable {
+        /// root@localhost without a password (tests, the local cluster).
+        case noPassword
+        /// root and the current OS user through the Unix socket only (restored data directories).
+        case unixSocket
+    }
+
+    /// Creates a new data directory with `mariadb-install-db`.
+    public static func initializeDataDirectory(_ path: String, rootAuthentication: RootAuthentication = .noPassword,
+                                               logger: Logger) async throws {
+        try FileSystem.createDirectory(path)
+        var args = ["--no-defaults", "--datadir=\(path)", "--skip-test-db"]
+        switch rootAuthentication {
+        case .noPassword:
+            args.append("--auth-root-authentication-method=normal")
+        case .unixSocket:
+            args += ["--auth-root-authentication-method=socket", "--auth-root-socket-user=\(currentUserName)"]
+        }
+        if geteuid() == 0 { args.append("--user=root") }
+        logger.debug("initializing data directory", metadata: ["datadir": "\(path)"])
+        try await ChildProcess.run("mariadb-install-db", args, doing: "initializing the MariaDB data directory \(path)", logger: logger)
+    }
+
+    /// The name of the OS user Cairn runs as.
+    public static var currentUserName: String {
+        if let pw = getpwuid(geteuid()), let name = pw.pointee.pw_name { return String(cString: name) }
+        return "root"
+    }
+
+    private init(options: MysqldOptions, process: ChildProcess, logger: Logger) {
+        self.options = options
+        self.process = process
+        self.logger = logger
+    }
+
+    /// Starts `mariadbd` and returns once it accepts connections as `user`.
+    public static func start(_ options: MysqldOptions, user: String = "root", password: String? = nil,
+                             timeoutSeconds: Double = 120, logger: Logger) async throws -> Mysqld {
+        try? FileManager.default.removeItem(atPath: options.socketPath)
+        let process = try ChildProcess("mariadbd", arguments: options.arguments,
+                                       stdout: .null, stderr: .capture(limit: 16 * 1024), logger: logger)
+        let server = Mysqld(options: options, process: process, logger: logger)
+        logger.debug("starting mariadbd", metadata: ["datadir": "\(options.dataDirectory)", "pid": "\(process.pid)"])
+        let deadline = Date().addingTimeInterval(timeoutSeconds)
+        let config = MySQLConnectionConfiguration(endpoint: .socket(options.socketPath), user: user, password: password,
+                                                  connectTimeoutSeconds: 2)
+        while true {
+            if let exit = server.exitedStatus() {
+                throw CairnError(.mysql, "mariadbd on \(options.dataDirectory) stopped while starting (\(exit))\(ChildProcess.summarize(server.errorLogTail()))")
+            }
+            if FileManager.default.fileExists(atPath: options.socketPath),
+               let connection = try? await MySQLConnection.connect(config, logger: logger) {
+                await connection.close()
+                return server
+            }
+            if Date() > deadline {
+                process.kill(SIGKILL)
+                _ = await process.wait()
+                throw CairnError(.mysql, "mariadbd on \(options.dataDirectory) did not accept connections within \(Int(timeoutSeconds))s\(ChildProcess.summarize(server.errorLogTail()))")
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+    }
+
+    /// The exit status if the process has already ended.
+    func exitedStatus() -> ChildProcess.Exit? {
+        var raw: Int32 = 0
+        let r = waitpid(process.pid, &raw, WNOHANG)
+        guard r == process.pid else { return nil }
+        // Reaped here; record it so wait() does not wait again.
+        let exit = raw & 0x7f == 0 ? ChildProcess.Exit(code: (raw >> 8) & 0xff, signal: nil)
+                                   : ChildProcess.Exit(code: nil, signal: raw & 0x7f)
+        process.recordExit(exit)
+        return exit
+    }
+
+    /// The last lines of the server's error log.
+    public func errorLogTail(lines: Int = 5) -> String {
+        guard let text = try? String(contentsOfFile: options.errorLogPath, encoding: .utf8) else { return "" }
+        let important = text.split(separator: "\n").filter { $0.contains("[ERROR]") }
+        let chosen = important.isEmpty ? text.split(separator: "\n").suffix(lines) : important.suffix(lines)
+        return chosen.joined(separator: "\n")
+    }
+
+    /// Opens a connection as `user`.
+    public func connect(user: String = "root", password: String? = nil) async throws -> MySQLConnection {
+        try await MySQLConnection.connect(connectionConfiguration(user: user, password: password), logger: logger)
+    }
+
+    /// Stops the server cleanly (SIGTERM, which makes mariadbd shut down
+    /// normally) and waits; kills it if it has not stopped in `timeoutSeconds`.
+    public func stop(timeoutSeconds: Double = 120) async throws {
+        if let exit = exitedStatus() ?? process.recordedExit() {
+            logger.debug("mariadbd already stopped", metadata: ["status": "\(exit)"])
+            return
+        }
+        process.kill(SIGTERM)
+        let waiter = Task { await process.wait() }
+        let timer = Task {
+            try await Task.sleep(for: .seconds(timeoutSeconds))
+            process.kill(SIGKILL)
+        }
+        let exit = await waiter.value
+        timer.cancel()
+        guard exit.succeeded else {
+            throw CairnError(.mysql, "mariadbd on \(options.dataDirectory) did not shut down cleanly (\(exit))\(ChildProcess.summarize(errorLogTail()))")
+        }
+    }
+
+    /// Kills the server at once (tests of crashes, cleanup after failures).
+    public func kill() async {
+        process.kill(SIGKILL)
+        _ = await process.wait()
+    }
+}

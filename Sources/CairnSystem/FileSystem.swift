@@ -1,0 +1,77 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CairnCore
+import Foundation
+
+/// Small file-system helpers with clear errors.
+public enum FileSystem {
+    /// Whether `path` is missing, or an empty directory.
+    public static func isMissingOrEmptyDirectory(_ path: String) throws -> Bool {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { return true }
+        guard isDir.boolValue else {
+            throw CairnError(.restoreTarget, "\(path) exists and is not a directory; choose an empty or new directory")
+        }
+        let entries = try FileManager.default.contentsOfDirectory(atPath: path)
+        return entries.isEmpty
+    }
+
+    /// Creates `path` and its parents.
+    public static func createDirectory(_ path: String) throws {
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        } catch {
+            throw CairnError(.fileSystem, "could not create directory \(path): \(describe(error)); check that its parent exists and is writable")
+        }
+    }
+
+    /// Removes everything inside `path`, keeping the directory itself.
+    public static func emptyDirectory(_ path: String) throws {
+        let fm = FileManager.default
+        guard let entries = try? fm.contentsOfDirectory(atPath: path) else { return }
+        for entry in entries {
+            try fm.removeItem(atPath: (path as NSString).appendingPathComponent(entry))
+        }
+    }
+
+    /// A new private directory under the system's temporary directory (or `parent`).
+    public static func makeTemporaryDirectory(prefix: String, in parent: String? = nil) throws -> String {
+        let base = parent ?? (ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp")
+        var template = Array("\(base)/\(prefix).XXXXXX".utf8CString)
+        guard let result = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+            throw CairnError(.fileSystem, "could not create a temporary directory in \(base): \(String(cString: strerror(errno)))")
+        }
+        return String(cString: result)
+    }
+
+    /// A short, readable reason for a Foundation or POSIX error.
+    public static func describe(_ error: any Error) -> String {
+        if let e = error as? CairnError { return e.message }
+        let ns = error as NSError
+        if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
+            return String(cString: strerror(Int32(underlying.code)))
+        }
+        if ns.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(ns.code))) }
+        return ns.localizedDescription
+    }
+
+    /// `fsync` of a directory, so a rename inside it is durable.
+    public static func syncDirectory(_ path: String) throws {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw CairnError(.fileSystem, "could not open directory \(path) to sync it: \(String(cString: strerror(errno)))")
+        }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else {
+            throw CairnError(.fileSystem, "could not sync directory \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// The machine's host name.
+    public static var hostname: String {
+        var buf = [UInt8](repeating: 0, count: 256)
+        gethostname(&buf, buf.count)
+        return String(decoding: buf.prefix { $0 != 0 }, as: UTF8.self)
+    }
+}

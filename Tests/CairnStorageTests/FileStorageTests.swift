@@ -1,0 +1,47 @@
+import CairnCore
+import CairnStorage
+import CairnTestSupport
+import Foundation
+import Testing
+
+@Suite("File storage")
+struct FileStorageTests {
+    @Test("conformance", arguments: StorageConformance.caseNames)
+    func conformance(_ name: String) async throws {
+        let dir = try TemporaryDirectory(prefix: "cairn-filestorage")
+        defer { dir.remove() }
+        try await StorageConformance.run(name, on: FileStorage(root: dir.path))
+    }
+
+    @Test("an interrupted write leaves only a hidden temporary file, never listed")
+    func interruptedWriteIsHidden() async throws {
+        let dir = try TemporaryDirectory(prefix: "cairn-filestorage")
+        defer { dir.remove() }
+        let storage = FileStorage(root: dir.path)
+        let writer = try await storage.makeWriter(key: "ks/0/b/file")
+        try await writer.write(.init(string: "partial"))
+        // Without finish or abort, as if the process died here.
+        let names = try FileManager.default.contentsOfDirectory(atPath: dir.path + "/ks/0/b")
+        #expect(names.count == 1 && names[0].hasPrefix(".cairn-tmp-"))
+        #expect(try await storage.list(prefix: "").isEmpty)
+        await writer.abort()
+    }
+
+    @Test("an unwritable root fails with a sentence naming it")
+    func unwritableRoot() async throws {
+        let storage = FileStorage(root: "/proc/cairn-cannot-write-here")
+        let error = await #expect(throws: CairnError.self) {
+            _ = try await storage.makeWriter(key: "ks/0/b/file")
+        }
+        #expect(error?.code == .storage)
+        #expect(error?.message.contains("/proc/cairn-cannot-write-here") == true)
+    }
+}
+
+@Suite("Memory storage")
+struct MemoryStorageTests {
+    @Test("conformance", arguments: StorageConformance.caseNames)
+    func conformance(_ name: String) async throws {
+        try await StorageConformance.run(name, on: MemoryStorage())
+    }
+}
