@@ -38,6 +38,22 @@ public protocol BackupStorage: Sendable {
     /// `range` is a half-open byte range; nil reads the whole object.
     func makeReader(key: String, range: Range<Int64>?) async throws -> any StorageReader
     func delete(keys: [String]) async throws
+
+    /// Discards uploads under `prefix` that were started and never finished
+    /// (an object store's pending multipart uploads, a file system's hidden
+    /// temporary files), left behind by a backup that crashed or lost its
+    /// connection. Called before a backup of the shard starts; Cairn runs
+    /// one backup at a time per shard, so nothing under the prefix is live.
+    /// Returns how many were discarded.
+    @discardableResult
+    func discardUnfinishedUploads(prefix: String) async throws -> Int
+
+    /// Releases connections and threads. The storage is unusable afterwards.
+    func shutdown() async
+}
+
+extension BackupStorage {
+    public func shutdown() async {}
 }
 
 /// A streaming upload of one object.

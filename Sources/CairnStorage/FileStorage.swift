@@ -108,6 +108,25 @@ public struct FileStorage: BackupStorage {
         return FileStorageReader(fd: fd, key: key, range: range, displayURL: display)
     }
 
+    public func discardUnfinishedUploads(prefix: String) async throws -> Int {
+        let root = self.root
+        return try await Blocking.run {
+            var base = ""
+            if let slash = prefix.lastIndex(of: "/") { base = String(prefix[..<slash]) }
+            let start = base.isEmpty ? root : "\(root)/\(base)"
+            guard let walker = FileManager.default.enumerator(atPath: start) else { return 0 }
+            var removed = 0
+            while let relative = walker.nextObject() as? String {
+                let name = (relative as NSString).lastPathComponent
+                let key = base.isEmpty ? relative : "\(base)/\(relative)"
+                if name.hasPrefix(FileStorage.temporaryPrefix), key.hasPrefix(prefix) || prefix.isEmpty {
+                    if unlink("\(start)/\(relative)") == 0 { removed += 1 }
+                }
+            }
+            return removed
+        }
+    }
+
     public func delete(keys: [String]) async throws {
         let root = self.root
         let display = displayURL

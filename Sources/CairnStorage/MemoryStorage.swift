@@ -46,6 +46,8 @@ public final class MemoryStorage: BackupStorage {
         }
     }
 
+    public func discardUnfinishedUploads(prefix: String) async throws -> Int { 0 }
+
     func store(_ key: String, _ bytes: [UInt8]) {
         objects.withLock { $0[key] = Object(bytes: bytes, modified: Date()) }
     }

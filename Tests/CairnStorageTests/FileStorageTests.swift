@@ -45,3 +45,13 @@ struct MemoryStorageTests {
         try await StorageConformance.run(name, on: MemoryStorage())
     }
 }
+
+@Suite("File storage: unfinished uploads")
+struct FileStorageDiscardTests {
+    @Test("discardUnfinishedUploads removes temporary files and keeps finished ones")
+    func discard() async throws {
+        let dir = try TemporaryDirectory(prefix: "cairn-filestorage")
+        defer { dir.remove() }
+        try await StorageConformance.checkDiscardUnfinished(FileStorage(root: dir.path))
+    }
+}

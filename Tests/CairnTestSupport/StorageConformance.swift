@@ -218,3 +218,21 @@ public struct SplitMix64: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+
+extension StorageConformance {
+    /// Unfinished uploads are discarded by `discardUnfinishedUploads`, and finished objects stay.
+    public static func checkDiscardUnfinished(_ storage: any BackupStorage) async throws {
+        let prefix = "conformance-\(UInt32.random(in: 0...UInt32.max))/discard"
+        try await storage.writeAll(key: "\(prefix)/kept", data: Data([1, 2, 3]))
+        let writer = try await storage.makeWriter(key: "\(prefix)/orphan")
+        try await writer.write(buffer(randomBytes(6 * 1024 * 1024, seed: 11)))
+        try await writer.write(buffer(randomBytes(6 * 1024 * 1024, seed: 12)))
+        // The writer is abandoned, as by a crashed process.
+        let discarded = try await storage.discardUnfinishedUploads(prefix: "\(prefix)/")
+        try expect(discarded >= 1, "no unfinished upload was discarded")
+        let listed = try await storage.list(prefix: "\(prefix)/").map(\.key)
+        try expect(listed == ["\(prefix)/kept"], "after discarding, the listing is \(listed)")
+        await writer.abort()
+        try await storage.delete(keys: ["\(prefix)/kept"])
+    }
+}

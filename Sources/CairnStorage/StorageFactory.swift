@@ -1,0 +1,22 @@
+import CairnCore
+import Foundation
+import Logging
+
+/// Opens the storage a URL and configuration name.
+public enum StorageFactory {
+    /// - Parameters:
+    ///   - url: the storage URL (`--storage`, or the configuration's `bucket`).
+    ///   - configuration: S3 settings, concurrency, credentials file.
+    ///   - environment: where `AWS_*` variables are read from.
+    public static func make(url: String, configuration: CairnConfiguration,
+                            environment: [String: String] = ProcessInfo.processInfo.environment,
+                            logger: Logger) throws -> any BackupStorage {
+        let location = try StorageLocation(parsing: url)
+        switch location {
+        case .file(let path):
+            return FileStorage(root: path)
+        case .s3, .gcs:
+            throw CairnError(.configuration, "storage URL \(location) needs the S3 backend, which this build does not have yet; use file:///path")
+        }
+    }
+}
