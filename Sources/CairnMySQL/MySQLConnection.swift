@@ -46,8 +46,8 @@ public struct MySQLConnectionConfiguration: Sendable, Hashable {
     public var toolArguments: [String] {
         var args: [String]
         switch endpoint {
-        case .socket(let path): args = ["--socket=\(path)", "--protocol=SOCKET"]
-        case .tcp(let host, let port): args = ["--host=\(host)", "--port=\(port)", "--protocol=TCP"]
+        case .socket(let path): args = ["--socket=\(path)"]
+        case .tcp(let host, let port): args = ["--host=\(host)", "--port=\(port)"]
         }
         args.append("--user=\(user)")
         return args

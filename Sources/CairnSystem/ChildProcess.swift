@@ -191,7 +191,7 @@ public final class ChildProcess: Sendable {
             return executable
         }
         let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
-        for dir in path.split(separator: ":") + ["/usr/sbin", "/sbin"] {
+        for dir in path.split(separator: ":").map(String.init) + ["/usr/sbin", "/sbin"] {
             let candidate = "\(dir)/\(executable)"
             if access(candidate, X_OK) == 0 { return candidate }
         }
@@ -357,5 +357,18 @@ extension ChildProcess {
     /// The exit status, if the child has been waited for.
     public func recordedExit() -> Exit? {
         exitStatusStore.withLock { $0 }
+    }
+}
+
+extension ChildProcess {
+    /// A pipe whose ends close on exec, for connecting two children
+    /// (`mariadb-binlog | mariadb`). The caller closes both ends after
+    /// starting the children.
+    public static func makePipe() throws -> (read: Int32, write: Int32) {
+        var fds: [Int32] = [-1, -1]
+        guard ccairn_pipe_cloexec(&fds) == 0 else {
+            throw CairnError(.process, "could not create a pipe: \(String(cString: strerror(errno)))")
+        }
+        return (fds[0], fds[1])
     }
 }

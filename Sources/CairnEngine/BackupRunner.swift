@@ -1,0 +1,176 @@
+import CairnCore
+import CairnMySQL
+import CairnStorage
+import CairnSystem
+import Foundation
+import Logging
+
+/// What to back up and how.
+public struct BackupRequest: Sendable {
+    public var type: RequestedBackupType
+    public var engine: FullBackupEngine
+    public var strategy: BackupStrategyConfig?
+
+    public init(type: RequestedBackupType = .auto, engine: FullBackupEngine = .physical, strategy: BackupStrategyConfig? = nil) {
+        self.type = type
+        self.engine = engine
+        self.strategy = strategy
+    }
+}
+
+/// How a backup ended.
+public enum BackupOutcome: Sendable {
+    /// A backup was written and committed.
+    case completed(BackupManifest)
+    /// An incremental found nothing new since its parent; nothing was written.
+    case nothingNew(parent: BackupManifest)
+}
+
+/// Takes one backup of one shard from one server: connect, choose full or
+/// incremental, stream into storage, commit the manifest.
+public struct BackupRunner: Sendable {
+    public let context: BackupContext
+    /// Reports each phase change (job records, logs).
+    public var onPhase: (@Sendable (BackupPhase) -> Void)?
+
+    public init(context: BackupContext, onPhase: (@Sendable (BackupPhase) -> Void)? = nil) {
+        self.context = context
+        self.onPhase = onPhase
+    }
+
+    public func run(_ request: BackupRequest, now: @Sendable () -> Date = { Date() }) async throws -> BackupOutcome {
+        var state = BackupJobState()
+        func advance(_ phase: BackupPhase) throws {
+            try state.advance(to: phase)
+            context.progress?.setPhase(phase.rawValue)
+            onPhase?(phase)
+        }
+        do {
+            let outcome = try await run(request, now: now, advance: advance)
+            return outcome
+        } catch {
+            state.fail("\(error)")
+            onPhase?(.failed)
+            throw error
+        }
+    }
+
+    private func run(_ request: BackupRequest, now: @Sendable () -> Date,
+                     advance: (BackupPhase) throws -> Void) async throws -> BackupOutcome {
+        let logger = context.logger
+        try advance(.connecting)
+        let connection = try await MySQLConnection.connect(context.mysql, logger: logger)
+        defer { Task { await connection.close() } }
+        let info = try await connection.serverInfo()
+        guard info.logBin else {
+            throw CairnError(.mysql, "binary logging is off on the server at \(context.mysql.endpoint); Cairn needs it for positions and incrementals, start mariadbd with --log-bin (and ROW format)")
+        }
+        let dataDirectory = try checkDataDirectory(info)
+
+        try advance(.planning)
+        let repository = context.repository
+        let manifests = try await repository.completeManifests(context.shard)
+        var decision = try BackupStrategy.decide(requested: request.type, backups: manifests,
+                                                 strategy: request.strategy, now: now())
+        logger.info("backup decision", metadata: ["shard": "\(context.shard)", "decision": "\(decision.reason)"])
+        var binlogPlan: BinlogEngine.Plan? = nil
+        if case .incremental(let parent, _) = decision {
+            do {
+                guard let plan = try await BinlogEngine.plan(parent: parent, info: info, connection: connection, logger: logger) else {
+                    try advance(.nothingToDo)
+                    return .nothingNew(parent: parent)
+                }
+                binlogPlan = plan
+            } catch let error as CairnError where error.code == .binlogsPurged && request.type == .auto {
+                logger.warning("binary logs needed for an incremental are gone; taking a full backup instead", metadata: ["reason": "\(error.message)"])
+                decision = .full(reason: "the binary logs after the chain's position were purged")
+            }
+        }
+
+        try advance(.copying)
+        // Whatever an earlier, interrupted backup of this shard left half-uploaded goes first.
+        let discarded = try await context.storage.discardUnfinishedUploads(prefix: context.shard.storagePrefix)
+        if discarded > 0 {
+            logger.info("discarded unfinished uploads of an earlier backup", metadata: ["count": "\(discarded)"])
+        }
+        let start = now()
+        let alias = context.tabletAlias ?? TabletAlias(cell: "local", uid: info.serverID)
+        let name = try await uniqueName(startingAt: start, alias: alias)
+        logger.info("backup started", metadata: ["backup": "\(name)", "shard": "\(context.shard)"])
+
+        var files: [ManifestFile]
+        var position: ReplicationPosition
+        var purged: ReplicationPosition
+        var method: BackupMethod
+        var parentName: String? = nil
+        var fromPosition: ReplicationPosition? = nil
+        var firstEvent: Date? = nil
+        var lastEvent: Date? = nil
+        if let plan = binlogPlan {
+            let result = try await BinlogEngine.backup(context, name: name.description, plan: plan)
+            files = result.files
+            position = plan.end
+            purged = plan.purged
+            method = .binlog
+            parentName = plan.parent.backupName
+            fromPosition = plan.from
+            firstEvent = result.firstEventTime
+            lastEvent = result.lastEventTime
+        } else {
+            purged = try await connection.purgedPosition()
+            let result: FullBackupResult
+            switch request.engine {
+            case .physical:
+                result = try await PhysicalEngine.backup(context, name: name.description, dataDirectory: dataDirectory)
+                method = .physical
+            case .logical:
+                result = try await LogicalEngine.backup(context, name: name.description, connection: connection)
+                method = .logical
+            }
+            files = result.files
+            position = result.position
+        }
+
+        try advance(.committing)
+        let manifest = BackupManifest(
+            backupName: name.description, keyspace: context.shard.keyspace, shard: context.shard.shard,
+            tabletAlias: alias.description, hostname: FileSystem.hostname,
+            method: method, incremental: method == .binlog, parentBackup: parentName, fromPosition: fromPosition,
+            position: position, purgedPosition: purged, startTime: start, finishTime: now(),
+            firstEventTime: firstEvent, lastEventTime: lastEvent, serverID: info.serverID,
+            serverVersion: info.version, flavor: info.flavor, compression: context.compression.info,
+            encryption: "none", files: files)
+        try await repository.commit(manifest, shard: context.shard)
+        logger.info("backup completed", metadata: ["backup": "\(name)", "position": "\(position)",
+                                                   "stored_bytes": "\(manifest.storedSize)"])
+        try advance(.completed)
+        return .completed(manifest)
+    }
+
+    /// The operator's `--mysql-datadir` must be the server's own.
+    func checkDataDirectory(_ info: ServerInfo) throws -> String {
+        let serverDir = (info.dataDirectory as NSString).resolvingSymlinksInPath
+        guard let given = context.dataDirectory else { return info.dataDirectory }
+        let givenDir = (given as NSString).resolvingSymlinksInPath
+        func normalized(_ p: String) -> String { p.hasSuffix("/") && p.count > 1 ? String(p.dropLast()) : p }
+        guard normalized(serverDir) == normalized(givenDir) else {
+            throw CairnError(.usage, "--mysql-datadir \(given) is not the data directory of the server at \(context.mysql.endpoint) (it reports \(info.dataDirectory)); pass the server's own data directory")
+        }
+        return given
+    }
+
+    /// A name no other backup of the shard has: the start second, moved on
+    /// by a second while taken.
+    func uniqueName(startingAt start: Date, alias: TabletAlias) async throws -> BackupName {
+        let existing = Set(try await context.storage.list(prefix: context.shard.storagePrefix).compactMap { object -> String? in
+            let rest = object.key.dropFirst(context.shard.storagePrefix.count)
+            return rest.split(separator: "/").first.map(String.init)
+        })
+        var time = start
+        while true {
+            let name = BackupName(time: time, tabletAlias: alias)
+            if !existing.contains(name.description) { return name }
+            time = time.addingTimeInterval(1)
+        }
+    }
+}

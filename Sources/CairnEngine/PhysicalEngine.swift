@@ -1,0 +1,87 @@
+import CairnCore
+import CairnMySQL
+import CairnStorage
+import CairnSystem
+import Foundation
+import Logging
+import NIOCore
+
+/// What a full-backup engine produced.
+struct FullBackupResult: Sendable {
+    var files: [ManifestFile]
+    var position: ReplicationPosition
+}
+
+/// Full backups with `mariadb-backup --backup --stream=mbstream`: online,
+/// consistent through its backup locks; the position is the GTID it reports.
+enum PhysicalEngine {
+    static let fileStem = "backup.mbstream"
+
+    static func backup(_ context: BackupContext, name: String, dataDirectory: String) async throws -> FullBackupResult {
+        let scratch = try FileSystem.makeTemporaryDirectory(prefix: "cairn-mariabackup")
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        let threads = max(1, min(4, System.coreCount))
+        let args = ["--backup", "--stream=mbstream", "--target-dir=\(scratch)", "--datadir=\(dataDirectory)",
+                    "--parallel=\(threads)"] + context.mysql.toolArguments
+        context.logger.info("running mariadb-backup", metadata: ["datadir": "\(dataDirectory)"])
+        let process = try ChildProcess("mariadb-backup", arguments: args, environment: context.mysql.toolEnvironment,
+                                       stdout: .pipe, stderr: .capture(limit: 256 * 1024), logger: context.logger)
+        let fileName = fileStem + context.compression.fileSuffix
+        let file: ManifestFile
+        do {
+            file = try await UploadPipeline.upload(
+                from: ProcessOutputSource(process), to: context.storage,
+                key: context.repository.key(context.shard, name, fileName), fileName: fileName,
+                compression: context.compression, progress: context.progress,
+                beforeFinish: {
+                    try await process.checkSuccess(doing: "mariadb-backup of \(context.mysql.endpoint)")
+                })
+        } catch {
+            process.kill()
+            _ = await process.wait()
+            throw error
+        }
+        let log = await process.capturedError()
+        let position = try parsePosition(mariadbBackupLog: log)
+        return FullBackupResult(files: [file], position: position)
+    }
+
+    /// Finds "MySQL binlog position: filename 'x', position 'y', GTID of the last change 'z'".
+    static func parsePosition(mariadbBackupLog log: String) throws -> ReplicationPosition {
+        for line in log.split(separator: "\n").reversed() {
+            guard let range = line.range(of: "GTID of the last change '") else { continue }
+            let rest = line[range.upperBound...]
+            guard let end = rest.firstIndex(of: "'") else { continue }
+            return ReplicationPosition(mariadb: try MariaDBGTIDList(parsing: rest[..<end]))
+        }
+        throw CairnError(.process, "mariadb-backup did not report a binary log position; Cairn needs binary logging (log_bin) on the server, enable it and retry")
+    }
+
+    /// Restores a physical backup's data file into `target`: extract with
+    /// `mbstream -x`, then `mariadb-backup --prepare`.
+    static func restore(_ manifest: BackupManifest, into target: String, context: RestoreContext) async throws {
+        guard let file = manifest.files.first, manifest.files.count == 1 else {
+            throw CairnError(.manifest, "physical backup \(manifest.backupName) should hold one data file but lists \(manifest.files.count)")
+        }
+        context.progress?.setPhase("extracting \(manifest.backupName)")
+        let extractor = try ChildProcess("mbstream", arguments: ["-x", "-C", target], stdin: .pipe,
+                                         stdout: .capture(limit: 16 * 1024), stderr: .capture(limit: 64 * 1024),
+                                         logger: context.logger)
+        do {
+            _ = try await DownloadPipeline.download(
+                file, key: context.repository.key(context.shard, manifest.backupName, file.name),
+                from: context.storage, compression: manifest.compression,
+                to: ProcessInputSink(extractor), progress: context.progress)
+            try await extractor.checkSuccess(doing: "extracting backup \(manifest.backupName) with mbstream")
+        } catch {
+            extractor.kill()
+            _ = await extractor.wait()
+            throw error
+        }
+        context.progress?.setPhase("preparing \(manifest.backupName)")
+        context.logger.info("preparing the extracted backup", metadata: ["target": "\(target)"])
+        try await ChildProcess.run("mariadb-backup", ["--prepare", "--target-dir=\(target)", "--use-memory=256M"],
+                                   doing: "preparing backup \(manifest.backupName) with mariadb-backup --prepare",
+                                   logger: context.logger)
+    }
+}

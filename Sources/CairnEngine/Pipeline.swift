@@ -1,0 +1,244 @@
+import CairnCore
+import CairnStorage
+import CairnSystem
+import Crypto
+import Foundation
+import NIOCore
+import Synchronization
+
+/// Streams one data file of a backup into storage: compress, hash the
+/// stored bytes, count sizes, write. Memory holds a chunk or two whatever
+/// the file's size.
+public enum UploadPipeline {
+    /// Uploads everything `source` yields to `key` and describes it for the manifest.
+    /// `inspect` sees every raw chunk before compression (binlog scanning);
+    /// `beforeFinish` runs at the end of the input and can still refuse the
+    /// file (the producing process failed), in which case it is aborted.
+    public static func upload(
+        from source: any ByteSource,
+        to storage: any BackupStorage,
+        key: String,
+        fileName: String,
+        compression: CompressionSettings,
+        progress: TransferProgress?,
+        inspect: (@Sendable (ByteBuffer) throws -> Void)? = nil,
+        beforeFinish: (@Sendable () async throws -> Void)? = nil
+    ) async throws -> ManifestFile {
+        let writer = try await storage.makeWriter(key: key)
+        let stage = try CompressStage(compression)
+        var input = ReadAhead(source)
+        do {
+            while let chunk = try await input.next() {
+                try inspect?(chunk)
+                progress?.add(raw: Int64(chunk.readableBytes))
+                let out = try await stage.process(chunk)
+                if out.readableBytes > 0 {
+                    try await writer.write(out)
+                    progress?.add(stored: Int64(out.readableBytes))
+                }
+            }
+            let tail = try await stage.finish()
+            if tail.readableBytes > 0 {
+                try await writer.write(tail)
+                progress?.add(stored: Int64(tail.readableBytes))
+            }
+            // The producer must have succeeded before the file becomes visible.
+            try await beforeFinish?()
+            let stored = try await writer.finish()
+            let summary = stage.summary
+            guard stored == summary.storedSize else {
+                throw CairnError(.storage, "storage reported \(stored) bytes for \(key) but \(summary.storedSize) were written; the upload is not trustworthy, retry the backup")
+            }
+            return ManifestFile(name: fileName, rawSize: summary.rawSize, storedSize: summary.storedSize, sha256: summary.sha256)
+        } catch {
+            input.cancel()
+            await writer.abort()
+            throw error
+        }
+    }
+}
+
+/// Compression and hashing of one stream, run on the blocking pool.
+final class CompressStage: Sendable {
+    struct State: ~Copyable {
+        var compressor: ZstdCompressor?
+        var hasher = SHA256()
+        var rawSize: Int64 = 0
+        var storedSize: Int64 = 0
+        var digest: String = ""
+    }
+    let state: Mutex<State>
+
+    // The compressor is only touched under the mutex, one call at a time.
+    init(_ settings: CompressionSettings) throws {
+        let compressor = settings.algorithm == "none" ? nil : try ZstdCompressor(level: settings.level, threads: settings.threads)
+        state = Mutex(State(compressor: compressor))
+    }
+
+    func process(_ chunk: ByteBuffer) async throws -> ByteBuffer {
+        try await Blocking.run { [self] in
+            try state.withLock { s in
+                s.rawSize += Int64(chunk.readableBytes)
+                var out: ByteBuffer
+                if let compressor = s.compressor {
+                    out = ByteBufferAllocator().buffer(capacity: chunk.readableBytes / 2 + 1024)
+                    try compressor.compress(chunk, into: &out)
+                } else {
+                    out = chunk
+                }
+                out.withUnsafeReadableBytes { s.hasher.update(bufferPointer: $0) }
+                s.storedSize += Int64(out.readableBytes)
+                return out
+            }
+        }
+    }
+
+    func finish() async throws -> ByteBuffer {
+        try await Blocking.run { [self] in
+            try state.withLock { s in
+                var out = ByteBufferAllocator().buffer(capacity: 64 * 1024)
+                if let compressor = s.compressor {
+                    try compressor.finish(into: &out)
+                }
+                out.withUnsafeReadableBytes { s.hasher.update(bufferPointer: $0) }
+                s.storedSize += Int64(out.readableBytes)
+                s.digest = s.hasher.finalize().map { String(format: "%02x", $0) }.joined()
+                return out
+            }
+        }
+    }
+
+    var summary: (rawSize: Int64, storedSize: Int64, sha256: String) {
+        state.withLock { ($0.rawSize, $0.storedSize, $0.digest) }
+    }
+}
+
+/// Streams one stored data file back: hash and count the stored bytes,
+/// decompress, hand the raw bytes to a sink. The hash and size are checked
+/// at the end; a mismatch is an integrity error naming the file.
+public enum DownloadPipeline {
+    /// `transform` may stop the stream early by returning false after the
+    /// bytes it passed on (a point-in-time cut); the stored bytes are then
+    /// not all read and the hash is not checked.
+    public static func download(
+        _ file: ManifestFile,
+        key: String,
+        from storage: any BackupStorage,
+        compression: CompressionInfo,
+        to sink: any ByteSink,
+        progress: TransferProgress?,
+        transform: (@Sendable (ByteBuffer) throws -> (ByteBuffer, continue: Bool))? = nil
+    ) async throws -> (rawBytes: Int64, completed: Bool) {
+        let reader = try await storage.makeReader(key: key, range: nil)
+        let stage = try DecompressStage(compression: compression)
+        var input = ReadAhead(StorageSource(reader))
+        var rawBytes: Int64 = 0
+        do {
+            readLoop: while let chunk = try await input.next() {
+                progress?.add(stored: Int64(chunk.readableBytes))
+                let outputs = try await stage.process(chunk)
+                for out in outputs {
+                    var piece = out
+                    var keepGoing = true
+                    if let transform { (piece, keepGoing) = try transform(out) }
+                    if piece.readableBytes > 0 {
+                        try await sink.write(piece)
+                        rawBytes += Int64(piece.readableBytes)
+                        progress?.add(raw: Int64(piece.readableBytes))
+                    }
+                    if !keepGoing {
+                        input.cancel()
+                        await reader.close()
+                        return (rawBytes, false)
+                    }
+                }
+            }
+            await reader.close()
+            let (storedSize, digest) = try await stage.finish()
+            guard storedSize == file.storedSize else {
+                throw CairnError(.integrity, "stored file \(key) is \(storedSize) bytes but its manifest says \(file.storedSize); the backup is damaged, restore another one")
+            }
+            guard digest == file.sha256 else {
+                throw CairnError(.integrity, "stored file \(key) does not match the SHA-256 in its manifest; the backup is damaged, restore another one")
+            }
+            return (rawBytes, true)
+        } catch let error as CairnError where error.code == .integrity && !error.message.contains(key) {
+            input.cancel()
+            await reader.close()
+            throw CairnError(.integrity, "stored file \(key) is damaged: \(error.message); restore another backup")
+        } catch {
+            input.cancel()
+            await reader.close()
+            throw error
+        }
+    }
+
+    /// Reads a stored file and checks its size and SHA-256 without decompressing.
+    public static func verify(_ file: ManifestFile, key: String, from storage: any BackupStorage,
+                              progress: TransferProgress?) async throws {
+        let reader = try await storage.makeReader(key: key, range: nil)
+        var input = ReadAhead(StorageSource(reader))
+        let hasher = Mutex(SHA256())
+        var size: Int64 = 0
+        do {
+            while let chunk = try await input.next() {
+                size += Int64(chunk.readableBytes)
+                progress?.add(stored: Int64(chunk.readableBytes))
+                try await Blocking.run { hasher.withLock { h in chunk.withUnsafeReadableBytes { h.update(bufferPointer: $0) } } }
+            }
+        } catch {
+            input.cancel()
+            await reader.close()
+            throw error
+        }
+        await reader.close()
+        guard size == file.storedSize else {
+            throw CairnError(.integrity, "\(key) is \(size) bytes but its manifest says \(file.storedSize)")
+        }
+        let digest = hasher.withLock { $0.finalize() }.map { String(format: "%02x", $0) }.joined()
+        guard digest == file.sha256 else {
+            throw CairnError(.integrity, "\(key) does not match the SHA-256 in its manifest")
+        }
+    }
+}
+
+/// Hashing and decompression of one downloaded stream, on the blocking pool.
+final class DecompressStage: Sendable {
+    struct State: ~Copyable {
+        var decompressor: ZstdDecompressor?
+        var hasher = SHA256()
+        var storedSize: Int64 = 0
+    }
+    let state: Mutex<State>
+
+    init(compression: CompressionInfo) throws {
+        switch compression.algorithm {
+        case "zstd": state = Mutex(State(decompressor: try ZstdDecompressor()))
+        case "none": state = Mutex(State(decompressor: nil))
+        default:
+            throw CairnError(.manifest, "the backup uses compression \"\(compression.algorithm)\", which this Cairn cannot read; upgrade Cairn")
+        }
+    }
+
+    func process(_ chunk: ByteBuffer) async throws -> [ByteBuffer] {
+        try await Blocking.run { [self] in
+            try state.withLock { s in
+                chunk.withUnsafeReadableBytes { s.hasher.update(bufferPointer: $0) }
+                s.storedSize += Int64(chunk.readableBytes)
+                guard let d = s.decompressor else { return [chunk] }
+                var outputs: [ByteBuffer] = []
+                try d.decompress(chunk) { outputs.append($0) }
+                return outputs
+            }
+        }
+    }
+
+    func finish() async throws -> (Int64, String) {
+        try await Blocking.run { [self] in
+            try state.withLock { s in
+                try s.decompressor?.finish()
+                return (s.storedSize, s.hasher.finalize().map { String(format: "%02x", $0) }.joined())
+            }
+        }
+    }
+}

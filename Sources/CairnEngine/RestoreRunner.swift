@@ -1,0 +1,100 @@
+import CairnCore
+import CairnMySQL
+import CairnStorage
+import CairnSystem
+import Foundation
+import Logging
+
+/// What a restore reached.
+public struct RestoreResult: Sendable {
+    public var plan: RestorePlan
+    /// The restored server's GTID position (`gtid_binlog_pos` = `gtid_slave_pos`).
+    public var position: ReplicationPosition
+}
+
+/// Restores a chain into a new data directory: the full backup, then each
+/// incremental's binary logs up to the target, through a temporary
+/// `mariadbd` that is shut down cleanly at the end.
+public struct RestoreRunner: Sendable {
+    public let context: RestoreContext
+    /// Left in the target while a restore runs; a directory holding it is not a usable data directory.
+    public static let inProgressMarker = "CAIRN-RESTORE-IN-PROGRESS"
+
+    public init(context: RestoreContext) {
+        self.context = context
+    }
+
+    /// Chooses the chain for `target` from what storage holds.
+    public func plan(_ target: RestoreTarget) async throws -> RestorePlan {
+        let manifests = try await context.repository.completeManifests(context.shard)
+        guard !manifests.isEmpty else {
+            throw CairnError(.notFound, "there is no complete backup of \(context.shard) in \(context.storage.displayURL); take one with `cairn backup \(context.shard)`")
+        }
+        return try RestorePlanner.plan(backups: manifests, target: target)
+    }
+
+    /// Checks that `directory` can receive a restore: missing or empty.
+    public static func checkTarget(_ directory: String) throws {
+        guard try FileSystem.isMissingOrEmptyDirectory(directory) else {
+            throw CairnError(.restoreTarget, "the target directory \(directory) is not empty; Cairn restores only into an empty or new directory, empty it or choose another")
+        }
+    }
+
+    /// Runs `plan` into `directory`, which must be missing or empty. On
+    /// failure the directory is emptied again.
+    public func run(_ plan: RestorePlan, into directory: String) async throws -> RestoreResult {
+        let logger = context.logger
+        try RestoreRunner.checkTarget(directory)
+        try FileSystem.createDirectory(directory)
+        let marker = "\(directory)/\(RestoreRunner.inProgressMarker)"
+        guard FileManager.default.createFile(atPath: marker, contents: Data("A Cairn restore is writing this directory; if no restore is running, it was interrupted: empty the directory and restore again.\n".utf8)) else {
+            throw CairnError(.restoreTarget, "cannot write into the target directory \(directory); check its permissions")
+        }
+        var server: RestoreServer? = nil
+        do {
+            let full = plan.full
+            logger.info("restoring full backup", metadata: ["backup": "\(full.backupName)", "target": "\(directory)"])
+            switch full.method {
+            case .physical:
+                try await PhysicalEngine.restore(full, into: directory, context: context)
+                server = try await RestoreServer.start(dataDirectory: directory, serverID: full.serverID, logger: logger)
+            case .logical:
+                context.progress?.setPhase("initializing \(directory)")
+                try await Mysqld.initializeDataDirectory(directory, rootAuthentication: .unixSocket, logger: logger)
+                server = try await RestoreServer.start(dataDirectory: directory, serverID: full.serverID, logger: logger)
+                try await LogicalEngine.load(full, into: server!, context: context)
+            case .binlog:
+                throw CairnError(.manifest, "backup \(full.backupName) is a binlog backup, not a full one")
+            }
+            try await server!.setGTIDState(full.position)
+
+            for incremental in plan.incrementals {
+                logger.info("applying incremental backup", metadata: ["backup": "\(incremental.backupName)"])
+                let isLast = incremental.backupName == plan.incrementals.last?.backupName
+                let keepGoing = try await BinlogEngine.apply(
+                    incremental, into: server!, stopPosition: isLast ? plan.stopPosition : nil,
+                    stopTime: plan.stopTime, context: context)
+                if !keepGoing { break }
+            }
+
+            let reached = try await server!.binlogPosition()
+            if let expected = plan.expectedPosition, !(reached.contains(expected) && expected.contains(reached)) {
+                throw CairnError(.integrity, "the restore reached \(reached) but \(plan.target) is \(expected); the backups do not hold what their manifests say, restore another point")
+            }
+            context.progress?.setPhase("shutting down")
+            try await server!.finish()
+            server = nil
+            try FileManager.default.removeItem(atPath: marker)
+            logger.info("restore completed", metadata: ["target": "\(directory)", "position": "\(reached)"])
+            return RestoreResult(plan: plan, position: reached)
+        } catch {
+            if let server {
+                logger.error("restore failed; the temporary server's log ends with: \(server.errorLogTail)")
+                await server.abandon()
+            }
+            // Nothing half-restored stays behind to be mistaken for a data directory.
+            try? FileSystem.emptyDirectory(directory)
+            throw error
+        }
+    }
+}

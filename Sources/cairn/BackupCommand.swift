@@ -1,0 +1,93 @@
+import ArgumentParser
+import CairnCore
+import CairnEngine
+import CairnStorage
+import Foundation
+
+struct BackupCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backup",
+        abstract: "Back up a shard.",
+        discussion: """
+            With --local, backs up the mysqld on this host given by --mysql-socket and --mysql-datadir. \
+            --type auto (the default) takes a full backup when no complete chain exists or the strategy says \
+            one is due, and an incremental otherwise.
+            """,
+        aliases: ["Backup", "BackupShard"]
+    )
+
+    @Argument(help: ArgumentHelp("The shard, <keyspace>/<shard>.", valueName: "keyspace/shard"))
+    var shard: String
+
+    @Flag(name: .long, help: "Direct mode: back up the mysqld on this host, in this process.")
+    var local = false
+
+    @Option(name: .long, help: ArgumentHelp("The mysqld's data directory (checked against the server's own).", valueName: "path"))
+    var mysqlDatadir: String?
+
+    @Option(name: .long, help: ArgumentHelp("auto, full or incremental.", valueName: "type"))
+    var type: String = "auto"
+
+    @Option(name: .long, help: ArgumentHelp("Full-backup engine: physical (mariadb-backup) or logical (mariadb-dump). Default: the configuration's engine, else physical.", valueName: "engine"))
+    var engine: String?
+
+    @Option(name: .long, help: ArgumentHelp("Name the backup after this tablet alias (direct mode; default local-<server id>).", valueName: "alias"))
+    var tabletAlias: String?
+
+    @OptionGroup var storageOptions: StorageOptions
+    @OptionGroup var mysqlOptions: MySQLOptions
+    @OptionGroup var output: OutputOptions
+
+    func run() async throws {
+        let shard = try parseShard(shard)
+        guard let type = RequestedBackupType(rawValue: type) else {
+            throw CairnError(.usage, "--type \(self.type) is not known; use auto, full or incremental")
+        }
+        let configuration = try storageOptions.loadConfiguration()
+        var engine = configuration.engine
+        if let name = self.engine {
+            guard let e = FullBackupEngine(rawValue: name) else {
+                throw CairnError(.usage, "--engine \(name) is not known; use physical or logical")
+            }
+            engine = e
+        }
+        let alias = try tabletAlias.map { try TabletAlias(parsing: $0) }
+        guard local else {
+            throw CairnError(.usage, "backups through the control server are not available in this build; pass --local to back up the mysqld on this host")
+        }
+        let logger = output.makeLogger()
+        let mysql = try mysqlOptions.connection(configuration)
+        let progress = TransferProgress()
+        let request = BackupRequest(type: type, engine: engine, strategy: configuration.backupStrategy)
+        let (outcome, displayURL) = try await storageOptions.withStorage(configuration, logger: logger) { storage in
+            let context = BackupContext(shard: shard, tabletAlias: alias, storage: storage, mysql: mysql,
+                                        dataDirectory: mysqlDatadir, compression: CompressionSettings(configuration: configuration),
+                                        logger: logger, progress: progress)
+            let outcome = try await Output.withProgress(progress, enabled: !output.json) {
+                try await BackupRunner(context: context).run(request)
+            }
+            return (outcome, storage.displayURL)
+        }
+        switch outcome {
+        case .completed(let manifest):
+            if output.json {
+                try Output.json(BackupResultJSON(status: "completed", backup: manifest, parent: nil))
+            } else {
+                let kind = manifest.incremental ? "incremental" : "full (\(manifest.method.rawValue))"
+                Output.line("Backup \(manifest.backupName) of \(shard) completed: \(kind), position \(manifest.position), \(formatBytes(manifest.storedSize)) stored in \(displayURL).")
+            }
+        case .nothingNew(let parent):
+            if output.json {
+                try Output.json(BackupResultJSON(status: "nothing_new", backup: nil, parent: parent.backupName))
+            } else {
+                Output.line("No new transactions since backup \(parent.backupName) (position \(parent.position)); nothing was written.")
+            }
+        }
+    }
+}
+
+struct BackupResultJSON: Encodable {
+    var status: String
+    var backup: BackupManifest?
+    var parent: String?
+}

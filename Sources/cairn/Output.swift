@@ -1,0 +1,72 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CairnCore
+import CairnEngine
+import Foundation
+
+/// Everything the command line prints goes through here: results to
+/// stdout, errors and progress to stderr.
+enum Output {
+    static func line(_ text: String) {
+        FileHandle.standardOutput.write(Data((text + "\n").utf8))
+    }
+
+    static func error(_ message: String) {
+        FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+    }
+
+    static func note(_ message: String) {
+        FileHandle.standardError.write(Data("\(message)\n".utf8))
+    }
+
+    /// Prints `value` as pretty JSON with RFC 3339 times.
+    static func json<T: Encodable>(_ value: T) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var c = encoder.singleValueContainer()
+            try c.encode(UTCTime.rfc3339(date))
+        }
+        line(String(decoding: try encoder.encode(value), as: UTF8.self))
+    }
+
+    static var stderrIsTerminal: Bool { isatty(2) == 1 }
+
+    /// Shows bytes done and rate on the terminal while `body` runs.
+    static func withProgress<T: Sendable>(_ progress: TransferProgress, enabled: Bool,
+                                          _ body: () async throws -> T) async throws -> T {
+        guard enabled && stderrIsTerminal else { return try await body() }
+        let reporter = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(500))
+                let text = "\(progress.phase): \(formatBytes(progress.rawBytes)) (\(formatBytes(progress.storedBytes)) stored), \(formatBytes(Int64(progress.rate)))/s"
+                FileHandle.standardError.write(Data("\r\u{1b}[2K\(text)".utf8))
+            }
+        }
+        defer {
+            reporter.cancel()
+            FileHandle.standardError.write(Data("\r\u{1b}[2K".utf8))
+        }
+        return try await body()
+    }
+}
+
+/// A fixed-width text table.
+struct TextTable {
+    var header: [String]
+    var rows: [[String]] = []
+
+    func render() -> String {
+        var widths = header.map(\.count)
+        for row in rows {
+            for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) }
+        }
+        func format(_ cells: [String]) -> String {
+            cells.enumerated().map { i, c in
+                i == cells.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+            }.joined(separator: "  ")
+        }
+        return ([format(header)] + rows.map(format)).joined(separator: "\n")
+    }
+}
