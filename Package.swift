@@ -134,17 +134,17 @@ let package = Package(
         ),
         .testTarget(
             name: "CairnMySQLTests",
-            dependencies: ["CairnMySQL", "CairnTestSupport"],
+            dependencies: ["CairnMySQL", "CairnTestSupport", "CairnSystem"],
             swiftSettings: strict
         ),
         .testTarget(
             name: "CairnEngineTests",
-            dependencies: ["CairnEngine", "CairnTestSupport"],
+            dependencies: ["CairnEngine", "CairnTestSupport", "CairnMySQL", "CairnStorage", "CairnSystem"],
             swiftSettings: strict
         ),
         .testTarget(
             name: "CairnCLITests",
-            dependencies: ["CairnTestSupport", "CairnCore", "CairnStorage"],
+            dependencies: ["cairn", "CairnTestSupport", "CairnCore", "CairnStorage", "CairnMySQL", "CairnSystem"],
             swiftSettings: strict
         ),
     ]

@@ -97,6 +97,8 @@ public struct BackupRunner: Sendable {
         let alias = context.tabletAlias ?? TabletAlias(cell: "local", uid: info.serverID)
         let name = try await uniqueName(startingAt: start, alias: alias)
         logger.info("backup started", metadata: ["backup": "\(name)", "shard": "\(context.shard)"])
+        // Visible at once, so an interrupted backup is listed as incomplete rather than not at all.
+        try await writeStartedMarker(name: name, start: start)
 
         var files: [ManifestFile]
         var position: ReplicationPosition
@@ -145,6 +147,19 @@ public struct BackupRunner: Sendable {
                                                    "stored_bytes": "\(manifest.storedSize)"])
         try advance(.completed)
         return .completed(manifest)
+    }
+
+    /// The object that makes a backup's directory visible from its first
+    /// moment: who started it and when. It is not a data file.
+    public static let startedMarker = "STARTED"
+
+    func writeStartedMarker(name: BackupName, start: Date) async throws {
+        let text = """
+            {"backup_name": "\(name)", "start_time": "\(UTCTime.rfc3339(start))", "hostname": "\(FileSystem.hostname)", "pid": \(getpid())}
+
+            """
+        try await context.storage.writeAll(key: context.repository.key(context.shard, name.description, BackupRunner.startedMarker),
+                                           data: Data(text.utf8))
     }
 
     /// The operator's `--mysql-datadir` must be the server's own.

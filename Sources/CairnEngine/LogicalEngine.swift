@@ -8,11 +8,18 @@ import NIOCore
 import Synchronization
 
 /// Full backups with `mariadb-dump --single-transaction`: every user
-/// database's schema, data, routines, triggers and events, and the server's
-/// accounts, at one consistent GTID position.
+/// database's schema, data, routines, triggers and events at one consistent
+/// GTID position, and the server's accounts as a second file.
+///
+/// Accounts are dumped as the rows of the grant tables rather than with
+/// `--system=users`, which fails on servers running with
+/// `--skip-name-resolve` that have host-name accounts (their `SHOW CREATE
+/// USER` finds no row); rows restore every account exactly.
 enum LogicalEngine {
     static let fileStem = "dump.sql"
+    static let accountsStem = "accounts.sql"
     static let systemSchemas: Set<String> = ["mysql", "information_schema", "performance_schema", "sys"]
+    static let grantTables = ["global_priv", "db", "tables_priv", "columns_priv", "procs_priv", "proxies_priv", "roles_mapping"]
 
     static func backup(_ context: BackupContext, name: String, connection: MySQLConnection) async throws -> FullBackupResult {
         let schemas = try await connection.query("SELECT schema_name FROM information_schema.schemata ORDER BY schema_name")
@@ -20,10 +27,8 @@ enum LogicalEngine {
         var args = context.mysql.toolArguments + [
             "--single-transaction", "--master-data=2", "--gtid",
             "--routines", "--triggers", "--events", "--hex-blob",
-            // Accounts as CREATE OR REPLACE USER, so a restore carries the source's.
-            "--system=users", "--replace",
         ]
-        if !schemas.isEmpty { args += ["--databases"] + schemas }
+        args += schemas.isEmpty ? ["--no-data", "--databases", "mysql", "--tables", "db"] : ["--databases"] + schemas
         context.logger.info("running mariadb-dump", metadata: ["databases": "\(schemas.joined(separator: ","))"])
         let process = try ChildProcess("mariadb-dump", arguments: args, environment: context.mysql.toolEnvironment,
                                        stdout: .pipe, stderr: .capture(limit: 64 * 1024), logger: context.logger)
@@ -48,7 +53,30 @@ enum LogicalEngine {
             throw error
         }
         let position = try parsePosition(dumpTail: tail.text)
-        return FullBackupResult(files: [file], position: position)
+        let accounts = try await backupAccounts(context, name: name)
+        return FullBackupResult(files: [file, accounts], position: position)
+    }
+
+    /// The grant tables' rows as `REPLACE` statements.
+    static func backupAccounts(_ context: BackupContext, name: String) async throws -> ManifestFile {
+        let args = context.mysql.toolArguments + [
+            "--single-transaction", "--no-create-info", "--replace", "--skip-triggers", "--hex-blob",
+            "--skip-add-locks", "--skip-disable-keys", "mysql",
+        ] + grantTables
+        let process = try ChildProcess("mariadb-dump", arguments: args, environment: context.mysql.toolEnvironment,
+                                       stdout: .pipe, stderr: .capture(limit: 64 * 1024), logger: context.logger)
+        let fileName = accountsStem + context.compression.fileSuffix
+        do {
+            return try await UploadPipeline.upload(
+                from: ProcessOutputSource(process), to: context.storage,
+                key: context.repository.key(context.shard, name, fileName), fileName: fileName,
+                compression: context.compression, progress: context.progress,
+                beforeFinish: { try await process.checkSuccess(doing: "mariadb-dump of the accounts of \(context.mysql.endpoint)") })
+        } catch {
+            process.kill()
+            _ = await process.wait()
+            throw error
+        }
     }
 
     /// Finds the dump's `-- SET GLOBAL gtid_slave_pos='...'` line (written near its end).
@@ -63,24 +91,44 @@ enum LogicalEngine {
         throw CairnError(.process, "mariadb-dump did not report a GTID position; Cairn needs binary logging (log_bin) on the server, enable it and retry")
     }
 
-    /// Loads a logical backup into a running temporary server.
+    /// Loads a logical backup into a running temporary server: the
+    /// databases, then the accounts, replacing the fresh directory's own
+    /// (but not the restore's temporary account).
     static func load(_ manifest: BackupManifest, into server: RestoreServer, context: RestoreContext) async throws {
-        guard let file = manifest.files.first, manifest.files.count == 1 else {
-            throw CairnError(.manifest, "logical backup \(manifest.backupName) should hold one data file but lists \(manifest.files.count)")
+        guard let dump = manifest.files.first(where: { $0.name.hasPrefix(fileStem) }) else {
+            throw CairnError(.manifest, "logical backup \(manifest.backupName) lists no \(fileStem) file")
         }
         context.progress?.setPhase("loading \(manifest.backupName)")
-        // The load is not written to the binary log: the restored server's
-        // GTID state is set to the backup's position afterwards instead.
+        try await feed(dump, of: manifest, into: server, context: context)
+        if let accounts = manifest.files.first(where: { $0.name.hasPrefix(accountsStem) }) {
+            context.progress?.setPhase("loading the accounts of \(manifest.backupName)")
+            let ours = "User = '\(RestoreServer.account)' AND Host = 'localhost'"
+            let clear = grantTables.map { table in
+                table == "global_priv" || table == "proxies_priv"
+                    ? "DELETE FROM mysql.\(table) WHERE NOT (\(ours));" : "DELETE FROM mysql.\(table);"
+            }.joined(separator: "\n")
+            try await feed(accounts, of: manifest, into: server, context: context,
+                           prefix: clear + "\nUSE mysql;\n", suffix: "\nFLUSH PRIVILEGES;\n")
+        }
+    }
+
+    /// Streams one stored SQL file into the server with the mariadb client.
+    /// The load is not written to the binary log: the restored server's GTID
+    /// state is set to the backup's position afterwards instead.
+    static func feed(_ file: ManifestFile, of manifest: BackupManifest, into server: RestoreServer, context: RestoreContext,
+                     prefix: String = "", suffix: String = "") async throws {
         let client = try ChildProcess("mariadb", arguments: server.clientArguments + ["--binary-mode", "--init-command=SET SESSION sql_log_bin=0"],
                                       environment: server.clientEnvironment, stdin: .pipe,
                                       stdout: .capture(limit: 16 * 1024), stderr: .capture(limit: 64 * 1024),
                                       logger: context.logger)
         do {
+            if !prefix.isEmpty { try await client.write(ByteBuffer(string: prefix)) }
             _ = try await DownloadPipeline.download(
                 file, key: context.repository.key(context.shard, manifest.backupName, file.name),
                 from: context.storage, compression: manifest.compression,
                 to: ProcessInputSink(client), progress: context.progress)
-            try await client.checkSuccess(doing: "loading dump \(manifest.backupName) into the restored server")
+            if !suffix.isEmpty { try await client.write(ByteBuffer(string: suffix)) }
+            try await client.checkSuccess(doing: "loading \(file.name) of backup \(manifest.backupName) into the restored server")
         } catch {
             client.kill()
             _ = await client.wait()

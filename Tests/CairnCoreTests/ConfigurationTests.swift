@@ -1,0 +1,77 @@
+import CairnCore
+import Foundation
+import Testing
+
+@Suite("Configuration")
+struct ConfigurationTests {
+    func parse(_ json: String) throws -> CairnConfiguration {
+        try CairnConfiguration.parse(Data(json.utf8), source: "test.json")
+    }
+
+    @Test("the seed's vtbackup.json is accepted as written")
+    func seedConfig() throws {
+        let c = try parse("""
+            {
+              "bucket": "s3://my-vitess-backups",
+              "aws_region": "us-east-1",
+              "backup_strategy": { "full_backup_interval": "24h", "incremental_backup_interval": "1h" },
+              "upload_concurrency": 4
+            }
+            """)
+        #expect(c.bucket == "s3://my-vitess-backups")
+        #expect(c.awsRegion == "us-east-1")
+        #expect(c.backupStrategy?.fullBackupInterval.seconds == 86400)
+        #expect(c.backupStrategy?.incrementalBackupInterval?.seconds == 3600)
+        #expect(c.uploadConcurrency == 4)
+        #expect(c.engine == .physical && c.compressionLevel == 3)
+    }
+
+    @Test("an unknown key is an error naming it", arguments: [
+        (#"{"bukket": "file:///x"}"#, "bukket"),
+        (#"{"backup_strategy": {"full_backup_interval": "1h", "hourly": true}}"#, "backup_strategy.hourly"),
+    ])
+    func unknownKey(_ json: String, _ key: String) {
+        #expect {
+            try parse(json)
+        } throws: { error in
+            let e = error as! CairnError
+            return e.code == .configuration && e.message.contains("\"\(key)\"") && e.message.contains("test.json")
+        }
+    }
+
+    @Test("bad values name their key", arguments: [
+        (#"{"upload_concurrency": 0}"#, "upload_concurrency"),
+        (#"{"upload_concurrency": "4"}"#, "upload_concurrency"),
+        (#"{"upload_concurrency": 2.5}"#, "upload_concurrency"),
+        (#"{"backup_strategy": {"full_backup_interval": "daily"}}"#, "backup_strategy.full_backup_interval"),
+        (#"{"backup_strategy": {"incremental_backup_interval": "1h"}}"#, "backup_strategy.full_backup_interval"),
+        (#"{"engine": "xtrabackup"}"#, "engine"),
+        (#"{"s3_force_path_style": 1}"#, "s3_force_path_style"),
+        (#"{"compression_level": 40}"#, "compression_level"),
+    ])
+    func badValues(_ json: String, _ key: String) {
+        #expect {
+            try parse(json)
+        } throws: { error in
+            (error as! CairnError).message.contains(key)
+        }
+    }
+
+    @Test("not JSON, or not an object, is refused")
+    func notJSON() {
+        #expect(throws: CairnError.self) { try parse("bucket = x") }
+        #expect(throws: CairnError.self) { try parse("[1, 2]") }
+    }
+
+    @Test("durations take s, m, h, d and combinations", arguments: [
+        ("90s", 90), ("30m", 1800), ("24h", 86400), ("7d", 604800), ("1h30m", 5400), ("2w", 1_209_600),
+    ])
+    func durations(_ text: String, _ seconds: Int64) {
+        #expect(ConfigDuration(parsing: text)?.seconds == seconds)
+    }
+
+    @Test("malformed durations are refused", arguments: ["", "h", "10", "-5m", "1.5h", "5 minutes", "1y"])
+    func badDurations(_ text: String) {
+        #expect(ConfigDuration(parsing: text) == nil)
+    }
+}
