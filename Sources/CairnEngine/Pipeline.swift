@@ -142,7 +142,16 @@ public enum DownloadPipeline {
                     var keepGoing = true
                     if let transform { (piece, keepGoing) = try transform(out) }
                     if piece.readableBytes > 0 {
-                        try await sink.write(piece)
+                        do {
+                            try await sink.write(piece)
+                        } catch {
+                            // The consumer gave up: damaged bytes it could not parse are the
+                            // likely cause, so read the rest and let the hash tell.
+                            if let damage = try? await stage.diagnose(rest: &input, file: file, key: key) {
+                                throw damage
+                            }
+                            throw error
+                        }
                         rawBytes += Int64(piece.readableBytes)
                         progress?.add(raw: Int64(piece.readableBytes))
                     }
@@ -240,5 +249,25 @@ final class DecompressStage: Sendable {
                 return (s.storedSize, s.hasher.finalize().map { String(format: "%02x", $0) }.joined())
             }
         }
+    }
+
+    /// Hashes the rest of the stored stream without decompressing it and
+    /// returns an integrity error when the file does not match its manifest.
+    func diagnose(rest input: inout ReadAhead, file: ManifestFile, key: String) async throws -> CairnError? {
+        while let chunk = try await input.next() {
+            try await Blocking.run { [self] in
+                state.withLock { s in
+                    chunk.withUnsafeReadableBytes { s.hasher.update(bufferPointer: $0) }
+                    s.storedSize += Int64(chunk.readableBytes)
+                }
+            }
+        }
+        let (size, digest) = try await Blocking.run { [self] in
+            state.withLock { s in (s.storedSize, s.hasher.finalize().map { String(format: "%02x", $0) }.joined()) }
+        }
+        if size != file.storedSize || digest != file.sha256 {
+            return CairnError(.integrity, "stored file \(key) does not match the SHA-256 in its manifest; the backup is damaged, restore another one")
+        }
+        return nil
     }
 }
