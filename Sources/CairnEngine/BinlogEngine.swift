@@ -153,9 +153,10 @@ enum BinlogEngine {
                 if let cut {
                     transform = { chunk in try cut.state.withLock { try $0.process(chunk) } }
                 }
+                let sink = DecoderSink(decoder: decoder, mayStopEarly: stopPosition != nil)
                 completed = try await DownloadPipeline.download(
                     file, key: key, from: context.storage, compression: manifest.compression,
-                    to: ProcessInputSink(decoder), progress: context.progress, transform: transform).completed
+                    to: sink, progress: context.progress, transform: transform).completed
                 try await decoder.checkSuccess(doing: "decoding binary log \(file.binlogFile ?? file.name) of backup \(manifest.backupName)")
                 try await client.checkSuccess(doing: "applying binary log \(file.binlogFile ?? file.name) of backup \(manifest.backupName)")
             } catch {
@@ -175,4 +176,20 @@ enum BinlogEngine {
 final class LockedTimeCut: Sendable {
     let state: Mutex<BinlogTimeCut>
     init(_ cut: BinlogTimeCut) { state = Mutex(cut) }
+}
+
+/// Feeds `mariadb-binlog`; when it was given a stop position it may exit
+/// as soon as it gets there, which ends the download instead of failing it.
+struct DecoderSink: ByteSink {
+    let decoder: ChildProcess
+    let mayStopEarly: Bool
+
+    func write(_ chunk: ByteBuffer) async throws {
+        do {
+            try await decoder.write(chunk)
+        } catch {
+            if mayStopEarly, await decoder.wait().succeeded { throw ConsumerFinished() }
+            throw error
+        }
+    }
 }

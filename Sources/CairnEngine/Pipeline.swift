@@ -113,6 +113,12 @@ final class CompressStage: Sendable {
     }
 }
 
+/// Thrown by a sink whose consumer legitimately needs no more input (a
+/// decoder that reached its stop position); the download ends early.
+public struct ConsumerFinished: Error {
+    public init() {}
+}
+
 /// Streams one stored data file back: hash and count the stored bytes,
 /// decompress, hand the raw bytes to a sink. The hash and size are checked
 /// at the end; a mismatch is an integrity error naming the file.
@@ -144,6 +150,10 @@ public enum DownloadPipeline {
                     if piece.readableBytes > 0 {
                         do {
                             try await sink.write(piece)
+                        } catch is ConsumerFinished {
+                            input.cancel()
+                            await reader.close()
+                            return (rawBytes, false)
                         } catch {
                             // The consumer gave up: damaged bytes it could not parse are the
                             // likely cause, so read the rest and let the hash tell.

@@ -61,7 +61,7 @@ struct BackupCommand: AsyncParsableCommand {
         let request = BackupRequest(type: type, engine: engine, strategy: configuration.backupStrategy)
         let (outcome, displayURL) = try await storageOptions.withStorage(configuration, logger: logger) { storage in
             let context = BackupContext(shard: shard, tabletAlias: alias, storage: storage, mysql: mysql,
-                                        dataDirectory: mysqlDatadir, compression: CompressionSettings(configuration: configuration),
+                                        dataDirectory: mysqlDatadir.map { URL(fileURLWithPath: $0).standardizedFileURL.path }, compression: CompressionSettings(configuration: configuration),
                                         logger: logger, progress: progress)
             let outcome = try await Output.withProgress(progress, enabled: !output.json) {
                 try await BackupRunner(context: context).run(request)

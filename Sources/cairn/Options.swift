@@ -89,7 +89,8 @@ struct MySQLOptions: ParsableArguments {
     func connection(_ configuration: CairnConfiguration) throws -> MySQLConnectionConfiguration {
         let endpoint: MySQLConnectionConfiguration.Endpoint
         if let socket = mysqlSocket {
-            endpoint = .socket(socket)
+            // Tools run from other directories: pass them an absolute path.
+            endpoint = .socket(URL(fileURLWithPath: socket).standardizedFileURL.path)
         } else if let port = mysqlPort {
             endpoint = .tcp(host: mysqlHost, port: port)
         } else {
