@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import AsyncHTTPClient
 import CairnCore
 import NIOCore
@@ -101,7 +104,9 @@ enum S3Failure: Sendable {
             let underlying = error.connectionErrors.first.map { "\($0.error)" } ?? "no address answered"
             return "the connection to \(error.host):\(error.port) failed (\(underlying))"
         }
-        if let error = error as? IOError { return error.description }
+        if let error = error as? IOError {
+            return "the connection failed (\(String(cString: strerror(error.errnoCode)).lowercased()))"
+        }
         if error is NIOSSLError || error is BoringSSLError {
             return "the TLS handshake failed (\(error)); if the store uses a private certificate authority, name its PEM file in s3_ca_file"
         }

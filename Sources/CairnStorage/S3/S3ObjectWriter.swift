@@ -58,6 +58,9 @@ actor S3ObjectWriter: StorageWriter {
         }
     }
 
+    /// Parts sent and not yet acknowledged; never more than `concurrency`.
+    var partsInFlight: Int { inFlight.count }
+
     private var currentPartSize: Int {
         Int(S3PartSizing.partSize(forPart: nextPart, minimum: minimumPartSize))
     }
