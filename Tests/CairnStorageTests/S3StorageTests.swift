@@ -242,3 +242,46 @@ struct S3FaultTests {
         #expect(try await storage.list(prefix: "fault/").isEmpty)
     }
 }
+
+@Suite("S3 storage over HTTPS")
+struct S3TLSTests {
+    @Test("certificates are verified, and a private CA is trusted only through s3_ca_file")
+    func privateCertificateAuthority() async throws {
+        let server = try await SeaweedFS.start(tls: true)
+        do {
+            try await server.createBucket("tls-tests")
+            try await Self.run(server)
+        } catch {
+            await server.remove()
+            throw error
+        }
+        await server.remove()
+    }
+
+    static func run(_ server: SeaweedFS) async throws {
+        let untrusted = server.storage(bucket: "tls-tests", https: true)
+        let error = await #expect(throws: CairnError.self) { _ = try await untrusted.list(prefix: "") }
+        await untrusted.shutdown()
+        #expect(error?.code == .storage)
+        #expect(error?.message.contains("TLS") == true && error?.message.contains("s3_ca_file") == true)
+        // Verification failures are not retried.
+        #expect(error?.message.contains("attempts") == false)
+
+        let trusted = server.storage(bucket: "tls-tests", https: true, caFile: server.caFile)
+        do {
+            try await trusted.writeAll(key: "tls/object", data: Data("over https".utf8))
+            #expect(try await trusted.readAll(key: "tls/object") == Data("over https".utf8))
+            try await trusted.delete(keys: ["tls/object"])
+        } catch {
+            await trusted.shutdown()
+            throw error
+        }
+        await trusted.shutdown()
+
+        let notPEM = server.storage(bucket: "tls-tests", https: true, caFile: "\(server.directory)/identities.json")
+        let caError = await #expect(throws: CairnError.self) { _ = try await notPEM.list(prefix: "") }
+        await notPEM.shutdown()
+        #expect(caError?.code == .configuration)
+        #expect(caError?.message.contains("identities.json") == true)
+    }
+}

@@ -16,9 +16,10 @@ import Synchronization
 /// looked for at `<repo>/.venv/bin/weed`; without it, starting fails with a
 /// message naming the script.
 public final class SeaweedFS: Sendable {
-    /// The eight ports `weed server` listens on.
+    /// The eight ports `weed server` listens on, and a ninth for S3 over HTTPS when asked for.
     public struct Ports: Sendable, Equatable {
         public var master, masterGRPC, volume, volumeGRPC, filer, filerGRPC, s3, s3GRPC: Int
+        public var s3HTTPS: Int?
     }
 
     /// The identity that may do everything; signatures are checked against it.
@@ -41,19 +42,25 @@ public final class SeaweedFS: Sendable {
     /// `http://127.0.0.1:<s3 port>`.
     public var endpoint: String { "http://127.0.0.1:\(ports.s3)" }
 
+    /// With TLS: the PEM file of the private CA that signed the server's certificate.
+    public var caFile: String? { ports.s3HTTPS == nil ? nil : "\(directory)/ca.pem" }
+
     private init(directory: String, ports: Ports) {
         self.directory = directory
         self.ports = ports
     }
 
     /// Starts a server on fresh ports and waits until its S3 gateway answers.
-    public static func start() async throws -> SeaweedFS {
+    /// With `tls`, the gateway also serves HTTPS on its own port, with a
+    /// certificate for 127.0.0.1 from a private CA made for it (by `openssl`).
+    public static func start(tls: Bool = false) async throws -> SeaweedFS {
         guard access(executable, X_OK) == 0 else {
             throw CairnError(.process, "SeaweedFS is not installed at \(executable); run scripts/install.sh to install it into the repository's .venv")
         }
         let directory = try FileSystem.makeTemporaryDirectory(prefix: "cairn-seaweedfs")
-        let server = SeaweedFS(directory: directory, ports: try freePorts())
+        let server = SeaweedFS(directory: directory, ports: try freePorts(https: tls))
         do {
+            if tls { try await makeCertificates(in: directory) }
             try FileSystem.createDirectory("\(directory)/data")
             let identities = """
                 {"identities": [{"name": "admin",
@@ -79,7 +86,9 @@ public final class SeaweedFS: Sendable {
             "-filer", "-filer.port=\(p.filer)", "-filer.port.grpc=\(p.filerGRPC)",
             "-s3", "-s3.port=\(p.s3)", "-s3.port.grpc=\(p.s3GRPC)", "-s3.port.iceberg=0", "-s3.port.lance=0",
             "-s3.config=\(directory)/identities.json", "-volume.max=20",
-        ], stdout: .null, stderr: .capture(limit: 16 * 1024))
+        ] + (p.s3HTTPS.map { [
+            "-s3.cert.file=\(directory)/server.pem", "-s3.key.file=\(directory)/server.key", "-s3.port.https=\($0)",
+        ] } ?? []), stdout: .null, stderr: .capture(limit: 16 * 1024))
         process.withLock { $0 = child }
 
         // Ready when a signed request succeeds: creating a bucket is idempotent.
@@ -148,15 +157,18 @@ public final class SeaweedFS: Sendable {
     }
 
     /// A storage on `bucket` through this server's S3 gateway.
+    /// `https` goes to the HTTPS port (a server started with TLS); `caFile` is `s3_ca_file`.
     public func storage(bucket: String, prefix: String = "", flavor: S3Settings.Flavor = .s3, region: String = "us-east-1",
+                        https: Bool = false, caFile: String? = nil,
                         credentials: S3Credentials = SeaweedFS.credentials,
                         retry: S3RetryPolicy = S3RetryPolicy(maxRetries: 3, baseDelay: .milliseconds(50), maxDelay: .seconds(1)),
                         minimumPartSize: Int64 = S3PartSizing.defaultMinimumPartSize, uploadConcurrency: Int = 4,
                         downloadConcurrency: Int = 4, connectTimeout: Duration = .seconds(10),
                         logger: Logger = Logger(label: "cairn.test.s3")) -> S3Storage {
         var settings = S3Settings(flavor: flavor, bucket: bucket, prefix: prefix,
-                                  endpoint: .init(scheme: "http", host: "127.0.0.1", port: ports.s3),
-                                  region: region, pathStyle: true,
+                                  endpoint: https ? .init(scheme: "https", host: "127.0.0.1", port: ports.s3HTTPS ?? ports.s3)
+                                                  : .init(scheme: "http", host: "127.0.0.1", port: ports.s3),
+                                  region: region, pathStyle: true, caFile: caFile,
                                   credentials: S3CredentialSource(fixed: credentials), retry: retry,
                                   minimumPartSize: minimumPartSize, uploadConcurrency: uploadConcurrency,
                                   downloadConcurrency: downloadConcurrency)
@@ -173,13 +185,30 @@ public final class SeaweedFS: Sendable {
         return exit
     }
 
-    /// Eight distinct free loopback ports: each bound to port 0 and held
-    /// until all are chosen, then released for weed to take.
-    static func freePorts() throws -> Ports {
+    /// A private CA and a server certificate it signed for 127.0.0.1.
+    static func makeCertificates(in directory: String) async throws {
+        let d = directory
+        try await ChildProcess.run("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "\(d)/ca.key",
+                                               "-out", "\(d)/ca.pem", "-days", "2", "-subj", "/CN=Cairn Test CA"],
+                                   doing: "making a test CA (install openssl with scripts/install.sh)")
+        try await ChildProcess.run("openssl", ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "\(d)/server.key",
+                                               "-out", "\(d)/server.csr", "-subj", "/CN=127.0.0.1"],
+                                   doing: "making a test server key")
+        try "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
+            .write(toFile: "\(d)/server.ext", atomically: true, encoding: .utf8)
+        try await ChildProcess.run("openssl", ["x509", "-req", "-in", "\(d)/server.csr", "-CA", "\(d)/ca.pem", "-CAkey", "\(d)/ca.key",
+                                               "-CAcreateserial", "-out", "\(d)/server.pem", "-days", "2", "-extfile", "\(d)/server.ext"],
+                                   doing: "signing the test server certificate")
+    }
+
+    /// Distinct free loopback ports (eight, or nine with HTTPS): each bound
+    /// to port 0 and held until all are chosen, then released for weed to take.
+    static func freePorts(https: Bool) throws -> Ports {
+        let count = https ? 9 : 8
         var sockets: [Int32] = []
         defer { for s in sockets { close(s) } }
         var ports: [Int] = []
-        while ports.count < 8 {
+        while ports.count < count {
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             guard fd >= 0 else { throw CairnError(.internal, "socket() failed: \(String(cString: strerror(errno)))") }
             sockets.append(fd)
@@ -199,6 +228,6 @@ public final class SeaweedFS: Sendable {
             if !ports.contains(port) { ports.append(port) }
         }
         return Ports(master: ports[0], masterGRPC: ports[1], volume: ports[2], volumeGRPC: ports[3],
-                     filer: ports[4], filerGRPC: ports[5], s3: ports[6], s3GRPC: ports[7])
+                     filer: ports[4], filerGRPC: ports[5], s3: ports[6], s3GRPC: ports[7], s3HTTPS: https ? ports[8] : nil)
     }
 }

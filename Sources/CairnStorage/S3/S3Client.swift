@@ -79,7 +79,7 @@ final class S3Client: Sendable {
                 throw error
             } catch {
                 if Task.isCancelled { throw CairnError(.cancelled, "the \(settings.serviceName) request \(request.operation) was cancelled") }
-                failure = .transport(S3Failure.describe(error))
+                failure = S3Failure(transportError: error)
             }
             guard failure.isRetryable, retry < settings.retry.maxRetries else {
                 throw failure.error(for: request, settings: settings, credentials: credentials, attempts: retry + 1)

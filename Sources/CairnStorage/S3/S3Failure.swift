@@ -12,12 +12,31 @@ import NIOSSL
 enum S3Failure: Sendable {
     /// The store answered with an error status.
     case reply(status: Int, reply: S3Messages.ErrorReply?)
-    /// The request did not get an answer: refused, reset, timed out.
-    case transport(String)
+    /// The request did not get an answer: refused, reset, timed out; or the
+    /// TLS handshake failed, which retrying does not mend.
+    case transport(String, retryable: Bool)
+
+    /// Classifies an error thrown by the HTTP client.
+    init(transportError error: any Error) {
+        if error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError {
+            let text = "\(error)"
+            let what: String
+            if text.contains("CERTIFICATE_VERIFY_FAILED") {
+                what = "the server's certificate is not signed by a trusted authority (CERTIFICATE_VERIFY_FAILED)"
+            } else if text.lowercased().contains("hostname") {
+                what = "the server's certificate does not name the endpoint's host"
+            } else {
+                what = "the TLS handshake failed"
+            }
+            self = .transport("\(what); if the store's certificate comes from a private certificate authority, name that authority's PEM file in s3_ca_file", retryable: false)
+        } else {
+            self = .transport(S3Failure.describe(error), retryable: true)
+        }
+    }
 
     var isRetryable: Bool {
         switch self {
-        case .transport: true
+        case .transport(_, let retryable): retryable
         case .reply(let status, let reply): S3RetryPolicy.isRetryable(status: status, code: reply?.code)
         }
     }
@@ -25,7 +44,7 @@ enum S3Failure: Sendable {
     /// For the retry log line.
     var reason: String {
         switch self {
-        case .transport(let text): text
+        case .transport(let text, _): text
         case .reply(let status, let reply?): "HTTP \(status) \(reply.code)"
         case .reply(let status, nil): "HTTP \(status)"
         }
@@ -40,8 +59,9 @@ enum S3Failure: Sendable {
         let tries = attempts == 1 ? "" : " after \(attempts) attempts"
 
         switch self {
-        case .transport(let text):
-            return CairnError(.storage, "\(service) request \(request.operation) for \(object) failed\(tries): \(text); check that \(settings.endpoint) is reachable and healthy")
+        case .transport(let text, let retryable):
+            let advice = retryable ? "; check that \(settings.endpoint) is reachable and healthy" : ""
+            return CairnError(.storage, "\(service) request \(request.operation) for \(object) failed\(tries): \(text)\(advice)")
         case .reply(let status, let reply):
             let code = reply?.code ?? ""
             switch code {
@@ -106,9 +126,6 @@ enum S3Failure: Sendable {
         }
         if let error = error as? IOError {
             return "the connection failed (\(String(cString: strerror(error.errnoCode)).lowercased()))"
-        }
-        if error is NIOSSLError || error is BoringSSLError {
-            return "the TLS handshake failed (\(error)); if the store uses a private certificate authority, name its PEM file in s3_ca_file"
         }
         if let error = error as? ChannelError { return "the connection failed (\(error))" }
         return "\(error)"
