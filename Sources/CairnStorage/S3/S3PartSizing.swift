@@ -6,7 +6,7 @@
 /// 1001-2000 are twice the minimum, 2001-3000 four times, and so on, never
 /// above S3's 5 GiB part limit. An object of any size up to the sum of the
 /// 10,000 parts fits: with 5 MiB, parts 1-1000 hold 4.9 GiB, 2000 parts
-/// 14.6 GiB, 4000 parts 73 GiB, and all 10,000 parts about 5 TB (S3's own
+/// 14.6 GiB, 4000 parts 73 GiB, and all 10,000 parts about 4.9 TiB (S3's own
 /// object limit is 5 TiB). Small files keep small parts, so the memory held
 /// (about `upload_concurrency` parts) grows only for very large files.
 public enum S3PartSizing {
