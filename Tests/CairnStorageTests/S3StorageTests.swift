@@ -263,7 +263,7 @@ struct S3TLSTests {
         let error = await #expect(throws: CairnError.self) { _ = try await untrusted.list(prefix: "") }
         await untrusted.shutdown()
         #expect(error?.code == .storage)
-        #expect(error?.message.contains("TLS") == true && error?.message.contains("s3_ca_file") == true)
+        #expect(error?.message.contains("CERTIFICATE_VERIFY_FAILED") == true && error?.message.contains("s3_ca_file") == true)
         // Verification failures are not retried.
         #expect(error?.message.contains("attempts") == false)
 
