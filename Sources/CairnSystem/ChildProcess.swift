@@ -191,7 +191,6 @@ public final class ChildProcess: Sendable {
             return executable
         }
         let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
-        // Mapped to String first: `Substring + [literals]` would splice characters.
         for dir in path.split(separator: ":").map(String.init) + ["/usr/sbin", "/sbin"] {
             let candidate = "\(dir)/\(executable)"
             if access(candidate, X_OK) == 0 { return candidate }
