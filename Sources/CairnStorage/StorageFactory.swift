@@ -16,7 +16,8 @@ public enum StorageFactory {
         case .file(let path):
             return FileStorage(root: path)
         case .s3, .gcs:
-            throw CairnError(.configuration, "storage URL \(location) needs the S3 backend, which this build does not have yet; use file:///path")
+            let settings = try S3Settings.resolve(location: location, configuration: configuration, environment: environment)
+            return S3Storage(settings: settings, logger: logger)
         }
     }
 }
