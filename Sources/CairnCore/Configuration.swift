@@ -114,6 +114,10 @@ public struct CairnConfiguration: Hashable, Sendable {
     public var mysqlUser: String?
     /// `mysql_password_file`: a file holding that account's password.
     public var mysqlPasswordFile: String?
+    /// `replication_user`: the account replicas replicate as (default cairn_repl).
+    public var replicationUser: String?
+    /// `replication_password_file`: a file holding that account's password.
+    public var replicationPasswordFile: String?
 
     public init() {}
 
@@ -122,6 +126,7 @@ public struct CairnConfiguration: Hashable, Sendable {
         "engine", "compression", "compression_level", "compression_threads",
         "s3_endpoint", "s3_force_path_style", "s3_ca_file", "s3_max_retries", "s3_part_size",
         "aws_shared_credentials_file", "aws_profile", "ctld", "mysql_user", "mysql_password_file",
+        "replication_user", "replication_password_file",
     ]
 
     /// Parses a configuration file's contents. `source` names the file in errors.
@@ -185,6 +190,8 @@ public struct CairnConfiguration: Hashable, Sendable {
         c.ctld = try reader.string("ctld")
         c.mysqlUser = try reader.string("mysql_user")
         c.mysqlPasswordFile = try reader.string("mysql_password_file")
+        c.replicationUser = try reader.string("replication_user")
+        c.replicationPasswordFile = try reader.string("replication_password_file")
         return c
     }
 }

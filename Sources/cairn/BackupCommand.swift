@@ -1,4 +1,5 @@
 import ArgumentParser
+import CairnCluster
 import CairnCore
 import CairnEngine
 import CairnStorage
@@ -34,6 +35,17 @@ struct BackupCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Name the backup after this tablet alias (direct mode; default local-<server id>).", valueName: "alias"))
     var tabletAlias: String?
 
+    @Option(name: .long, help: ArgumentHelp("Through ctld: back up on this tablet.", valueName: "alias"))
+    var tablet: String?
+
+    @Option(name: .long, help: ArgumentHelp("Through ctld: the type of tablet to back up on, primary (default) or replica (the most caught-up one).", valueName: "type"))
+    var tabletType: String?
+
+    @Flag(name: .long, help: "Through ctld: return once the backup has started.")
+    var async = false
+
+    @OptionGroup var cluster: ClusterOptions
+
     @OptionGroup var storageOptions: StorageOptions
     @OptionGroup var mysqlOptions: MySQLOptions
     @OptionGroup var output: OutputOptions
@@ -53,7 +65,8 @@ struct BackupCommand: AsyncParsableCommand {
         }
         let alias = try tabletAlias.map { try TabletAlias(parsing: $0) }
         guard local else {
-            throw CairnError(.usage, "backups through the control server are not available in this build; pass --local to back up the mysqld on this host")
+            try await runThroughControlServer(shard: shard, type: type, engine: self.engine.map { _ in engine }, configuration: configuration)
+            return
         }
         let logger = output.makeLogger()
         let mysql = try mysqlOptions.connection(configuration)
@@ -82,6 +95,45 @@ struct BackupCommand: AsyncParsableCommand {
             } else {
                 Output.line("No new transactions since backup \(parent.backupName) (position \(parent.position)); nothing was written.")
             }
+        }
+    }
+}
+
+extension BackupCommand {
+    func runThroughControlServer(shard: KeyspaceShard, type: RequestedBackupType, engine: FullBackupEngine?,
+                                 configuration: CairnConfiguration) async throws {
+        var tabletType: ClusterAPI.TabletType? = nil
+        if let name = self.tabletType {
+            guard let t = ClusterAPI.TabletType(rawValue: name) else {
+                throw CairnError(.usage, "--tablet-type \(name) is not known; use primary, replica or rdonly")
+            }
+            tabletType = t
+        }
+        _ = output.makeLogger()
+        let client = try cluster.client(configuration)
+        let job = try await client.startBackup(ClusterAPI.BackupRequest(keyspace: shard.keyspace, shard: shard.shard, tablet: tablet,
+                                                                        tabletType: tabletType, type: type, engine: engine))
+        let tabletName = shortTablet(job.tablet)
+        if async {
+            if output.json { try Output.json(job) } else {
+                Output.line("Backup initiated, please check tablet \(tabletName) logs for progress.")
+            }
+            return
+        }
+        if !output.json {
+            Output.line("Starting backup for keyspace \"\(shard.keyspace)\", shard \"\(shard.shard)\" on tablet \(tabletName)")
+        }
+        let finished = try await waitForJob(job, client: client, showProgress: !output.json)
+        if output.json { try Output.json(finished) }
+        switch finished.result {
+        case .completed?:
+            if !output.json {
+                Output.line("Backup \(finished.backupName ?? "?") completed on tablet \(tabletName): \(finished.note ?? "done"), position \(finished.position ?? "?").")
+            }
+        case .nothingToDo?:
+            if !output.json { Output.line("No backup was needed: \(finished.note ?? "nothing new").") }
+        default:
+            throw CairnError(.cluster, "backup job \(finished.id) on tablet \(finished.tablet) failed: \(finished.error ?? "no reason given")")
         }
     }
 }

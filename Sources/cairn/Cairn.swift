@@ -14,6 +14,11 @@ struct Cairn: AsyncParsableCommand {
             BackupsCommand.self,
             RestoreCommand.self,
             VerifyCommand.self,
+            TabletsCommand.self,
+            JobsCommand.self,
+            CtldCommand.self,
+            TabletCommand.self,
+            UpCommand.self,
         ]
     )
 }

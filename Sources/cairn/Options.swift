@@ -40,6 +40,11 @@ struct StorageOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("The backup storage URL: file:///path, s3://bucket[/prefix] or gs://bucket[/prefix]; overrides the configuration's bucket.", valueName: "url"))
     var storage: String?
 
+    /// Whether the verb reads storage itself rather than asking ctld.
+    var isDirect: Bool {
+        storage != nil || config != nil || ProcessInfo.processInfo.environment["CAIRN_CONFIG"] != nil
+    }
+
     func loadConfiguration() throws -> CairnConfiguration {
         if let path = config ?? ProcessInfo.processInfo.environment["CAIRN_CONFIG"] {
             return try CairnConfiguration.load(file: path)
@@ -116,8 +121,8 @@ struct OutputOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Log level on stderr: trace, debug, info, notice, warning, error (default: $CAIRN_LOG_LEVEL, else warning).", valueName: "level"))
     var logLevel: String?
 
-    func makeLogger(label: String = "cairn") -> Logger {
-        let text = logLevel ?? ProcessInfo.processInfo.environment["CAIRN_LOG_LEVEL"] ?? "warning"
+    func makeLogger(label: String = "cairn", defaultLevel: String = "warning") -> Logger {
+        let text = logLevel ?? ProcessInfo.processInfo.environment["CAIRN_LOG_LEVEL"] ?? defaultLevel
         let level = Logger.Level(rawValue: text.lowercased()) ?? .warning
         LoggingBootstrap.once(level: level)
         var logger = Logger(label: label)

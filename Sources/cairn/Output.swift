@@ -52,21 +52,3 @@ enum Output {
     }
 }
 
-/// A fixed-width text table.
-struct TextTable {
-    var header: [String]
-    var rows: [[String]] = []
-
-    func render() -> String {
-        var widths = header.map(\.count)
-        for row in rows {
-            for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) }
-        }
-        func format(_ cells: [String]) -> String {
-            cells.enumerated().map { i, c in
-                i == cells.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0)
-            }.joined(separator: "  ")
-        }
-        return ([format(header)] + rows.map(format)).joined(separator: "\n")
-    }
-}

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CairnCluster
 import CairnCore
 import CairnEngine
 import CairnStorage
@@ -36,6 +37,14 @@ struct RestoreCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Print the chosen chain and change nothing.")
     var dryRun = false
 
+    @Option(name: .long, help: ArgumentHelp("Through ctld: restore into this tablet (a replica or rdonly; it is wiped first).", valueName: "alias"))
+    var tablet: String?
+
+    @Flag(name: .long, help: "Through ctld: return once the restore has started.")
+    var async = false
+
+    @OptionGroup var cluster: ClusterOptions
+
     @OptionGroup var storageOptions: StorageOptions
     @OptionGroup var output: OutputOptions
 
@@ -60,7 +69,8 @@ struct RestoreCommand: AsyncParsableCommand {
         let shard = try parseShard(shard)
         let target = try target()
         guard local else {
-            throw CairnError(.usage, "restores through the control server are not available in this build; pass --local --target-datadir PATH")
+            try await runThroughControlServer(shard: shard, target: target)
+            return
         }
         guard let targetDatadir else {
             throw CairnError(.usage, "direct mode restores into a directory: pass --target-datadir PATH")
@@ -75,10 +85,10 @@ struct RestoreCommand: AsyncParsableCommand {
             try RestoreRunner.checkTarget(directory)
             if dryRun {
                 if output.json {
-                    try Output.json(RestorePlanJSON(plan))
+                    try Output.json(RestorePlanSummary(plan))
                 } else {
                     Output.line("Restore of \(shard) to \(plan.target) into \(directory) would apply:")
-                    Output.line(RestorePlanJSON(plan).table())
+                    Output.line(RestorePlanSummary(plan).table())
                     Output.line("Dry run: nothing was changed.")
                 }
                 return
@@ -87,7 +97,7 @@ struct RestoreCommand: AsyncParsableCommand {
                 try await runner.run(plan, into: directory)
             }
             if output.json {
-                var json = RestorePlanJSON(plan)
+                var json = RestorePlanSummary(plan)
                 json.reachedPosition = result.position.description
                 json.targetDatadir = directory
                 try Output.json(json)
@@ -101,67 +111,49 @@ struct RestoreCommand: AsyncParsableCommand {
     }
 }
 
-struct RestorePlanJSON: Encodable {
-    struct Step: Encodable {
-        var backup: String
-        var type: String
-        var fromPosition: String?
-        var position: String
-        var startTime: Date
-        var finishTime: Date
-        var firstEventTime: Date?
-        var lastEventTime: Date?
 
-        enum CodingKeys: String, CodingKey {
-            case backup, type
-            case fromPosition = "from_position"
-            case position
-            case startTime = "start_time"
-            case finishTime = "finish_time"
-            case firstEventTime = "first_event_time"
-            case lastEventTime = "last_event_time"
+extension RestoreCommand {
+    func runThroughControlServer(shard: KeyspaceShard, target: RestoreTarget) async throws {
+        let configuration = try storageOptions.loadConfiguration()
+        _ = output.makeLogger()
+        var parameters = ClusterAPI.RestoreParameters()
+        switch target {
+        case .latest: break
+        case .backup(let name): parameters.backup = name
+        case .time(let t): parameters.toTime = t
+        case .position(let p): parameters.toPosition = p.description
         }
-    }
-
-    var target: String
-    var steps: [Step]
-    var stopPosition: String?
-    var stopTime: Date?
-    var reachedPosition: String?
-    var targetDatadir: String?
-
-    enum CodingKeys: String, CodingKey {
-        case target, steps
-        case stopPosition = "stop_position"
-        case stopTime = "stop_time"
-        case reachedPosition = "reached_position"
-        case targetDatadir = "target_datadir"
-    }
-
-    init(_ plan: RestorePlan) {
-        target = plan.target.description
-        steps = plan.backups.map {
-            Step(backup: $0.backupName, type: $0.incremental ? "incremental" : "full (\($0.method.rawValue))",
-                 fromPosition: $0.fromPosition?.description, position: $0.position.description,
-                 startTime: $0.startTime, finishTime: $0.finishTime,
-                 firstEventTime: $0.firstEventTime, lastEventTime: $0.lastEventTime)
+        let client = try cluster.client(configuration)
+        let response = try await client.startRestore(ClusterAPI.RestoreRequest(keyspace: shard.keyspace, shard: shard.shard,
+                                                                               tablet: tablet, parameters: parameters, dryRun: dryRun))
+        if dryRun, let plan = response.plan {
+            if output.json { try Output.json(plan) } else {
+                Output.line("Restore of \(shard) to \(plan.target) would apply:")
+                Output.line(plan.table())
+                Output.line("Dry run: nothing was changed.")
+            }
+            return
         }
-        stopPosition = plan.stopPosition?.description
-        stopTime = plan.stopTime
-    }
-
-    func table() -> String {
-        var t = TextTable(header: ["BACKUP", "TYPE", "FROM", "TO", "STARTED", "EVENTS"])
-        for s in steps {
-            let events = s.firstEventTime.map { first in
-                "\(UTCTime.rfc3339(first, fractional: false)) .. \(s.lastEventTime.map { UTCTime.rfc3339($0, fractional: false) } ?? "?")"
-            } ?? "-"
-            t.rows.append([s.backup, s.type, s.fromPosition ?? "-", s.position,
-                           UTCTime.rfc3339(s.startTime, fractional: false), events])
+        guard let job = response.job else {
+            throw CairnError(.cluster, "ctld started no restore job")
         }
-        var text = t.render()
-        if let stopPosition { text += "\nstopping at position \(stopPosition) (inclusive)" }
-        if let stopTime { text += "\nstopping before \(UTCTime.rfc3339(stopTime, fractional: false))" }
-        return text
+        let tabletName = shortTablet(job.tablet)
+        if async {
+            if output.json { try Output.json(job) } else {
+                Output.line("Restore initiated, please check tablet \(tabletName) logs for progress.")
+            }
+            return
+        }
+        if !output.json {
+            Output.line("Starting restore of keyspace \"\(shard.keyspace)\", shard \"\(shard.shard)\" into tablet \(tabletName)")
+        }
+        let finished = try await waitForJob(job, client: client, showProgress: !output.json)
+        if output.json { try Output.json(finished) }
+        guard finished.result == .completed else {
+            throw CairnError(.cluster, "restore job \(finished.id) on tablet \(finished.tablet) failed: \(finished.error ?? "no reason given")")
+        }
+        if !output.json {
+            Output.line("Restored tablet \(tabletName) to \(finished.position ?? "?"): \(finished.note ?? "done").")
+        }
     }
 }

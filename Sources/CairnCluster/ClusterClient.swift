@@ -1,0 +1,122 @@
+import AsyncHTTPClient
+import CairnCore
+import CairnEngine
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// A typed client of the cluster API, for the command line, for tablets
+/// talking to ctld, and for ctld talking to tablets. Every call carries the
+/// bearer token.
+public struct ClusterClient: Sendable {
+    /// `http://host:port`.
+    public let baseURL: String
+    let token: String
+    /// What the server is, for messages: "the control server", "tablet zone1-100".
+    let peer: String
+
+    public init(address: String, token: String, peer: String = "the control server") {
+        var url = address
+        if !url.hasPrefix("http://") && !url.hasPrefix("https://") { url = "http://" + url }
+        while url.hasSuffix("/") { url.removeLast() }
+        self.baseURL = url
+        self.token = token
+        self.peer = peer
+    }
+
+    // MARK: - Control server calls
+
+    public func register(_ registration: ClusterAPI.TabletRegistration) async throws {
+        let _: Empty = try await send(.POST, "/tablets", body: registration)
+    }
+
+    public func heartbeat(_ heartbeat: ClusterAPI.Heartbeat) async throws {
+        let _: Empty = try await send(.POST, "/tablets/\(heartbeat.alias)/heartbeat", body: heartbeat)
+    }
+
+    public func tablets() async throws -> [ClusterAPI.Tablet] {
+        try await send(.GET, "/tablets", body: Optional<Empty>.none)
+    }
+
+    public func startBackup(_ request: ClusterAPI.BackupRequest) async throws -> ClusterAPI.Job {
+        try await send(.POST, "/backups", body: request)
+    }
+
+    public func startRestore(_ request: ClusterAPI.RestoreRequest) async throws -> ClusterAPI.RestoreResponse {
+        try await send(.POST, "/restores", body: request)
+    }
+
+    public func job(_ id: Int64) async throws -> ClusterAPI.Job {
+        try await send(.GET, "/jobs/\(id)", body: Optional<Empty>.none)
+    }
+
+    public func jobs(shard: KeyspaceShard?, limit: Int) async throws -> ClusterAPI.JobsResponse {
+        var query = "?limit=\(limit)"
+        if let shard { query += "&keyspace=\(shard.keyspace)&shard=\(shard.shard)" }
+        return try await send(.GET, "/jobs" + query, body: Optional<Empty>.none)
+    }
+
+    public func reportJob(_ update: ClusterAPI.JobUpdate) async throws {
+        let _: Empty = try await send(.POST, "/jobs/\(update.id)/progress", body: update)
+    }
+
+    public func backups(_ shard: KeyspaceShard) async throws -> BackupListing {
+        try await send(.GET, "/backups/\(shard.keyspace)/\(shard.shard)", body: Optional<Empty>.none)
+    }
+
+    public func removeBackup(_ shard: KeyspaceShard, name: String, force: Bool) async throws -> ClusterAPI.RemoveResponse {
+        try await send(.DELETE, "/backups/\(shard.keyspace)/\(shard.shard)/\(name)?force=\(force)", body: Optional<Empty>.none)
+    }
+
+    // MARK: - Tablet agent calls
+
+    /// Hands a job to a tablet; a busy tablet refuses.
+    public func assign(_ job: ClusterAPI.Job) async throws {
+        let _: Empty = try await send(.POST, "/jobs", body: job)
+    }
+
+    // MARK: - Transport
+
+    struct Empty: Codable, Sendable {}
+
+    func send<Body: Encodable & Sendable, Result: Decodable>(_ method: HTTPMethod, _ path: String, body: Body?) async throws -> Result {
+        var request = HTTPClientRequest(url: baseURL + ClusterAPI.prefix + path)
+        request.method = method
+        request.headers.add(name: "Authorization", value: "Bearer \(token)")
+        request.headers.add(name: "Accept", value: "application/json")
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(data: try CairnJSON.encoder().encode(body)))
+        }
+        let response: HTTPClientResponse
+        do {
+            response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+        } catch {
+            throw CairnError(.cluster, "cannot reach \(peer) at \(baseURL): \(ClusterClient.describe(error)); check that it is running and the address is right")
+        }
+        let data = try await response.body.collect(upTo: 64 * 1024 * 1024)
+        let bytes = Data(buffer: data)
+        guard (200..<300).contains(response.status.code) else {
+            if response.status == .unauthorized {
+                throw CairnError(.unauthorized, "\(peer) at \(baseURL) refused the request: the auth token is missing or wrong; pass that server's token with --auth-token-file or CAIRN_AUTH_TOKEN")
+            }
+            if let body = try? CairnJSON.decoder().decode(ClusterAPI.ErrorBody.self, from: bytes) {
+                throw CairnError(CairnError.Code(body.error.code), body.error.message)
+            }
+            throw CairnError(.cluster, "\(peer) at \(baseURL) answered \(response.status.code) to \(method.rawValue) \(path)")
+        }
+        if Result.self == Empty.self { return Empty() as! Result }
+        do {
+            return try CairnJSON.decoder().decode(Result.self, from: bytes)
+        } catch {
+            throw CairnError(.cluster, "\(peer) at \(baseURL) sent an answer this client cannot read; check that both run the same Cairn version")
+        }
+    }
+
+    static func describe(_ error: any Error) -> String {
+        let text = "\(error)"
+        if text.contains("connectionRefused") || text.contains("Connection refused") { return "connection refused" }
+        if text.contains("Timeout") || text.contains("timeout") { return "timed out" }
+        return text
+    }
+}

@@ -1,0 +1,320 @@
+import CairnCore
+import CairnEngine
+import CairnStorage
+import CairnSystem
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+/// How `cairn ctld` runs.
+public struct ControlServerOptions: Sendable {
+    public var bindAddress: String = "127.0.0.1"
+    public var port: Int = 15999
+    public var dataDirectory: String
+    public var configuration: CairnConfiguration
+    /// Overrides the configuration's bucket.
+    public var storageURL: String?
+    public var authToken: String
+    /// A tablet silent for this long is unhealthy, and its running job failed.
+    public var heartbeatTimeout: TimeInterval = 10
+    public var schedulerEnabled: Bool
+    /// Which tablet type scheduled backups run on.
+    public var scheduledTabletType: ClusterAPI.TabletType = .primary
+
+    public init(dataDirectory: String, configuration: CairnConfiguration, authToken: String, schedulerEnabled: Bool) {
+        self.dataDirectory = dataDirectory
+        self.configuration = configuration
+        self.authToken = authToken
+        self.schedulerEnabled = schedulerEnabled
+    }
+}
+
+/// `cairn ctld`: knows keyspaces, shards and tablets, receives client
+/// commands, picks the tablet, hands it the job, keeps job history and runs
+/// the scheduler.
+public final class ControlServer: Sendable {
+    let options: ControlServerOptions
+    let store: CtldStore
+    let storage: (any BackupStorage)?
+    let logger: Logger
+
+    public init(options: ControlServerOptions, logger: Logger) throws {
+        self.options = options
+        self.logger = logger
+        try FileSystem.createDirectory(options.dataDirectory)
+        store = try CtldStore(path: "\(options.dataDirectory)/ctld.sqlite")
+        if let url = options.storageURL ?? options.configuration.bucket {
+            storage = try StorageFactory.make(url: url, configuration: options.configuration, logger: logger)
+        } else {
+            storage = nil
+        }
+    }
+
+    /// Serves until SIGTERM or SIGINT. `onListening` gets the bound port.
+    public func run(onListening: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
+        let router = Router()
+        router.add(middleware: ErrorMiddleware(logger: logger))
+        router.add(middleware: BearerTokenMiddleware(token: options.authToken, logger: logger))
+        addRoutes(router)
+        let services: [any Service] = [
+            HeartbeatMonitor(server: self),
+            Scheduler(server: self),
+        ]
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname(options.bindAddress, port: options.port), serverName: "cairn-ctld"),
+            services: services,
+            onServerRunning: { channel in
+                await onListening(channel.localAddress?.port ?? 0)
+            },
+            logger: logger
+        )
+        logger.info("ctld starting", metadata: ["address": "\(options.bindAddress):\(options.port)",
+                                                "storage": "\(storage?.displayURL ?? "none")",
+                                                "scheduler": "\(options.schedulerEnabled && options.configuration.backupStrategy != nil ? "on" : "off")"])
+        try await app.runService()
+        await storage?.shutdown()
+    }
+
+    func requireStorage() throws -> any BackupStorage {
+        guard let storage else {
+            throw CairnError(.configuration, "ctld has no backup storage configured; start it with --config holding a \"bucket\" or with --storage URL")
+        }
+        return storage
+    }
+
+    // MARK: - Routes
+
+    func addRoutes(_ router: Router<BasicRequestContext>) {
+        let api = router.group(RouterPath(ClusterAPI.prefix))
+        api.post("tablets") { request, _ in
+            let registration = try await decodeBody(ClusterAPI.TabletRegistration.self, from: request)
+            try await self.register(registration)
+            return jsonResponse(ClusterClient.Empty())
+        }
+        api.post("tablets/:alias/heartbeat") { request, _ in
+            let heartbeat = try await decodeBody(ClusterAPI.Heartbeat.self, from: request)
+            try await self.heartbeat(heartbeat)
+            return jsonResponse(ClusterClient.Empty())
+        }
+        api.get("tablets") { _, _ in
+            jsonResponse(try await self.store.tablets())
+        }
+        api.post("backups") { request, _ in
+            let body = try await decodeBody(ClusterAPI.BackupRequest.self, from: request)
+            return jsonResponse(try await self.startBackup(body, scheduled: false))
+        }
+        api.get("backups/:keyspace/:shard") { _, context in
+            let shard = try KeyspaceShard(keyspace: try context.parameters.require("keyspace"), shard: try context.parameters.require("shard"))
+            return jsonResponse(try await self.listBackups(shard))
+        }
+        api.post("restores") { request, _ in
+            let body = try await decodeBody(ClusterAPI.RestoreRequest.self, from: request)
+            return jsonResponse(try await self.startRestore(body))
+        }
+        api.get("jobs") { request, _ in
+            let limit = request.uri.queryParameters.get("limit", as: Int.self) ?? 50
+            var shard: KeyspaceShard? = nil
+            if let ks = request.uri.queryParameters.get("keyspace"), let s = request.uri.queryParameters.get("shard") {
+                shard = try KeyspaceShard(keyspace: ks, shard: s)
+            }
+            let jobs = try await self.store.jobs(shard: shard, limit: limit)
+            return jsonResponse(ClusterAPI.JobsResponse(jobs: jobs, schedule: self.scheduleSummary(shard)))
+        }
+        api.get("jobs/:id") { _, context in
+            let id = try context.parameters.require("id", as: Int64.self)
+            guard let job = try await self.store.job(id) else {
+                throw CairnError(.notFound, "there is no job \(id); list them with `cairn jobs`")
+            }
+            return jsonResponse(job)
+        }
+        api.post("jobs/:id/progress") { request, _ in
+            let update = try await decodeBody(ClusterAPI.JobUpdate.self, from: request)
+            try await self.record(update)
+            return jsonResponse(ClusterClient.Empty())
+        }
+    }
+
+    // MARK: - Tablets
+
+    func register(_ registration: ClusterAPI.TabletRegistration) async throws {
+        _ = try KeyspaceShard(keyspace: registration.keyspace, shard: registration.shard)
+        _ = try TabletAlias(parsing: registration.alias)
+        var tablet = try await store.tablet(registration.alias) ?? ClusterAPI.Tablet(registration: registration)
+        let fresh = ClusterAPI.Tablet(registration: registration)
+        tablet.keyspace = fresh.keyspace
+        tablet.shard = fresh.shard
+        tablet.type = fresh.type
+        tablet.agentURL = fresh.agentURL
+        tablet.mysqlHost = fresh.mysqlHost
+        tablet.mysqlPort = fresh.mysqlPort
+        tablet.hostname = fresh.hostname
+        tablet.lastHeartbeat = Date()
+        try await store.saveTablet(tablet)
+        logger.info("tablet registered", metadata: ["tablet": "\(registration.alias)", "shard": "\(registration.keyspace)/\(registration.shard)",
+                                                    "type": "\(registration.type.rawValue)"])
+    }
+
+    func heartbeat(_ heartbeat: ClusterAPI.Heartbeat) async throws {
+        guard try await store.tablet(heartbeat.alias) != nil else {
+            throw CairnError(.notFound, "tablet \(heartbeat.alias) is not registered; it registers again on its next start")
+        }
+        let now = Date()
+        try await store.updateTablet(heartbeat.alias) { t in
+            t.type = heartbeat.type
+            t.healthy = heartbeat.healthy
+            t.serving = heartbeat.serving
+            t.replication = heartbeat.replication
+            t.position = heartbeat.position
+            t.currentJob = heartbeat.currentJob
+            t.lastHeartbeat = now
+        }
+        for update in heartbeat.finishedJobs { try await record(update) }
+        // A job ctld thinks runs here, that the tablet neither runs nor reports finished, was lost (the tablet restarted).
+        for job in try await store.unfinishedJobs() where job.tablet == heartbeat.alias && job.id != heartbeat.currentJob
+            && now.timeIntervalSince(job.createdAt) > options.heartbeatTimeout
+            && !heartbeat.finishedJobs.contains(where: { $0.id == job.id }) {
+            try await failJob(job.id, "tablet \(heartbeat.alias) is no longer running it (the tablet restarted)")
+        }
+    }
+
+    func record(_ update: ClusterAPI.JobUpdate) async throws {
+        let job = try await store.updateJob(update.id) { $0.apply(update) }
+        if let job, let result = update.result {
+            logger.info("job finished", metadata: ["job": "\(job.id)", "kind": "\(job.kind.rawValue)", "shard": "\(job.shardID)",
+                                                   "tablet": "\(job.tablet)", "result": "\(result.rawValue)",
+                                                   "backup": "\(job.backupName ?? "-")", "error": "\(job.error ?? "-")"])
+        }
+    }
+
+    func failJob(_ id: Int64, _ message: String) async throws {
+        try await store.updateJob(id) { job in
+            job.phase = "failed"
+            job.result = .failed
+            job.error = message
+            job.endedAt = Date()
+        }
+        logger.warning("job failed", metadata: ["job": "\(id)", "error": "\(message)"])
+    }
+
+    /// Shards that have tablets.
+    func knownShards() async throws -> [String] {
+        Array(Set(try await store.tablets().map(\.shardID))).sorted()
+    }
+
+    func unknownShardError(_ shard: KeyspaceShard) async throws -> CairnError {
+        let known = try await knownShards()
+        return CairnError(.notFound, "ctld does not know keyspace/shard \(shard); known: \(known.isEmpty ? "none (no tablet has registered)" : known.joined(separator: ", "))")
+    }
+
+    /// Picks the tablet for a job: a named one, or the best of a type.
+    func pickTablet(_ shard: KeyspaceShard, alias: String?, type: ClusterAPI.TabletType) async throws -> ClusterAPI.Tablet {
+        let tablets = try await store.tablets().filter { $0.keyspace == shard.keyspace && $0.shard == shard.shard }
+        guard !tablets.isEmpty else { throw try await unknownShardError(shard) }
+        if let alias {
+            let wanted = try TabletAlias(parsing: alias)
+            guard let tablet = tablets.first(where: { (try? TabletAlias(parsing: $0.alias)).map(wanted.matches) ?? false }) else {
+                throw CairnError(.notFound, "shard \(shard) has no tablet \(alias); its tablets: \(tablets.map(\.alias).joined(separator: ", "))")
+            }
+            guard tablet.healthy || tablet.lastHeartbeat.map({ Date().timeIntervalSince($0) < options.heartbeatTimeout }) == true else {
+                throw CairnError(.cluster, "tablet \(tablet.alias) is not healthy (no recent heartbeat); check it and retry")
+            }
+            return tablet
+        }
+        let candidates = tablets.filter { $0.type == type && $0.healthy }
+        if type == .primary {
+            guard let primary = candidates.first else {
+                throw CairnError(.cluster, "shard \(shard) has no healthy primary tablet; its tablets: \(describe(tablets))")
+            }
+            return primary
+        }
+        // The most caught-up replica: running replication, least lag.
+        let best = candidates.sorted { a, b in
+            let la = a.replication?.running == true ? (a.replication?.lagSeconds ?? Int.max) : Int.max
+            let lb = b.replication?.running == true ? (b.replication?.lagSeconds ?? Int.max) : Int.max
+            return (la, a.alias) < (lb, b.alias)
+        }.first
+        guard let best else {
+            throw CairnError(.cluster, "shard \(shard) has no healthy \(type.rawValue) tablet; its tablets: \(describe(tablets))")
+        }
+        return best
+    }
+
+    func describe(_ tablets: [ClusterAPI.Tablet]) -> String {
+        tablets.map { "\($0.alias) (\($0.type.rawValue), \($0.healthy ? "healthy" : "unhealthy"))" }.joined(separator: ", ")
+    }
+
+    // MARK: - Jobs
+
+    func startBackup(_ request: ClusterAPI.BackupRequest, scheduled: Bool) async throws -> ClusterAPI.Job {
+        let shard = try KeyspaceShard(keyspace: request.keyspace, shard: request.shard)
+        _ = try requireStorage()
+        let tablet = try await pickTablet(shard, alias: request.tablet, type: request.tabletType ?? .primary)
+        guard let job = try await store.createJob(shard: shard, tablet: tablet.alias, scheduled: scheduled, { job in
+            job.kind = .backup
+            job.backupType = request.type
+            job.engine = request.engine
+        }) else {
+            throw CairnError(.cluster, "a job is already running on \(shard); wait for it (see `cairn jobs \(shard)`) and retry")
+        }
+        return try await dispatch(job, to: tablet)
+    }
+
+    func startRestore(_ request: ClusterAPI.RestoreRequest) async throws -> ClusterAPI.RestoreResponse {
+        let shard = try KeyspaceShard(keyspace: request.keyspace, shard: request.shard)
+        let storage = try requireStorage()
+        let target = try request.parameters.target()
+        let runner = RestoreRunner(context: RestoreContext(shard: shard, storage: storage, logger: logger, progress: nil))
+        let plan = try await runner.plan(target)
+        if request.dryRun {
+            return ClusterAPI.RestoreResponse(job: nil, plan: RestorePlanSummary(plan))
+        }
+        guard let alias = request.tablet else {
+            throw CairnError(.usage, "a restore through ctld needs --tablet ALIAS (a replica or rdonly tablet to restore into), or start a new tablet with `cairn tablet --restore-from-backup`")
+        }
+        let tablet = try await pickTablet(shard, alias: alias, type: .replica)
+        guard tablet.type != .primary else {
+            throw CairnError(.cluster, "tablet \(tablet.alias) is the primary of \(shard); Cairn does not restore over a serving primary, restore into a replica or a new tablet")
+        }
+        guard let job = try await store.createJob(shard: shard, tablet: tablet.alias, scheduled: false, { job in
+            job.kind = .restore
+            job.restore = request.parameters
+        }) else {
+            throw CairnError(.cluster, "a job is already running on \(shard); wait for it (see `cairn jobs \(shard)`) and retry")
+        }
+        return ClusterAPI.RestoreResponse(job: try await dispatch(job, to: tablet), plan: RestorePlanSummary(plan))
+    }
+
+    /// Hands a created job to its tablet; a refusal fails the job.
+    func dispatch(_ job: ClusterAPI.Job, to tablet: ClusterAPI.Tablet) async throws -> ClusterAPI.Job {
+        let client = ClusterClient(address: tablet.agentURL, token: options.authToken, peer: "tablet \(tablet.alias)")
+        do {
+            try await client.assign(job)
+        } catch let error as CairnError {
+            try await failJob(job.id, "tablet \(tablet.alias) did not take the job: \(error.message)")
+            throw CairnError(.cluster, "tablet \(tablet.alias) did not take the \(job.kind.rawValue) job: \(error.message)")
+        }
+        logger.info("job started", metadata: ["job": "\(job.id)", "kind": "\(job.kind.rawValue)", "shard": "\(job.shardID)",
+                                              "tablet": "\(tablet.alias)", "scheduled": "\(job.scheduled)"])
+        return try await store.job(job.id) ?? job
+    }
+
+    // MARK: - Backups in storage
+
+    func listBackups(_ shard: KeyspaceShard) async throws -> BackupListing {
+        let storage = try requireStorage()
+        let listing = try await BackupListing.make(shard: shard, storage: storage, strategy: options.configuration.backupStrategy, logger: logger)
+        if listing.backups.isEmpty, !(try await knownShards().contains(shard.description)) {
+            throw try await unknownShardError(shard)
+        }
+        return listing
+    }
+
+    func scheduleSummary(_ only: KeyspaceShard?) -> [ClusterAPI.ShardSchedule] {
+        schedulerState.summary(only)
+    }
+
+    let schedulerState = SchedulerState()
+}

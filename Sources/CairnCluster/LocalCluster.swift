@@ -1,0 +1,215 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CairnCore
+import CairnSystem
+import Foundation
+import Logging
+import Synchronization
+import UnixSignals
+
+/// `cairn up`: the embedded default. ctld plus keyspace `commerce`, shard
+/// `0`, a primary `zone1-100` and a replica `zone1-101` that replicates from
+/// it, each tablet with its own MariaDB under the directory, file storage
+/// under `<dir>/backups`, the scheduler on. Every part is a child process
+/// of this one, logging into `<dir>/logs`.
+public struct LocalCluster: Sendable {
+    public struct Options: Sendable {
+        public var directory: String
+        public var ctldPort: Int = 15999
+        public var mysqlBasePort: Int = 17100
+        /// The `cairn` executable to start the parts with.
+        public var executable: String
+
+        public init(directory: String, executable: String) {
+            self.directory = directory
+            self.executable = executable
+        }
+    }
+
+    public let options: Options
+    let logger: Logger
+
+    public init(options: Options, logger: Logger) {
+        self.options = options
+        self.logger = logger
+    }
+
+    struct Part {
+        var name: String
+        var arguments: [String]
+    }
+
+    var dir: String { options.directory }
+    var tokenFile: String { "\(dir)/ctld/auth-token" }
+    var configFile: String { "\(dir)/config.json" }
+    func socket(_ alias: String) -> String { "\(dir)/\(alias)/mysqld.sock" }
+
+    /// Writes the configuration, token and replication password when missing.
+    func prepare() throws {
+        for sub in ["ctld", "backups", "logs", "zone1-100", "zone1-101"] {
+            try FileSystem.createDirectory("\(dir)/\(sub)")
+        }
+        guard socket("zone1-101").utf8.count < 100 else {
+            throw CairnError(.usage, "the directory \(dir) is too deep for MariaDB's socket paths (107 bytes at most); choose a shorter --dir")
+        }
+        _ = try AuthToken.loadOrCreate(tokenFile)
+        let passwordFile = "\(dir)/replication-password"
+        if !FileManager.default.fileExists(atPath: passwordFile) {
+            _ = try AuthToken.loadOrCreate(passwordFile)
+        }
+        if !FileManager.default.fileExists(atPath: configFile) {
+            let config = """
+                {
+                  "bucket": "file://\(dir)/backups",
+                  "backup_strategy": { "full_backup_interval": "24h", "incremental_backup_interval": "1h" },
+                  "ctld": "localhost:\(options.ctldPort)",
+                  "replication_password_file": "\(passwordFile)"
+                }
+
+                """
+            guard FileManager.default.createFile(atPath: configFile, contents: Data(config.utf8)) else {
+                throw CairnError(.fileSystem, "cannot write \(configFile)")
+            }
+        }
+    }
+
+    var parts: [Part] {
+        let common = ["--config", configFile, "--auth-token-file", tokenFile, "--log-level", "info"]
+        func tablet(_ uid: Int, _ type: String) -> Part {
+            let alias = "zone1-\(uid)"
+            return Part(name: alias, arguments: ["tablet", "--alias", alias, "--keyspace", "commerce", "--shard", "0", "--type", type,
+                                                 "--mysql-socket", socket(alias), "--mysql-datadir", "\(dir)/\(alias)/data",
+                                                 "--mysql-port", String(options.mysqlBasePort + uid - 100),
+                                                 "--ctld", "localhost:\(options.ctldPort)"] + common)
+        }
+        return [
+            Part(name: "ctld", arguments: ["ctld", "--port", String(options.ctldPort), "--data-dir", "\(dir)/ctld"] + common),
+            tablet(100, "primary"),
+            tablet(101, "replica"),
+        ]
+    }
+
+    /// Starts everything, waits until the cluster is usable, prints how to
+    /// use it, and stops everything cleanly on SIGINT or SIGTERM.
+    public func run(print say: @Sendable (String) -> Void) async throws {
+        try prepare()
+        // Signals end the wait below; the parts get SIGTERM from us.
+        let signals = await UnixSignalsSequence(trapping: .sigint, .sigterm)
+
+        var children: [(Part, ChildProcess)] = []
+        func stopAll() async {
+            for (part, child) in children.reversed() {
+                child.kill(SIGTERM)
+                let done = Task { await child.wait() }
+                let timer = Task {
+                    try await Task.sleep(for: .seconds(60))
+                    child.kill(SIGKILL)
+                }
+                _ = await done.value
+                timer.cancel()
+                logger.info("stopped \(part.name)")
+            }
+        }
+        do {
+            for part in parts {
+                let log = open("\(dir)/logs/\(part.name).log", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+                guard log >= 0 else { throw CairnError(.fileSystem, "cannot open \(dir)/logs/\(part.name).log") }
+                defer { close(log) }
+                let child = try ChildProcess(options.executable, arguments: part.arguments, stdout: .fileDescriptor(log),
+                                             stderr: .fileDescriptor(log), newProcessGroup: true, logger: logger)
+                children.append((part, child))
+                say("started \(part.name) (log: \(dir)/logs/\(part.name).log)")
+                if part.name == "ctld" { try await waitForControlServer(children: children) }
+            }
+            try await waitUntilReady(children: children)
+        } catch {
+            await stopAll()
+            throw error
+        }
+        say("""
+
+            Cairn local cluster is up under \(dir):
+              ctld        localhost:\(options.ctldPort) (auth token in \(tokenFile))
+              zone1-100   primary of commerce/0: MariaDB on socket \(socket("zone1-100")), port \(options.mysqlBasePort)
+              zone1-101   replica of commerce/0: MariaDB on socket \(socket("zone1-101")), port \(options.mysqlBasePort + 1)
+              backups     file://\(dir)/backups (scheduler: full every 24h, incremental every 1h)
+
+            Try, from the directory that holds cairn-local:
+              cairn --server localhost:\(options.ctldPort) Backup commerce/0
+              cairn backups commerce/0
+              cairn tablets
+              cairn jobs
+              mariadb --socket=\(socket("zone1-100")) --user=root
+
+            Logs are in \(dir)/logs. Press Ctrl-C to stop everything.
+            """)
+        // Until a signal, or until a part dies.
+        let signalled = Mutex<String?>(nil)
+        let signalTask = Task {
+            for await signal in signals {
+                signalled.withLock { $0 = "\(signal)" }
+                break
+            }
+        }
+        var reason = "signal"
+        while true {
+            if let s = signalled.withLock({ $0 }) {
+                reason = s
+                break
+            }
+            if let died = exitedPart(children) {
+                reason = died
+                break
+            }
+            try? await Task.sleep(for: .milliseconds(200))
+        }
+        signalTask.cancel()
+        say("stopping the local cluster (\(reason))...")
+        await stopAll()
+        say("stopped.")
+    }
+
+    func waitForControlServer(children: [(Part, ChildProcess)]) async throws {
+        let client = ClusterClient(address: "localhost:\(options.ctldPort)", token: try AuthToken.read(tokenFile))
+        for _ in 0..<600 {
+            if (try? await client.tablets()) != nil { return }
+            try checkAlive(children)
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw CairnError(.cluster, "ctld did not answer on localhost:\(options.ctldPort) within 60s; see \(dir)/logs/ctld.log")
+    }
+
+    func waitUntilReady(children: [(Part, ChildProcess)]) async throws {
+        let client = ClusterClient(address: "localhost:\(options.ctldPort)", token: try AuthToken.read(tokenFile))
+        for _ in 0..<1800 {
+            let tablets = (try? await client.tablets()) ?? []
+            let primary = tablets.first { $0.alias == "zone1-100" && $0.healthy }
+            let replica = tablets.first { $0.alias == "zone1-101" && $0.healthy && $0.replication?.running == true }
+            if primary != nil && replica != nil { return }
+            try checkAlive(children)
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw CairnError(.cluster, "the tablets did not become healthy within 180s; see the logs in \(dir)/logs")
+    }
+
+    func checkAlive(_ children: [(Part, ChildProcess)]) throws {
+        if let died = exitedPart(children) {
+            throw CairnError(.cluster, "\(died) while starting; see \(dir)/logs")
+        }
+    }
+
+    /// "<part> stopped (<status>)" for the first part that has exited, with the end of its log.
+    func exitedPart(_ children: [(Part, ChildProcess)]) -> String? {
+        for (part, child) in children {
+            var raw: Int32 = 0
+            if waitpid(child.pid, &raw, WNOHANG) == child.pid {
+                let exit = ChildProcess.Exit(code: raw & 0x7f == 0 ? (raw >> 8) & 0xff : nil, signal: raw & 0x7f == 0 ? nil : raw & 0x7f)
+                child.recordExit(exit)
+                let log = (try? String(contentsOfFile: "\(dir)/logs/\(part.name).log", encoding: .utf8)) ?? ""
+                return "\(part.name) stopped (\(exit))\(ChildProcess.summarize(log))"
+            }
+        }
+        return nil
+    }
+}

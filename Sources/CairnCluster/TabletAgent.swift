@@ -1,0 +1,389 @@
+import CairnCore
+import CairnEngine
+import CairnMySQL
+import CairnStorage
+import CairnSystem
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+import Synchronization
+
+/// How `cairn tablet` runs.
+public struct TabletAgentOptions: Sendable {
+    public var alias: TabletAlias
+    public var shard: KeyspaceShard
+    public var type: ClusterAPI.TabletType
+    public var mysqlSocket: String
+    public var mysqlDataDirectory: String
+    /// The mysqld's TCP port (replicas connect to a primary through it).
+    public var mysqlPort: Int?
+    public var mysqlHost: String = "127.0.0.1"
+    public var mysql: MySQLConnectionConfiguration
+    public var ctldAddress: String
+    public var bindAddress: String = "127.0.0.1"
+    public var port: Int = 0
+    public var authToken: String
+    public var configuration: CairnConfiguration
+    public var storageURL: String?
+    /// Restore into the (empty) data directory before registering.
+    public var restoreFromBackup: ClusterAPI.RestoreParameters?
+    public var heartbeatInterval: Duration = .seconds(2)
+
+    public init(alias: TabletAlias, shard: KeyspaceShard, type: ClusterAPI.TabletType, mysqlSocket: String,
+                mysqlDataDirectory: String, mysql: MySQLConnectionConfiguration, ctldAddress: String,
+                authToken: String, configuration: CairnConfiguration) {
+        self.alias = alias
+        self.shard = shard
+        self.type = type
+        self.mysqlSocket = mysqlSocket
+        self.mysqlDataDirectory = mysqlDataDirectory
+        self.mysql = mysql
+        self.ctldAddress = ctldAddress
+        self.authToken = authToken
+        self.configuration = configuration
+    }
+}
+
+/// `cairn tablet`: the agent beside one mysqld. It registers with ctld,
+/// heartbeats, and runs backups and restores of its own mysqld as jobs, one
+/// at a time, reporting progress to ctld and to its log.
+public final class TabletAgent: Sendable {
+    let options: TabletAgentOptions
+    let storage: any BackupStorage
+    let mysqld: TabletMysqld
+    let ctld: ClusterClient
+    let logger: Logger
+    let state = Mutex(State())
+
+    struct State {
+        var currentJob: Int64?
+        var restoring = false
+        /// Final reports ctld has not acknowledged yet.
+        var unacknowledged: [ClusterAPI.JobUpdate] = []
+        /// Replication deliberately off (after a point-in-time restore), with the reason.
+        var replicationOff: String?
+        var registered = false
+    }
+
+    public init(options: TabletAgentOptions, logger: Logger) throws {
+        self.options = options
+        self.logger = logger
+        guard let url = options.storageURL ?? options.configuration.bucket else {
+            throw CairnError(.configuration, "the tablet has no backup storage configured; pass --config with a \"bucket\" or --storage URL")
+        }
+        storage = try StorageFactory.make(url: url, configuration: options.configuration, logger: logger)
+        mysqld = TabletMysqld(socketPath: options.mysqlSocket, dataDirectory: options.mysqlDataDirectory, port: options.mysqlPort,
+                              serverID: options.alias.uid, connection: options.mysql, logger: logger)
+        ctld = ClusterClient(address: options.ctldAddress, token: options.authToken)
+        state.withLock { $0.replicationOff = TabletAgent.readReplicationOffNote(options.mysqlDataDirectory) }
+    }
+
+    var aliasText: String { options.alias.description }
+
+    /// Prepares mysqld (restoring first when asked), then serves until SIGTERM or SIGINT.
+    public func run() async throws {
+        if let restore = options.restoreFromBackup {
+            try await restoreBeforeStart(restore)
+        } else {
+            try await mysqld.ensureRunning()
+        }
+        if options.type == .primary, let credentials = try replicationCredentials() {
+            try await mysqld.ensureReplicationAccount(user: credentials.user, password: credentials.password)
+        }
+        let router = Router()
+        router.add(middleware: ErrorMiddleware(logger: logger))
+        router.add(middleware: BearerTokenMiddleware(token: options.authToken, logger: logger))
+        let api = router.group(RouterPath(ClusterAPI.prefix))
+        api.post("jobs") { request, _ in
+            let job = try await decodeBody(ClusterAPI.Job.self, from: request)
+            try self.accept(job)
+            return jsonResponse(ClusterClient.Empty(), status: .accepted)
+        }
+        api.get("status") { _, _ in
+            jsonResponse(await self.makeHeartbeat())
+        }
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname(options.bindAddress, port: options.port), serverName: "cairn-tablet"),
+            services: [HeartbeatService(agent: self)],
+            onServerRunning: { channel in
+                self.listeningPort.withLock { $0 = channel.localAddress?.port ?? 0 }
+            },
+            logger: logger
+        )
+        logger.info("tablet starting", metadata: ["tablet": "\(aliasText)", "shard": "\(options.shard)", "type": "\(options.type.rawValue)"])
+        do {
+            try await app.runService()
+        } catch {
+            await mysqld.shutdown()
+            await storage.shutdown()
+            throw error
+        }
+        logger.info("tablet stopping; stopping its mysqld")
+        await mysqld.shutdown()
+        await storage.shutdown()
+    }
+
+    let listeningPort = Mutex<Int>(0)
+
+    var registration: ClusterAPI.TabletRegistration {
+        ClusterAPI.TabletRegistration(alias: aliasText, keyspace: options.shard.keyspace, shard: options.shard.shard, type: options.type,
+                                      agentURL: "http://\(options.bindAddress == "0.0.0.0" ? FileSystem.hostname : options.bindAddress):\(listeningPort.withLock { $0 })",
+                                      mysqlHost: options.mysqlPort == nil ? nil : options.mysqlHost, mysqlPort: options.mysqlPort,
+                                      hostname: FileSystem.hostname)
+    }
+
+    // MARK: - Heartbeats
+
+    func makeHeartbeat() async -> ClusterAPI.Heartbeat {
+        let healthy = await mysqld.isUp()
+        let s = state.withLock { $0 }
+        var replication: ClusterAPI.ReplicationStatus? = nil
+        if options.type != .primary, healthy {
+            replication = await mysqld.replicationStatus()
+            if let off = s.replicationOff {
+                replication = ClusterAPI.ReplicationStatus(running: false, lagSeconds: nil, source: nil, note: off)
+            }
+        }
+        return ClusterAPI.Heartbeat(alias: aliasText, type: options.type, healthy: healthy && !s.restoring,
+                                    serving: healthy && !s.restoring, replication: replication,
+                                    position: healthy ? await mysqld.position() : nil,
+                                    currentJob: s.currentJob, finishedJobs: s.unacknowledged)
+    }
+
+    /// One heartbeat: register if needed, report, keep replicas replicating.
+    func beat() async {
+        if listeningPort.withLock({ $0 }) == 0 { return }
+        do {
+            if !state.withLock({ $0.registered }) {
+                try await ctld.register(registration)
+                state.withLock { $0.registered = true }
+                logger.info("registered with ctld", metadata: ["ctld": "\(ctld.baseURL)"])
+            }
+            let heartbeat = await makeHeartbeat()
+            do {
+                try await ctld.heartbeat(heartbeat)
+            } catch let error as CairnError where error.code == .notFound {
+                // ctld lost the registration (a new data directory): register again.
+                state.withLock { $0.registered = false }
+                return
+            }
+            let sent = Set(heartbeat.finishedJobs.map(\.id))
+            state.withLock { s in s.unacknowledged.removeAll { sent.contains($0.id) } }
+        } catch {
+            logger.warning("cannot reach ctld", metadata: ["ctld": "\(ctld.baseURL)", "error": "\(error)"])
+        }
+        await keepReplicating()
+    }
+
+    /// A replica without replication (and not deliberately left off) replicates from the shard's primary.
+    func keepReplicating() async {
+        guard options.type != .primary, state.withLock({ $0.replicationOff == nil && !$0.restoring && $0.currentJob == nil }) else { return }
+        guard await mysqld.isUp(), await mysqld.replicationStatus() == nil else { return }
+        do {
+            try await startReplication()
+        } catch {
+            logger.warning("cannot start replication yet", metadata: ["error": "\(error)"])
+        }
+    }
+
+    func replicationCredentials() throws -> (user: String, password: String)? {
+        guard let file = options.configuration.replicationPasswordFile else { return nil }
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+            throw CairnError(.configuration, "cannot read replication_password_file \(file)")
+        }
+        return (options.configuration.replicationUser ?? "cairn_repl", text.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    /// Points this replica at the shard's primary, from its own GTID position.
+    func startReplication() async throws {
+        guard let credentials = try replicationCredentials() else {
+            throw CairnError(.configuration, "no replication credentials: set replication_password_file (and replication_user) in the configuration")
+        }
+        let tablets = try await ctld.tablets()
+        guard let primary = tablets.first(where: { $0.keyspace == options.shard.keyspace && $0.shard == options.shard.shard && $0.type == .primary }),
+              let host = primary.mysqlHost, let port = primary.mysqlPort else {
+            throw CairnError(.cluster, "the primary of \(options.shard) is not registered with a MariaDB port yet")
+        }
+        try await mysqld.replicate(fromHost: host, port: port, user: credentials.user, password: credentials.password)
+        logger.info("replicating", metadata: ["from": "\(primary.alias) (\(host):\(port))"])
+    }
+
+    // MARK: - Jobs
+
+    /// Takes a job, or refuses when one is running.
+    func accept(_ job: ClusterAPI.Job) throws {
+        try state.withLock { s in
+            if let current = s.currentJob {
+                throw CairnError(.cluster, "tablet \(aliasText) is busy with job \(current)")
+            }
+            s.currentJob = job.id
+        }
+        logger.info("job accepted", metadata: ["job": "\(job.id)", "kind": "\(job.kind.rawValue)"])
+        Task { await self.execute(job) }
+    }
+
+    func execute(_ job: ClusterAPI.Job) async {
+        let progress = TransferProgress()
+        let started = Date()
+        let reporter = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                if Task.isCancelled { break }
+                let update = ClusterAPI.JobUpdate(id: job.id, phase: progress.phase, bytesDone: progress.rawBytes,
+                                                  storedBytes: progress.storedBytes, rate: progress.rate, startedAt: started)
+                logger.info("job \(job.id) \(job.kind.rawValue): \(progress.phase), \(formatBytes(progress.rawBytes)) at \(formatBytes(Int64(progress.rate)))/s")
+                try? await ctld.reportJob(update)
+            }
+        }
+        var final = ClusterAPI.JobUpdate(id: job.id, phase: "failed", startedAt: started)
+        do {
+            switch job.kind {
+            case .backup:
+                final = try await runBackup(job, progress: progress)
+            case .restore:
+                final = try await runRestore(job, progress: progress)
+            }
+        } catch {
+            let message = (error as? CairnError)?.message ?? "\(error)"
+            logger.error("job \(job.id) failed: \(message)")
+            final.result = .failed
+            final.error = message
+        }
+        reporter.cancel()
+        final.startedAt = started
+        final.endedAt = Date()
+        final.bytesDone = progress.rawBytes
+        final.storedBytes = progress.storedBytes
+        final.rate = progress.rate
+        state.withLock { s in
+            s.currentJob = nil
+            s.unacknowledged.append(final)
+        }
+        // Reported now if ctld is up; otherwise the next heartbeats carry it.
+        if (try? await ctld.reportJob(final)) != nil {
+            state.withLock { s in s.unacknowledged.removeAll { $0.id == final.id } }
+        }
+    }
+
+    func runBackup(_ job: ClusterAPI.Job, progress: TransferProgress) async throws -> ClusterAPI.JobUpdate {
+        let context = BackupContext(shard: options.shard, tabletAlias: options.alias, storage: storage, mysql: options.mysql,
+                                    dataDirectory: options.mysqlDataDirectory, compression: CompressionSettings(configuration: options.configuration),
+                                    logger: logger, progress: progress)
+        let request = BackupRequest(type: job.backupType ?? .auto, engine: job.engine ?? options.configuration.engine,
+                                    strategy: options.configuration.backupStrategy)
+        switch try await BackupRunner(context: context).run(request) {
+        case .completed(let manifest):
+            logger.info("job \(job.id): backup \(manifest.backupName) completed at \(manifest.position)")
+            return ClusterAPI.JobUpdate(id: job.id, phase: "completed", result: .completed, backupName: manifest.backupName,
+                                        position: manifest.position.description,
+                                        note: manifest.incremental ? "incremental after \(manifest.parentBackup ?? "?")" : "full (\(manifest.method.rawValue))")
+        case .nothingNew(let parent):
+            logger.info("job \(job.id): nothing new since \(parent.backupName)")
+            return ClusterAPI.JobUpdate(id: job.id, phase: "nothing_to_do", result: .nothingToDo, backupName: nil,
+                                        position: parent.position.description,
+                                        note: "no new transactions since backup \(parent.backupName); nothing was written")
+        }
+    }
+
+    func runRestore(_ job: ClusterAPI.Job, progress: TransferProgress) async throws -> ClusterAPI.JobUpdate {
+        guard options.type != .primary else {
+            throw CairnError(.cluster, "tablet \(aliasText) is a serving primary; Cairn does not restore over it")
+        }
+        let parameters = job.restore ?? ClusterAPI.RestoreParameters()
+        let runner = RestoreRunner(context: RestoreContext(shard: options.shard, storage: storage, logger: logger, progress: progress))
+        progress.setPhase("planning")
+        let plan = try await runner.plan(try parameters.target())
+        state.withLock { $0.restoring = true }
+        defer { state.withLock { $0.restoring = false } }
+        progress.setPhase("stopping mysqld")
+        await mysqld.stopReplication()
+        try await mysqld.stop()
+        try FileSystem.emptyDirectory(options.mysqlDataDirectory)
+        let result = try await runner.run(plan, into: options.mysqlDataDirectory)
+        progress.setPhase("starting mysqld")
+        try await mysqld.start()
+        let note = try await afterRestore(parameters: parameters, reached: result.position)
+        return ClusterAPI.JobUpdate(id: job.id, phase: "completed", result: .completed,
+                                    backupName: (plan.incrementals.last ?? plan.full).backupName,
+                                    position: result.position.description, note: note)
+    }
+
+    /// Replicates after a restore to the latest backup; stays out of
+    /// replication after a point-in-time restore, and says so.
+    func afterRestore(parameters: ClusterAPI.RestoreParameters, reached: ReplicationPosition) async throws -> String {
+        if parameters.isPointInTime {
+            let note = "restored to a point in time (\(reached)); replication stays off so the data stays at that point"
+            state.withLock { $0.replicationOff = note }
+            TabletAgent.writeReplicationOffNote(note, options.mysqlDataDirectory)
+            return note
+        }
+        state.withLock { $0.replicationOff = nil }
+        TabletAgent.writeReplicationOffNote(nil, options.mysqlDataDirectory)
+        guard options.type != .primary else { return "restored to \(reached)" }
+        do {
+            try await startReplication()
+            return "restored to \(reached); replicating from the primary to catch up"
+        } catch let error as CairnError {
+            return "restored to \(reached); replication not started yet (\(error.message)), the tablet keeps trying"
+        }
+    }
+
+    /// `--restore-from-backup`: fill the empty data directory, then start mysqld.
+    func restoreBeforeStart(_ parameters: ClusterAPI.RestoreParameters) async throws {
+        guard try FileSystem.isMissingOrEmptyDirectory(options.mysqlDataDirectory) else {
+            throw CairnError(.restoreTarget, "--restore-from-backup needs an empty or new --mysql-datadir, but \(options.mysqlDataDirectory) is not empty")
+        }
+        let runner = RestoreRunner(context: RestoreContext(shard: options.shard, storage: storage, logger: logger, progress: nil))
+        let plan = try await runner.plan(try parameters.target())
+        logger.info("restoring before start", metadata: ["target": "\(plan.target)", "full": "\(plan.full.backupName)",
+                                                         "incrementals": "\(plan.incrementals.count)"])
+        let result = try await runner.run(plan, into: options.mysqlDataDirectory)
+        try await mysqld.start()
+        let note = try await afterRestoreAtStart(parameters: parameters, reached: result.position)
+        logger.info("restore before start completed: \(note)")
+    }
+
+    func afterRestoreAtStart(parameters: ClusterAPI.RestoreParameters, reached: ReplicationPosition) async throws -> String {
+        if parameters.isPointInTime {
+            let note = "restored to a point in time (\(reached)); replication stays off so the data stays at that point"
+            state.withLock { $0.replicationOff = note }
+            TabletAgent.writeReplicationOffNote(note, options.mysqlDataDirectory)
+            return note
+        }
+        // Replication starts with the first heartbeats, once ctld is reachable.
+        return "restored to \(reached)"
+    }
+
+    // The "replication deliberately off" note survives tablet restarts.
+    static func noteFile(_ datadir: String) -> String { "\(datadir)/cairn-replication-off" }
+
+    static func readReplicationOffNote(_ datadir: String) -> String? {
+        try? String(contentsOfFile: noteFile(datadir), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    static func writeReplicationOffNote(_ note: String?, _ datadir: String) {
+        if let note {
+            _ = FileManager.default.createFile(atPath: noteFile(datadir), contents: Data((note + "\n").utf8))
+        } else {
+            try? FileManager.default.removeItem(atPath: noteFile(datadir))
+        }
+    }
+}
+
+/// Heartbeats to ctld at a fixed interval for as long as the tablet runs.
+struct HeartbeatService: Service {
+    let agent: TabletAgent
+
+    func run() async throws {
+        // Stopping at a graceful shutdown is the normal end, not an error.
+        try? await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                await agent.beat()
+                try await Task.sleep(for: agent.options.heartbeatInterval)
+            }
+        }
+    }
+}

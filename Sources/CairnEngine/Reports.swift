@@ -1,0 +1,174 @@
+import CairnCore
+import CairnStorage
+import Foundation
+import Logging
+
+/// The listing as printed with --json (and returned by the control server).
+public struct BackupListing: Codable, Sendable {
+    public struct Entry: Codable, Sendable {
+        public var name: String
+        /// `full` or `incremental`; `unknown` when incomplete.
+        public var type: String
+        public var method: String?
+        /// `complete`, `incomplete` or `unreadable`.
+        public var status: String
+        public var problem: String?
+        public var tabletAlias: String?
+        public var parent: String?
+        public var fromPosition: String?
+        public var position: String?
+        public var startTime: Date?
+        public var finishTime: Date?
+        public var firstEventTime: Date?
+        public var lastEventTime: Date?
+        public var storedBytes: Int64
+        public var rawBytes: Int64?
+        /// Whether its chain back to a full backup is whole.
+        public var restorable: Bool
+
+        enum CodingKeys: String, CodingKey {
+            case name, type, method, status, problem
+            case tabletAlias = "tablet_alias"
+            case parent
+            case fromPosition = "from_position"
+            case position
+            case startTime = "start_time"
+            case finishTime = "finish_time"
+            case firstEventTime = "first_event_time"
+            case lastEventTime = "last_event_time"
+            case storedBytes = "stored_bytes"
+            case rawBytes = "raw_bytes"
+            case restorable
+        }
+    }
+
+    public var shard: String
+    public var storage: String
+    public var backups: [Entry]
+    public var nextFullDue: Date?
+    public var nextIncrementalDue: Date?
+
+    enum CodingKeys: String, CodingKey {
+        case shard, storage, backups
+        case nextFullDue = "next_full_due"
+        case nextIncrementalDue = "next_incremental_due"
+    }
+
+    public static func make(shard: KeyspaceShard, storage: any BackupStorage, strategy: BackupStrategyConfig?,
+                     logger: Logger) async throws -> BackupListing {
+        let stored = try await BackupRepository(storage: storage, logger: logger).list(shard)
+        let chains = BackupChains(stored.compactMap(\.manifest))
+        let entries = stored.map { b -> Entry in
+            switch b.state {
+            case .complete(let m):
+                return Entry(name: b.name, type: m.incremental ? "incremental" : "full", method: m.method.rawValue,
+                             status: "complete", problem: nil, tabletAlias: m.tabletAlias, parent: m.parentBackup,
+                             fromPosition: m.fromPosition?.description, position: m.position.description,
+                             startTime: m.startTime, finishTime: m.finishTime, firstEventTime: m.firstEventTime,
+                             lastEventTime: m.lastEventTime, storedBytes: m.storedSize, rawBytes: m.rawSize,
+                             restorable: chains.brokenLink(of: m) == nil)
+            case .incomplete:
+                return Entry(name: b.name, type: "unknown", method: nil, status: "incomplete", problem: nil,
+                             tabletAlias: b.parsedName?.tabletAlias.description, parent: nil, fromPosition: nil, position: nil,
+                             startTime: b.startTime, finishTime: nil, firstEventTime: nil, lastEventTime: nil,
+                             storedBytes: b.storedBytes, rawBytes: nil, restorable: false)
+            case .unreadable(let why):
+                return Entry(name: b.name, type: "unknown", method: nil, status: "unreadable", problem: why,
+                             tabletAlias: b.parsedName?.tabletAlias.description, parent: nil, fromPosition: nil, position: nil,
+                             startTime: b.startTime, finishTime: nil, firstEventTime: nil, lastEventTime: nil,
+                             storedBytes: b.storedBytes, rawBytes: nil, restorable: false)
+            }
+        }
+        let schedule = BackupStrategy.schedule(backups: chains.backups, strategy: strategy, now: Date())
+        return BackupListing(shard: shard.description, storage: storage.displayURL, backups: entries,
+                             nextFullDue: schedule.nextFull, nextIncrementalDue: schedule.nextIncremental)
+    }
+}
+
+public struct RestorePlanSummary: Codable, Sendable {
+    public struct Step: Codable, Sendable {
+        public var backup: String
+        public var type: String
+        public var fromPosition: String?
+        public var position: String
+        public var startTime: Date
+        public var finishTime: Date
+        public var firstEventTime: Date?
+        public var lastEventTime: Date?
+
+        enum CodingKeys: String, CodingKey {
+            case backup, type
+            case fromPosition = "from_position"
+            case position
+            case startTime = "start_time"
+            case finishTime = "finish_time"
+            case firstEventTime = "first_event_time"
+            case lastEventTime = "last_event_time"
+        }
+    }
+
+    public var target: String
+    public var steps: [Step]
+    public var stopPosition: String?
+    public var stopTime: Date?
+    public var reachedPosition: String?
+    public var targetDatadir: String?
+
+    enum CodingKeys: String, CodingKey {
+        case target, steps
+        case stopPosition = "stop_position"
+        case stopTime = "stop_time"
+        case reachedPosition = "reached_position"
+        case targetDatadir = "target_datadir"
+    }
+
+    public init(_ plan: RestorePlan) {
+        target = plan.target.description
+        steps = plan.backups.map {
+            Step(backup: $0.backupName, type: $0.incremental ? "incremental" : "full (\($0.method.rawValue))",
+                 fromPosition: $0.fromPosition?.description, position: $0.position.description,
+                 startTime: $0.startTime, finishTime: $0.finishTime,
+                 firstEventTime: $0.firstEventTime, lastEventTime: $0.lastEventTime)
+        }
+        stopPosition = plan.stopPosition?.description
+        stopTime = plan.stopTime
+    }
+
+    public func table() -> String {
+        var t = TextTable(header: ["BACKUP", "TYPE", "FROM", "TO", "STARTED", "EVENTS"])
+        for s in steps {
+            let events = s.firstEventTime.map { first in
+                "\(UTCTime.rfc3339(first, fractional: false)) .. \(s.lastEventTime.map { UTCTime.rfc3339($0, fractional: false) } ?? "?")"
+            } ?? "-"
+            t.rows.append([s.backup, s.type, s.fromPosition ?? "-", s.position,
+                           UTCTime.rfc3339(s.startTime, fractional: false), events])
+        }
+        var text = t.render()
+        if let stopPosition { text += "\nstopping at position \(stopPosition) (inclusive)" }
+        if let stopTime { text += "\nstopping before \(UTCTime.rfc3339(stopTime, fractional: false))" }
+        return text
+    }
+}
+
+/// A fixed-width text table.
+public struct TextTable: Sendable {
+    public var header: [String]
+    public var rows: [[String]] = []
+
+    public init(header: [String]) {
+        self.header = header
+    }
+
+    public func render() -> String {
+        var widths = header.map(\.count)
+        for row in rows {
+            for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) }
+        }
+        func format(_ cells: [String]) -> String {
+            cells.enumerated().map { i, c in
+                i == cells.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+            }.joined(separator: "  ")
+        }
+        return ([format(header)] + rows.map(format)).joined(separator: "\n")
+    }
+}

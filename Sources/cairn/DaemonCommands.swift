@@ -1,0 +1,236 @@
+import ArgumentParser
+import CairnCluster
+import CairnCore
+import CairnEngine
+import CairnMySQL
+import CairnSystem
+import Foundation
+
+struct CtldCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ctld",
+        abstract: "Run the control server (Vitess: vtctld).",
+        discussion: """
+            Keeps the topology and job history in SQLite under --data-dir, reads backups from the configured storage, \
+            and runs the scheduler when the configuration has a backup_strategy. Every API call needs the bearer token \
+            from --auth-token-file; without one, a token is generated into <data-dir>/auth-token on first start.
+            """
+    )
+
+    @Option(name: .long, help: "The port to listen on.")
+    var port: Int = 15999
+
+    @Option(name: .long, help: ArgumentHelp("The address to listen on.", valueName: "addr"))
+    var bind: String = "127.0.0.1"
+
+    @Option(name: .long, help: ArgumentHelp("Where ctld keeps its database (and generated token).", valueName: "path"))
+    var dataDir: String = "cairn-ctld"
+
+    @Option(name: .long, help: ArgumentHelp("The auth token file (default: <data-dir>/auth-token, created when missing).", valueName: "file"))
+    var authTokenFile: String?
+
+    @Option(name: .long, help: ArgumentHelp("Seconds without a heartbeat before a tablet is unhealthy and its job failed.", valueName: "seconds"))
+    var heartbeatTimeout: Double = 10
+
+    @Flag(name: .long, help: "Do not run the scheduler even when the configuration has a backup_strategy.")
+    var noScheduler = false
+
+    @OptionGroup var storageOptions: StorageOptions
+    @OptionGroup var output: OutputOptions
+
+    func run() async throws {
+        let logger = output.makeLogger(label: "ctld", defaultLevel: "info")
+        let configuration = try storageOptions.loadConfiguration()
+        let dataDir = URL(fileURLWithPath: dataDir).standardizedFileURL.path
+        try FileSystem.createDirectory(dataDir)
+        let token = try authTokenFile.map(AuthToken.read) ?? AuthToken.loadOrCreate("\(dataDir)/auth-token")
+        var options = ControlServerOptions(dataDirectory: dataDir, configuration: configuration, authToken: token,
+                                           schedulerEnabled: !noScheduler)
+        options.bindAddress = bind
+        options.port = port
+        options.storageURL = storageOptions.storage
+        options.heartbeatTimeout = heartbeatTimeout
+        let server = try ControlServer(options: options, logger: logger)
+        try await server.run { port in
+            logger.info("ctld listening", metadata: ["address": "\(bind):\(port)"])
+        }
+    }
+}
+
+struct TabletCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tablet",
+        abstract: "Run a tablet agent beside one mysqld (Vitess: vttablet + mysqlctld).",
+        discussion: """
+            Adopts the mysqld answering on --mysql-socket, or starts one on --mysql-datadir (initializing an empty \
+            directory). Registers with ctld, heartbeats, and runs backups and restores of its mysqld as jobs. With \
+            --restore-from-backup it first restores the shard's latest chain (or a point in time) into the empty data \
+            directory, then registers.
+            """
+    )
+
+    @Option(name: .long, help: ArgumentHelp("The tablet's alias, <cell>-<uid>.", valueName: "alias"))
+    var alias: String
+
+    @Option(name: .long, help: "The keyspace.")
+    var keyspace: String
+
+    @Option(name: .long, help: "The shard.")
+    var shard: String
+
+    @Option(name: .long, help: "primary, replica or rdonly.")
+    var type: String
+
+    @Option(name: .long, help: ArgumentHelp("The mysqld's data directory.", valueName: "path"))
+    var mysqlDatadir: String
+
+    @Option(name: .long, help: ArgumentHelp("The control server, host:port (default: the configuration's ctld, else localhost:15999).", valueName: "host:port"))
+    var ctld: String?
+
+    @Option(name: .long, help: "The port of the tablet's own API (0 picks a free one).")
+    var port: Int = 0
+
+    @Option(name: .long, help: ArgumentHelp("The address the tablet's API listens on.", valueName: "addr"))
+    var bind: String = "127.0.0.1"
+
+    @Option(name: .long, help: ArgumentHelp("The file holding ctld's auth token (default: $CAIRN_AUTH_TOKEN).", valueName: "file"))
+    var authTokenFile: String?
+
+    @Flag(name: .long, help: "Restore into the empty data directory before registering.")
+    var restoreFromBackup = false
+
+    @Option(name: .long, help: ArgumentHelp("With --restore-from-backup: everything committed before this second (RFC 3339).", valueName: "time"))
+    var toTime: String?
+
+    @Option(name: .long, help: ArgumentHelp("With --restore-from-backup: up to and including this GTID position.", valueName: "gtid"))
+    var toPosition: String?
+
+    @Option(name: .long, help: ArgumentHelp("Seconds between heartbeats.", valueName: "seconds"))
+    var heartbeatInterval: Double = 2
+
+    @OptionGroup var storageOptions: StorageOptions
+    @OptionGroup var mysqlOptions: MySQLOptions
+    @OptionGroup var output: OutputOptions
+
+    func run() async throws {
+        let logger = output.makeLogger(label: "tablet \(alias)", defaultLevel: "info")
+        let shard = try KeyspaceShard(keyspace: keyspace, shard: self.shard)
+        let alias = try TabletAlias(parsing: self.alias)
+        guard alias.cell != nil else {
+            throw CairnError(.usage, "--alias \(self.alias) needs a cell: write <cell>-<uid>, e.g. zone1-100")
+        }
+        guard let type = ClusterAPI.TabletType(rawValue: type) else {
+            throw CairnError(.usage, "--type \(self.type) is not known; use primary, replica or rdonly")
+        }
+        if (toTime != nil || toPosition != nil) && !restoreFromBackup {
+            throw CairnError(.usage, "--to-time and --to-position go with --restore-from-backup")
+        }
+        let configuration = try storageOptions.loadConfiguration()
+        let mysql = try mysqlOptions.connection(configuration)
+        guard case .socket(let socket) = mysql.endpoint else {
+            throw CairnError(.usage, "a tablet reaches its mysqld through --mysql-socket")
+        }
+        let token: String
+        if let authTokenFile {
+            token = try AuthToken.read(authTokenFile)
+        } else if let env = ProcessInfo.processInfo.environment["CAIRN_AUTH_TOKEN"], !env.isEmpty {
+            token = env
+        } else {
+            throw CairnError(.usage, "no auth token for ctld: pass --auth-token-file or set CAIRN_AUTH_TOKEN")
+        }
+        var options = TabletAgentOptions(alias: alias, shard: shard, type: type, mysqlSocket: socket,
+                                         mysqlDataDirectory: URL(fileURLWithPath: mysqlDatadir).standardizedFileURL.path,
+                                         mysql: mysql, ctldAddress: ctld ?? configuration.ctld ?? "localhost:15999",
+                                         authToken: token, configuration: configuration)
+        // With a socket, --mysql-port is the server's TCP port: a managed mysqld listens there and replicas connect to it.
+        options.mysqlPort = mysqlOptions.mysqlPort
+        options.port = port
+        options.bindAddress = bind
+        options.storageURL = storageOptions.storage
+        options.heartbeatInterval = .milliseconds(Int(heartbeatInterval * 1000))
+        if restoreFromBackup {
+            var parameters = ClusterAPI.RestoreParameters()
+            if let toTime {
+                guard let t = UTCTime.parseRFC3339(toTime) else {
+                    throw CairnError(.usage, "--to-time \(toTime) is not an RFC 3339 time; write e.g. 2026-11-25T14:00:00Z")
+                }
+                parameters.toTime = Date(timeIntervalSince1970: floor(t.timeIntervalSince1970))
+            }
+            if let toPosition { parameters.toPosition = try ReplicationPosition(parsing: toPosition).description }
+            options.restoreFromBackup = parameters
+        }
+        try await TabletAgent(options: options, logger: logger).run()
+    }
+}
+
+struct TabletsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tablets",
+        abstract: "List the tablets ctld knows, with their type, health and replication.",
+        aliases: ["ListAllTablets", "GetTablets"]
+    )
+
+    @Argument(help: ArgumentHelp("Only this shard, <keyspace>/<shard>.", valueName: "keyspace/shard"))
+    var shard: String?
+
+    @OptionGroup var cluster: ClusterOptions
+    @OptionGroup var output: OutputOptions
+
+    func run() async throws {
+        let filter = try shard.map(parseShard)
+        _ = output.makeLogger()
+        let tablets = try await cluster.client().tablets().filter { filter == nil || $0.shardID == filter!.description }
+        if output.json {
+            try Output.json(tablets)
+            return
+        }
+        var table = TextTable(header: ["ALIAS", "SHARD", "TYPE", "HEALTH", "REPLICATION", "POSITION", "JOB"])
+        for t in tablets {
+            var replication = "-"
+            if let r = t.replication {
+                replication = r.running ? "running, lag \(r.lagSeconds.map { "\($0)s" } ?? "?")" : "off: \(r.note ?? "stopped")"
+            }
+            table.rows.append([t.alias, t.shardID, t.type.rawValue, t.healthy ? (t.serving ? "serving" : "healthy") : "unhealthy",
+                               replication, t.position ?? "-", t.currentJob.map(String.init) ?? "-"])
+        }
+        Output.line(tablets.isEmpty ? "No tablets have registered." : table.render())
+    }
+}
+
+struct JobsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "jobs",
+        abstract: "List recent backup and restore jobs, newest first, and what the scheduler runs next.",
+        aliases: ["ListJobs", "GetJobs"]
+    )
+
+    @Argument(help: ArgumentHelp("Only this shard, <keyspace>/<shard>.", valueName: "keyspace/shard"))
+    var shard: String?
+
+    @Option(name: .long, help: "How many jobs to show.")
+    var limit: Int = 20
+
+    @OptionGroup var cluster: ClusterOptions
+    @OptionGroup var output: OutputOptions
+
+    func run() async throws {
+        let filter = try shard.map(parseShard)
+        _ = output.makeLogger()
+        let response = try await cluster.client().jobs(shard: filter, limit: limit)
+        if output.json {
+            try Output.json(response)
+            return
+        }
+        var table = TextTable(header: ["ID", "SHARD", "TABLET", "KIND", "BY", "PHASE", "STARTED", "ENDED", "RESULT", "BACKUP", "ERROR"])
+        for j in response.jobs {
+            table.rows.append([String(j.id), j.shardID, j.tablet, j.kind.rawValue, j.scheduled ? "scheduler" : "client", j.phase,
+                               UTCTime.rfc3339(j.startedAt ?? j.createdAt, fractional: false),
+                               j.endedAt.map { UTCTime.rfc3339($0, fractional: false) } ?? "-",
+                               j.result?.rawValue ?? "running", j.backupName ?? "-", j.error ?? ""])
+        }
+        Output.line(response.jobs.isEmpty ? "No jobs yet." : table.render())
+        for s in response.schedule {
+            Output.line("Next for \(s.shard): " + (s.nextRun.map { "\(s.nextKind ?? "backup") at \(UTCTime.rfc3339($0, fractional: false))" } ?? "nothing planned") + (s.note.map { " (\($0))" } ?? ""))
+        }
+    }
+}

@@ -1,0 +1,32 @@
+import ArgumentParser
+import CairnCluster
+import CairnCore
+import Foundation
+
+struct UpCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "up",
+        abstract: "Run the embedded local cluster: ctld, a primary and a replica of commerce/0, each with its own MariaDB.",
+        discussion: "Everything lives under --dir (backups in <dir>/backups, logs in <dir>/logs). Ctrl-C stops it all cleanly; running it again reuses the directory."
+    )
+
+    @Option(name: .long, help: ArgumentHelp("Where the cluster keeps everything.", valueName: "path"))
+    var dir: String = "./cairn-local"
+
+    @Option(name: .long, help: "ctld's port.")
+    var port: Int = 15999
+
+    @Option(name: .long, help: ArgumentHelp("The primary's MariaDB port; the replica uses the next one.", valueName: "port"))
+    var mysqlBasePort: Int = 17100
+
+    @OptionGroup var output: OutputOptions
+
+    func run() async throws {
+        let logger = output.makeLogger(label: "up", defaultLevel: "warning")
+        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        var options = LocalCluster.Options(directory: URL(fileURLWithPath: dir).standardizedFileURL.path, executable: executable)
+        options.ctldPort = port
+        options.mysqlBasePort = mysqlBasePort
+        try await LocalCluster(options: options, logger: logger).run { Output.line($0) }
+    }
+}
