@@ -94,7 +94,10 @@ public final class Mysqld: Sendable {
     public static func initializeDataDirectory(_ path: String, rootAuthentication: RootAuthentication = .noPassword,
                                                logger: Logger) async throws {
         try FileSystem.createDirectory(path)
-        var args = ["--no-defaults", "--datadir=\(path)", "--skip-test-db"]
+        // A private temporary directory: bootstraps running side by side must not share /tmp's temporary tables.
+        let scratch = try FileSystem.makeTemporaryDirectory(prefix: "cairn-install-db")
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        var args = ["--no-defaults", "--datadir=\(path)", "--skip-test-db", "--tmpdir=\(scratch)"]
         switch rootAuthentication {
         case .noPassword:
             args.append("--auth-root-authentication-method=normal")

@@ -56,6 +56,8 @@ public final class ChildProcess: Sendable {
     private let stdoutFD: Int32?
     private let stderrCapture: Task<String, Never>?
     private let stdoutCapture: Task<String, Never>?
+    private let stderrTail = CaptureBuffer()
+    private let stdoutTail = CaptureBuffer()
     let exitStatusStore: Mutex<Exit?>
 
     /// Starts `executable` (a path, or a name searched on `PATH`).
@@ -163,14 +165,16 @@ public final class ChildProcess: Sendable {
         exitStatusStore = Mutex(nil)
 
         if case .capture(let limit) = stdout, let fd = parentStdout {
-            stdoutCapture = Task.detached { await ChildProcess.drain(fd: fd, limit: limit) }
+            let tail = stdoutTail
+            stdoutCapture = Task.detached { await ChildProcess.drain(fd: fd, limit: limit, into: tail) }
             stdoutFD = nil
         } else {
             stdoutCapture = nil
             stdoutFD = parentStdout
         }
         if case .capture(let limit) = stderr, let fd = parentStderr {
-            stderrCapture = Task.detached { await ChildProcess.drain(fd: fd, limit: limit) }
+            let tail = stderrTail
+            stderrCapture = Task.detached { await ChildProcess.drain(fd: fd, limit: limit, into: tail) }
         } else {
             stderrCapture = nil
             if let fd = parentStderr { close(fd) }
@@ -306,22 +310,23 @@ public final class ChildProcess: Sendable {
         return ": " + meaningful.suffix(lines).joined(separator: " | ")
     }
 
-    static func drain(fd: Int32, limit: Int) async -> String {
-        let data: [UInt8] = (try? await Blocking.run {
-            var kept: [UInt8] = []
+    /// What the child has written to its standard error so far (the tail), without waiting.
+    public func capturedErrorSoFar() -> String {
+        stderrTail.text
+    }
+
+    static func drain(fd: Int32, limit: Int, into tail: CaptureBuffer) async -> String {
+        _ = try? await Blocking.run {
             var chunk = [UInt8](repeating: 0, count: 16 * 1024)
             while true {
                 let r = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
                 if r < 0 && errno == EINTR { continue }
                 if r <= 0 { break }
-                kept.append(contentsOf: chunk[0..<r])
-                if kept.count > limit * 2 { kept.removeFirst(kept.count - limit) }
+                tail.append(chunk[0..<r], limit: limit)
             }
             close(fd)
-            if kept.count > limit { kept.removeFirst(kept.count - limit) }
-            return kept
-        }) ?? []
-        return String(decoding: data, as: UTF8.self)
+        }
+        return tail.text
     }
 
     /// Runs a program to completion and returns its standard output; throws
@@ -370,5 +375,21 @@ extension ChildProcess {
             throw CairnError(.process, "could not create a pipe: \(String(cString: strerror(errno)))")
         }
         return (fds[0], fds[1])
+    }
+}
+
+/// The last bytes a child wrote to one of its streams.
+final class CaptureBuffer: Sendable {
+    let bytes = Mutex<[UInt8]>([])
+
+    func append(_ chunk: ArraySlice<UInt8>, limit: Int) {
+        bytes.withLock { kept in
+            kept.append(contentsOf: chunk)
+            if kept.count > limit * 2 { kept.removeFirst(kept.count - limit) }
+        }
+    }
+
+    var text: String {
+        bytes.withLock { String(decoding: $0, as: UTF8.self) }
     }
 }

@@ -75,7 +75,7 @@ struct TabletCommand: AsyncParsableCommand {
     @Option(name: .long, help: "The keyspace.")
     var keyspace: String
 
-    @Option(name: .long, help: "The shard.")
+    @Option(name: .long, parsing: .unconditional, help: "The shard (key ranges such as -80 are taken as values).")
     var shard: String
 
     @Option(name: .long, help: "primary, replica or rdonly.")

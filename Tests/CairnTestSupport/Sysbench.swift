@@ -4,25 +4,42 @@ import Foundation
 
 /// sysbench's OLTP workloads against a test server: real tables and real writes.
 public struct Sysbench: Sendable {
-    public let server: TestServer
+    public let socketPath: String
     public var tables: Int
     public var tableSize: Int
 
     public init(server: TestServer, tables: Int = 4, tableSize: Int = 10_000) {
-        self.server = server
+        self.init(socketPath: server.socketPath, tables: tables, tableSize: tableSize)
+    }
+
+    /// Against any server reachable as root on `socketPath` (a tablet's mysqld).
+    public init(socketPath: String, tables: Int = 4, tableSize: Int = 10_000) {
+        self.socketPath = socketPath
         self.tables = tables
         self.tableSize = tableSize
     }
 
     var commonArguments: [String] {
-        ["--db-driver=mysql", "--mysql-socket=\(server.socketPath)", "--mysql-user=root", "--mysql-db=sbtest",
+        ["--db-driver=mysql", "--mysql-socket=\(socketPath)", "--mysql-user=root", "--mysql-db=sbtest",
          "--tables=\(tables)", "--table-size=\(tableSize)"]
+    }
+
+    func query(_ sql: String) async throws -> MySQLResult {
+        let c = try await MySQLConnection.connect(MySQLConnectionConfiguration(endpoint: .socket(socketPath)), logger: testLogger)
+        do {
+            let r = try await c.query(sql)
+            await c.close()
+            return r
+        } catch {
+            await c.close()
+            throw error
+        }
     }
 
     /// Creates database `sbtest` and fills its tables.
     public func prepare() async throws {
         try requireTools(["sysbench"])
-        try await server.query("CREATE DATABASE IF NOT EXISTS sbtest")
+        _ = try await query("CREATE DATABASE IF NOT EXISTS sbtest")
         try await ChildProcess.run("sysbench", ["oltp_write_only"] + commonArguments + ["--threads=2", "prepare"],
                                    doing: "sysbench prepare")
     }
@@ -37,7 +54,7 @@ public struct Sysbench: Sendable {
             "run",
         ], stdout: .capture(limit: 64 * 1024), stderr: .capture(limit: 64 * 1024))
         var run = SysbenchRun(process: process)
-        run.server = server
+        run.bench = self
         return run
     }
 
@@ -52,7 +69,7 @@ public struct Sysbench: Sendable {
 /// A running sysbench load.
 public struct SysbenchRun: Sendable {
     let process: ChildProcess
-    var server: TestServer? = nil
+    var bench: Sysbench? = nil
 
     init(process: ChildProcess) {
         self.process = process
@@ -63,9 +80,9 @@ public struct SysbenchRun: Sendable {
     public func stop() async {
         process.kill(SIGKILL)
         _ = await process.wait()
-        guard let server else { return }
+        guard let bench else { return }
         for _ in 0..<100 {
-            let busy = try? await server.query("SELECT COUNT(*) FROM information_schema.processlist WHERE db = 'sbtest' AND id <> CONNECTION_ID()").scalar
+            let busy = try? await bench.query("SELECT COUNT(*) FROM information_schema.processlist WHERE db = 'sbtest' AND id <> CONNECTION_ID()").scalar
             if busy == "0" { return }
             try? await Task.sleep(for: .milliseconds(100))
         }

@@ -1,0 +1,226 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import AsyncHTTPClient
+import CairnCluster
+import CairnCore
+import CairnTestSupport
+import Foundation
+import Testing
+
+/// Issue 5: the cluster, as separate processes with real mariadbd.
+@Suite("The cluster: ctld, tablets, client verbs", .serialized)
+struct ClusterTests {
+    func insertRows(_ cluster: ClusterFixture, from: Int, count: Int) async throws {
+        let values = (from..<(from + count)).map { "(\($0), 'row \($0)')" }.joined(separator: ",")
+        _ = try await cluster.query("zone1-100", "INSERT INTO sbtest.items VALUES \(values)")
+    }
+
+    @Test("the seed's Backup command, --async, backups, restores into a replica and into a new tablet at a time")
+    func seedWorkflow() async throws {
+        let cluster = try ClusterFixture()
+        do {
+            try cluster.startControlServer()
+            try cluster.startTablet("zone1-100", type: "primary")
+            try cluster.startTablet("zone1-101", type: "replica")
+            try await cluster.waitForTablets(["zone1-100", "zone1-101"], replicating: ["zone1-101"])
+            _ = try await cluster.query("zone1-100", "CREATE DATABASE sbtest; CREATE TABLE sbtest.items (id INT PRIMARY KEY, name VARCHAR(64))")
+            try await insertRows(cluster, from: 0, count: 100)
+
+            // The seed's command, with cairn in place of vtctlclient.
+            let backup = try await cluster.cli(["--server", cluster.server, "Backup", "commerce/0"])
+            #expect(backup.exitCode == 0, "\(backup)\n\(cluster.logs())")
+            let lines = backup.stdout.split(separator: "\n").map(String.init)
+            #expect(lines.first == "Starting backup for keyspace \"commerce\", shard \"0\" on tablet 100", "\(backup)")
+            #expect(lines.last?.hasPrefix("Backup ") == true && lines.last?.contains(".zone1-100 completed") == true, "\(backup)")
+
+            let listing = try await cluster.cli(["backups", "commerce/0", "--json"])
+            #expect(listing.exitCode == 0, "\(listing)")
+            let backups = (try JSONSerialization.jsonObject(with: Data(listing.stdout.utf8)) as! [String: Any])["backups"] as! [[String: Any]]
+            #expect(backups.count == 1 && backups[0]["tablet_alias"] as? String == "zone1-100" && backups[0]["status"] as? String == "complete")
+
+            // --async returns at once with the seed's sentence; the job completes.
+            try await insertRows(cluster, from: 100, count: 50)
+            let async = try await cluster.cli(["Backup", "commerce/0", "--async"])
+            #expect(async.exitCode == 0 && async.stdout == "Backup initiated, please check tablet 100 logs for progress.\n", "\(async)")
+            try await cluster.waitUntil("the async backup completes") {
+                try await cluster.jobs().first?["result"] as? String == "completed"
+            }
+
+            // A point in time between two incrementals, restored into a new tablet.
+            try await insertRows(cluster, from: 150, count: 50)
+            try await Task.sleep(for: .milliseconds(1200))
+            let atT = try await cluster.checksums("zone1-100")
+            let positionAtT = try await cluster.position("zone1-100")
+            let t = Date(timeIntervalSince1970: floor(Date().timeIntervalSince1970))
+            try await Task.sleep(for: .milliseconds(1200))
+            try await insertRows(cluster, from: 200, count: 50)
+            let covering = try await cluster.cli(["Backup", "commerce/0"])
+            #expect(covering.exitCode == 0, "\(covering)")
+            try cluster.startTablet("zone1-102", type: "replica",
+                                    extra: ["--restore-from-backup", "--to-time", UTCTime.rfc3339(t, fractional: false)])
+            try await cluster.waitForTablets(["zone1-102"])
+            #expect(try await cluster.checksums("zone1-102") == atT)
+            #expect(try await cluster.position("zone1-102") == positionAtT)
+            let restoredState = try await cluster.tabletStates().first { $0["alias"] as? String == "zone1-102" }
+            let replication = restoredState?["replication"] as? [String: Any]
+            #expect(replication?["running"] as? Bool == false && (replication?["note"] as? String)?.contains("point in time") == true,
+                    "\(String(describing: restoredState))")
+
+            // A restore to latest into the replica catches up with the primary.
+            let restore = try await cluster.cli(["restore", "commerce/0", "--tablet", "zone1-101"])
+            #expect(restore.exitCode == 0 && restore.stdout.contains("replicating"), "\(restore)\n\(cluster.logs())")
+            try await insertRows(cluster, from: 250, count: 50)
+            let primaryPosition = try await cluster.position("zone1-100")
+            try await cluster.waitUntil("the restored replica catches up") {
+                try await cluster.position("zone1-101") == primaryPosition
+            }
+            #expect(try await cluster.checksums("zone1-101") == (try await cluster.checksums("zone1-100")))
+
+            // A primary is never restored over.
+            let overPrimary = try await cluster.cli(["restore", "commerce/0", "--tablet", "zone1-100"])
+            #expect(overPrimary.exitCode == 1 && overPrimary.stderr.contains("primary"), "\(overPrimary)")
+        } catch {
+            await cluster.stop()
+            throw error
+        }
+        await cluster.stop()
+    }
+
+    @Test("requests without the token, or with a wrong one, get 401; unknown shards name the known ones")
+    func authAndUnknownShards() async throws {
+        let cluster = try ClusterFixture()
+        do {
+            try cluster.startControlServer()
+            try cluster.startTablet("zone1-100", type: "primary")
+            try await cluster.waitForTablets(["zone1-100"])
+
+            var request = HTTPClientRequest(url: "http://\(cluster.server)/api/v1/tablets")
+            request.method = .GET
+            let bare = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+            #expect(bare.status.code == 401)
+            request.headers.add(name: "Authorization", value: "Bearer not-the-token-at-all")
+            let wrong = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+            #expect(wrong.status.code == 401)
+
+            let cli = try await CLI.run(["tablets", "--server", cluster.server], environment: ["CAIRN_AUTH_TOKEN": "wrong-token-0123456789"])
+            #expect(cli.exitCode == 1 && cli.stderr.contains("auth token"), "\(cli)")
+            let unknown = try await cluster.cli(["Backup", "commerce/7"])
+            #expect(unknown.exitCode == 1 && unknown.stderr.contains("commerce/7") && unknown.stderr.contains("known: commerce/0"), "\(unknown)")
+            let unknownList = try await cluster.cli(["backups", "nothing/0"])
+            #expect(unknownList.exitCode == 1 && unknownList.stderr.contains("known: commerce/0"), "\(unknownList)")
+            try await cluster.waitUntil("ctld logs the refusals") {
+                cluster.logs().contains("refused a request without a valid auth token")
+            }
+        } catch {
+            await cluster.stop()
+            throw error
+        }
+        await cluster.stop()
+    }
+
+    @Test("a tablet killed during a backup fails its job within a heartbeat timeout, and the next backup succeeds")
+    func tabletKilledDuringBackup() async throws {
+        let cluster = try ClusterFixture()
+        do {
+            try cluster.startControlServer(heartbeatTimeout: 4)
+            try cluster.startTablet("zone1-100", type: "primary")
+            try await cluster.waitForTablets(["zone1-100"])
+            try await Sysbench(socketPath: cluster.tablets["zone1-100"]!.socket, tables: 4, tableSize: 60_000).prepare()
+
+            let started = try await cluster.cli(["Backup", "commerce/0", "--async"])
+            #expect(started.exitCode == 0, "\(started)")
+            try await cluster.waitUntil("the backup is copying", timeout: 60) {
+                try await cluster.jobs().first?["phase"] as? String == "copying"
+            }
+            await cluster.killTablet("zone1-100")
+            try await cluster.waitUntil("ctld fails the job", timeout: 60) {
+                try await cluster.jobs().first?["result"] as? String == "failed"
+            }
+            let job = try await cluster.jobs().first!
+            #expect((job["error"] as? String)?.contains("heartbeats") == true, "\(job)")
+
+            let stored = try await CLI.run(["backups", "commerce/0", "--storage", cluster.storageURL, "--json"])
+            let statuses = ((try JSONSerialization.jsonObject(with: Data(stored.stdout.utf8)) as! [String: Any])["backups"] as! [[String: Any]])
+                .map { $0["status"] as! String }
+            #expect(!statuses.contains("complete"), "storage holds a complete backup from the killed tablet: \(statuses)")
+
+            try cluster.startTablet("zone1-100", type: "primary")
+            try await cluster.waitForTablets(["zone1-100"])
+            let next = try await cluster.cli(["Backup", "commerce/0"])
+            #expect(next.exitCode == 0, "\(next)\n\(cluster.logs())")
+        } catch {
+            await cluster.stop()
+            throw error
+        }
+        await cluster.stop()
+    }
+
+    @Test("the scheduler runs full and incremental backups on two shards, one job at a time, and carries on after ctld restarts")
+    func scheduler() async throws {
+        let cluster = try ClusterFixture(extraConfiguration: #""backup_strategy": {"full_backup_interval": "30s", "incremental_backup_interval": "5s"}"#)
+        let shards = ["customer/-80", "customer/80-"]
+        let writer = Task {
+            var i = 0
+            while !Task.isCancelled {
+                for alias in ["zone1-100", "zone1-200"] {
+                    _ = try? await cluster.query(alias, "INSERT INTO app.ticks VALUES (\(i))")
+                }
+                i += 1
+                try? await Task.sleep(for: .milliseconds(700))
+            }
+        }
+        do {
+            try cluster.startControlServer()
+            try cluster.startTablet("zone1-100", shard: shards[0], type: "primary")
+            try cluster.startTablet("zone1-200", shard: shards[1], type: "primary")
+            try await cluster.waitForTablets(["zone1-100", "zone1-200"])
+            for alias in ["zone1-100", "zone1-200"] {
+                _ = try await cluster.query(alias, "CREATE DATABASE IF NOT EXISTS app; CREATE TABLE IF NOT EXISTS app.ticks (n INT)")
+            }
+            try await Task.sleep(for: .seconds(40))
+            await cluster.killControlServer()
+            let restart = Date()
+            // Down for longer than an incremental interval: a missed slot.
+            try await Task.sleep(for: .seconds(8))
+            try cluster.startControlServer()
+            try await Task.sleep(for: .seconds(15))
+            writer.cancel()
+
+            for shard in shards {
+                let jobs = try await cluster.jobs(shard: shard).filter { $0["scheduled"] as? Bool == true }.reversed()
+                let finished = jobs.filter { $0["result"] != nil }
+                #expect(finished.count >= 6, "\(shard): \(finished.count) scheduled jobs finished")
+                // One job at a time per shard.
+                var lastEnd = Date.distantPast
+                for job in finished {
+                    let start = UTCTime.parseRFC3339(job["started_at"] as? String ?? job["created_at"] as! String)!
+                    #expect(start >= lastEnd, "\(shard): job \(job["id"]!) started before the previous one ended")
+                    lastEnd = UTCTime.parseRFC3339(job["ended_at"] as! String)!
+                }
+                // The sequence: a full backup first, incrementals on it, a full one again after 30s.
+                let listing = try await cluster.cli(["backups", shard, "--json"])
+                let backups = (try JSONSerialization.jsonObject(with: Data(listing.stdout.utf8)) as! [String: Any])["backups"] as! [[String: Any]]
+                let kinds = backups.filter { $0["status"] as? String == "complete" }.map { $0["type"] as! String }
+                #expect(kinds.first == "full", "\(shard): \(kinds)")
+                #expect(kinds.filter { $0 == "full" }.count >= 2, "\(shard): \(kinds)")
+                #expect(kinds.filter { $0 == "incremental" }.count >= 3, "\(shard): \(kinds)")
+                #expect(backups.allSatisfy { ($0["restorable"] as? Bool) == true || $0["status"] as? String != "complete" })
+                // After the restart: the missed slot ran once, not as a burst, and the schedule went on.
+                let afterRestart = finished.filter {
+                    UTCTime.parseRFC3339($0["created_at"] as! String)! > restart
+                }
+                #expect(!afterRestart.isEmpty, "\(shard): nothing ran after ctld restarted")
+                let firstFew = afterRestart.filter {
+                    UTCTime.parseRFC3339($0["created_at"] as! String)!.timeIntervalSince(restart) < 8 + 3
+                }
+                #expect(firstFew.count <= 1, "\(shard): \(firstFew.count) jobs in a burst after the restart")
+            }
+        } catch {
+            writer.cancel()
+            await cluster.stop()
+            throw error
+        }
+        await cluster.stop()
+    }
+}
