@@ -1,59 +1,69 @@
 #!/usr/bin/env bash
-# The demo on the embedded default: a local MariaDB with a small commerce
-# schema under ./cairn-local, backed up to file storage, changed, backed up
-# incrementally, then restored to a point in time into a new data directory
-# that a second mariadbd serves. Each step is printed.
+# The demo on the embedded default: `cairn up` starts a local cluster under
+# ./cairn-local (ctld, a primary and a replica of commerce/0, each with its
+# own MariaDB, file storage, the scheduler on). Then: load a small commerce
+# schema, Backup commerce/0 (full), change data, Backup (incremental), an
+# accidental DROP TABLE at a moment T, restore to just before T into a new
+# tablet, and show the table back. Each step is printed.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
 command -v swift >/dev/null 2>&1 || export PATH="/opt/swift/usr/bin:$PATH"
 bash scripts/install.sh
-echo "Building cairn (release; the first build takes a few minutes)..."
+echo "Building cairn (release; the first build takes several minutes)..."
+mkdir -p .build
 swift build -c release --product cairn >"$here/.build/demo-build.log" 2>&1 || { cat "$here/.build/demo-build.log"; exit 1; }
 cairn="$here/.build/release/cairn"
 dir="$here/cairn-local"
+server="localhost:15999"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-sql() { mariadb --socket="$1" --user=root --table -e "$2"; }
+say() { printf '$ %s\n' "$*"; }
+primary_sql() { mariadb --socket="$dir/zone1-100/mysqld.sock" --user=root --table -e "$1"; }
 
-stop_server() {
-  local pid
-  pid="$(cat "$1" 2>/dev/null)" || return 0
-  if kill -0 "$pid" 2>/dev/null; then
-    kill "$pid"
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  fi
-}
-
-start_server() { # datadir socket server-id
-  local user_arg=""
-  [ "$(id -u)" -eq 0 ] && user_arg="--user=root"
-  mariadbd --no-defaults --datadir="$1" --socket="$2" --skip-networking --server-id="$3" \
-    --log-bin="$1/binlog" --binlog-format=ROW --gtid-strict-mode=ON --innodb-buffer-pool-size=64M \
-    --log-error="$1/mariadbd.err" --pid-file="$1/mariadbd.pid" $user_arg >/dev/null 2>&1 &
-  for _ in $(seq 1 300); do
-    mariadb --socket="$2" --user=root -e "SELECT 1" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "mariadbd on $1 did not start; see $1/mariadbd.err" >&2
+if "$cairn" --server "$server" tablets >/dev/null 2>&1; then
+  echo "A Cairn cluster already answers on $server; stop it (Ctrl-C in its terminal) and run the demo again." >&2
   exit 1
+fi
+for pidfile in "$dir"/zone1-*/data/mariadbd.pid; do
+  [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
+done
+sleep 1
+rm -rf "$dir"
+mkdir -p "$dir"
+
+cleanup() {
+  [ -n "${tablet_pid:-}" ] && kill "$tablet_pid" 2>/dev/null && wait "$tablet_pid" 2>/dev/null || true
+  [ -n "${up_pid:-}" ] && kill -INT "$up_pid" 2>/dev/null && wait "$up_pid" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+step "cairn up: ctld, a primary (zone1-100) and a replica (zone1-101) of commerce/0 under $dir"
+"$cairn" up --dir "$dir" > "$dir/up.log" 2>&1 &
+up_pid=$!
+for _ in $(seq 1 600); do
+  grep -q "Press Ctrl-C" "$dir/up.log" 2>/dev/null && break
+  kill -0 "$up_pid" 2>/dev/null || { cat "$dir/up.log"; exit 1; }
+  sleep 0.5
+done
+cat "$dir/up.log"
+export CAIRN_AUTH_TOKEN="$(cat "$dir/ctld/auth-token")"
+say "cairn --server $server tablets"
+"$cairn" --server "$server" tablets
+
+# The scheduler may be taking its first backup; the demo's own jobs wait for it.
+wait_for_idle() {
+  local jobs
+  for _ in $(seq 1 600); do
+    jobs="$("$cairn" --server "$server" jobs commerce/0 --json)"
+    # Every job listed has a result: nothing is running.
+    [ "$(grep -c '"id"' <<<"$jobs")" = "$(grep -c '"result"' <<<"$jobs")" ] && return 0
+    sleep 0.5
+  done
 }
 
-stop_server "$dir/source/mariadbd.pid"
-stop_server "$dir/restored/mariadbd.pid"
-rm -rf "$dir"
-mkdir -p "$dir/backups"
-trap 'stop_server "$dir/source/mariadbd.pid"; stop_server "$dir/restored/mariadbd.pid"' EXIT
-
-step "Starting a local MariaDB under $dir/source"
-user_arg=""
-[ "$(id -u)" -eq 0 ] && user_arg="--user=root"
-mariadb-install-db --no-defaults --datadir="$dir/source" --auth-root-authentication-method=normal --skip-test-db $user_arg >/dev/null
-sock="$dir/source.sock"
-start_server "$dir/source" "$sock" 1
-
-step "Loading a small commerce schema"
-mariadb --socket="$sock" --user=root <<'SQL'
+step "Loading a small commerce schema into the primary"
+mariadb --socket="$dir/zone1-100/mysqld.sock" --user=root <<'SQL'
 CREATE DATABASE commerce;
 USE commerce;
 CREATE TABLE product (sku VARCHAR(32) PRIMARY KEY, description VARCHAR(128), price INT);
@@ -63,31 +73,48 @@ INSERT INTO product VALUES ('SKU-1001', 'Monitor', 100), ('SKU-1002', 'Keyboard'
 INSERT INTO customer (email) VALUES ('alice@domain.com'), ('bob@domain.com'), ('charlie@domain.com');
 INSERT INTO corder (customer_id, sku, price) VALUES (1, 'SKU-1001', 100), (2, 'SKU-1002', 30);
 SQL
-sql "$sock" "SELECT * FROM commerce.corder"
+primary_sql "SELECT * FROM commerce.corder"
 
-step "cairn backup commerce/0 --local (full, physical)"
-"$cairn" backup commerce/0 --local --mysql-socket "$sock" --mysql-datadir "$dir/source" --storage "file://$dir/backups"
+step "A full backup, with the seed's command"
+wait_for_idle
+say "cairn --server $server Backup commerce/0 --type full"
+"$cairn" --server "$server" Backup commerce/0 --type full
 
-step "Changing data, then cairn backup commerce/0 --local (incremental)"
-sql "$sock" "INSERT INTO commerce.corder (customer_id, sku, price) VALUES (3, 'SKU-1001', 100), (1, 'SKU-1002', 30)"
+step "Changing data, then an incremental backup"
+primary_sql "INSERT INTO commerce.corder (customer_id, sku, price) VALUES (3, 'SKU-1001', 100), (1, 'SKU-1002', 30)"
+wait_for_idle
+say "cairn --server $server Backup commerce/0"
+"$cairn" --server "$server" Backup commerce/0
+
 sleep 1.5
 before_drop="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 sleep 1.5
-step "An accidental DROP TABLE commerce.corder at $(date -u +%H:%M:%S)"
-sql "$sock" "DROP TABLE commerce.corder"
-"$cairn" backup commerce/0 --local --mysql-socket "$sock" --mysql-datadir "$dir/source" --storage "file://$dir/backups"
+step "An accidental DROP TABLE commerce.corder at $(date -u +%H:%M:%S); the next backup records it"
+primary_sql "DROP TABLE commerce.corder"
+wait_for_idle
+"$cairn" --server "$server" Backup commerce/0
+say "cairn backups commerce/0"
+"$cairn" --server "$server" backups commerce/0
 
-step "cairn backups commerce/0"
-"$cairn" backups commerce/0 --storage "file://$dir/backups"
+step "Restoring to $before_drop (just before the DROP) into a new tablet, zone1-102"
+say "cairn restore commerce/0 --to-time $before_drop --dry-run"
+"$cairn" --server "$server" restore commerce/0 --to-time "$before_drop" --dry-run
+say "cairn tablet --alias zone1-102 --keyspace commerce --shard 0 --type replica --restore-from-backup --to-time $before_drop ..."
+mkdir -p "$dir/zone1-102"
+"$cairn" tablet --alias zone1-102 --keyspace commerce --shard 0 --type replica \
+  --mysql-socket "$dir/zone1-102/mysqld.sock" --mysql-datadir "$dir/zone1-102/data" --mysql-port 17102 \
+  --ctld "$server" --config "$dir/config.json" --auth-token-file "$dir/ctld/auth-token" \
+  --restore-from-backup --to-time "$before_drop" > "$dir/logs/zone1-102.log" 2>&1 &
+tablet_pid=$!
+for _ in $(seq 1 600); do
+  "$cairn" --server "$server" tablets | grep -q "zone1-102.*serving" && break
+  kill -0 "$tablet_pid" 2>/dev/null || { tail -20 "$dir/logs/zone1-102.log"; exit 1; }
+  sleep 0.5
+done
+say "cairn tablets"
+"$cairn" --server "$server" tablets
 
-step "cairn restore commerce/0 --to-time $before_drop (just before the DROP) --dry-run"
-"$cairn" restore commerce/0 --local --target-datadir "$dir/restored" --storage "file://$dir/backups" --to-time "$before_drop" --dry-run
+step "The table is back on zone1-102"
+mariadb --socket="$dir/zone1-102/mysqld.sock" --user=root --table -e "SELECT @@gtid_binlog_pos AS restored_position; SELECT * FROM commerce.corder"
 
-step "cairn restore commerce/0 --to-time $before_drop into $dir/restored"
-"$cairn" restore commerce/0 --local --target-datadir "$dir/restored" --storage "file://$dir/backups" --to-time "$before_drop"
-
-step "Starting mariadbd on the restored data directory: the table is back"
-start_server "$dir/restored" "$dir/restored.sock" 2
-sql "$dir/restored.sock" "SELECT @@gtid_binlog_pos AS restored_position; SELECT * FROM commerce.corder"
-
-step "Done. The data stays under $dir; run this script again to start over."
+step "Done. Stopping the cluster (the data stays under $dir; cairn up --dir $dir starts it again)."

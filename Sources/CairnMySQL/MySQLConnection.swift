@@ -210,7 +210,8 @@ public final class MySQLConnection: Sendable {
         let code = mysql_errno(mysql)
         let message = String(cString: mysql_error(mysql))
         // Statements that carry a password are never repeated in messages.
-        let statement = sql.lowercased().contains("password") ? "a statement with credentials"
+        let lowered = sql.lowercased()
+        let statement = lowered.contains("password") || lowered.contains("identified") ? "a statement with credentials"
             : sql.count > 120 ? String(sql.prefix(117)) + "..." : sql
         return CairnError(.mysql, "MariaDB at \(endpoint) refused \"\(statement)\": \(message) (error \(code))")
     }

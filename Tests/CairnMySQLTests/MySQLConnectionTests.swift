@@ -1,0 +1,59 @@
+import CairnCore
+import CairnMySQL
+import CairnTestSupport
+import Foundation
+import Testing
+
+@Suite("MariaDB access", .serialized)
+struct MySQLConnectionTests {
+    @Test("a socket where no server listens is a sentence naming it")
+    func noServer() async throws {
+        let dir = try TemporaryDirectory(prefix: "cairn-nosock")
+        defer { dir.remove() }
+        await #expect {
+            _ = try await MySQLConnection.connect(.init(endpoint: .socket(dir.file("none.sock"))), logger: testLogger)
+        } throws: { error in
+            let e = error as! CairnError
+            return e.code == .mysql && e.message.contains(dir.file("none.sock")) && e.message.contains("check that mysqld is running")
+        }
+    }
+
+    @Test("queries return rows and NULLs; server errors carry the code and message, never a password")
+    func queriesAndErrors() async throws {
+        try await withTestServer(serverID: 3) { server in
+            let c = try await server.connect()
+            let r = try await c.query("SELECT 1 AS one, NULL AS nothing, 'x''y' AS quoted")
+            #expect(r.columns == ["one", "nothing", "quoted"])
+            #expect(r.rows == [["1", nil, "x'y"]])
+            await #expect {
+                try await c.query("SELECT * FROM no_such_db.no_such_table")
+            } throws: { error in
+                (error as! CairnError).message.contains("1146") || (error as! CairnError).message.contains("1049")
+            }
+            await #expect {
+                try await c.query("CREATE USER x IDENTIFIED BY 'hunter2-secret'; SELECT * FROM nope.nope")
+            } throws: { error in
+                !(error as! CairnError).message.contains("hunter2-secret")
+            }
+            let info = try await c.serverInfo()
+            #expect(info.serverID == 3 && info.logBin && info.binlogFormat == "ROW")
+            await c.close()
+        }
+    }
+
+    @Test("mysqld stops cleanly and a second start on the same data directory keeps the data")
+    func restart() async throws {
+        let server = try await TestServer.start(serverID: 4)
+        do {
+            try await server.query("CREATE DATABASE keep; CREATE TABLE keep.t (id INT); INSERT INTO keep.t VALUES (42)")
+            try await server.stopKeepingFiles()
+            let again = try await TestServer.start(existingDataDirectory: server.dataDirectory, serverID: 4)
+            #expect(try await again.query("SELECT id FROM keep.t").scalar == "42")
+            await again.stop()
+        } catch {
+            await server.stop()
+            throw error
+        }
+        server.directory.remove()
+    }
+}
