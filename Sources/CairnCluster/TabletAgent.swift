@@ -311,17 +311,21 @@ public final class TabletAgent: Sendable {
                                     position: result.position.description, note: note)
     }
 
+    /// After a point-in-time restore replication stays off (remembered across
+    /// restarts) and the note says so; after a restore to the latest backup it
+    /// may run again. Returns the note for a point-in-time restore.
+    func recordReplicationAfterRestore(_ parameters: ClusterAPI.RestoreParameters, reached: ReplicationPosition) -> String? {
+        let note = parameters.isPointInTime
+            ? "restored to a point in time (\(reached)); replication stays off so the data stays at that point" : nil
+        state.withLock { $0.replicationOff = note }
+        TabletAgent.writeReplicationOffNote(note, options.mysqlDataDirectory)
+        return note
+    }
+
     /// Replicates after a restore to the latest backup; stays out of
     /// replication after a point-in-time restore, and says so.
     func afterRestore(parameters: ClusterAPI.RestoreParameters, reached: ReplicationPosition) async throws -> String {
-        if parameters.isPointInTime {
-            let note = "restored to a point in time (\(reached)); replication stays off so the data stays at that point"
-            state.withLock { $0.replicationOff = note }
-            TabletAgent.writeReplicationOffNote(note, options.mysqlDataDirectory)
-            return note
-        }
-        state.withLock { $0.replicationOff = nil }
-        TabletAgent.writeReplicationOffNote(nil, options.mysqlDataDirectory)
+        if let note = recordReplicationAfterRestore(parameters, reached: reached) { return note }
         guard options.type != .primary else { return "restored to \(reached)" }
         do {
             try await startReplication()
@@ -342,19 +346,9 @@ public final class TabletAgent: Sendable {
                                                          "incrementals": "\(plan.incrementals.count)"])
         let result = try await runner.run(plan, into: options.mysqlDataDirectory)
         try await mysqld.start()
-        let note = try await afterRestoreAtStart(parameters: parameters, reached: result.position)
+        // Replication (after a restore to the latest backup) starts with the first heartbeats, once ctld is reachable.
+        let note = recordReplicationAfterRestore(parameters, reached: result.position) ?? "restored to \(result.position)"
         logger.info("restore before start completed: \(note)")
-    }
-
-    func afterRestoreAtStart(parameters: ClusterAPI.RestoreParameters, reached: ReplicationPosition) async throws -> String {
-        if parameters.isPointInTime {
-            let note = "restored to a point in time (\(reached)); replication stays off so the data stays at that point"
-            state.withLock { $0.replicationOff = note }
-            TabletAgent.writeReplicationOffNote(note, options.mysqlDataDirectory)
-            return note
-        }
-        // Replication starts with the first heartbeats, once ctld is reachable.
-        return "restored to \(reached)"
     }
 
     // The "replication deliberately off" note survives tablet restarts.

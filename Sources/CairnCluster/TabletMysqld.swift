@@ -32,10 +32,7 @@ actor TabletMysqld {
 
     /// Whether the server answers.
     func isUp() async -> Bool {
-        guard let c = try? await MySQLConnection.connect(withTimeout(2), logger: logger) else { return false }
-        let ok = (try? await c.scalar("SELECT 1")) == "1"
-        await c.close()
-        return ok
+        (try? await MySQLConnection.with(withTimeout(2), logger: logger) { try await $0.scalar("SELECT 1") }) == "1"
     }
 
     private func withTimeout(_ seconds: UInt32) -> MySQLConnectionConfiguration {
@@ -51,15 +48,7 @@ actor TabletMysqld {
     /// Runs `body` with a fresh connection and closes it.
     @discardableResult
     func withConnection<T: Sendable>(_ body: (MySQLConnection) async throws -> T) async throws -> T {
-        let c = try await connect()
-        do {
-            let result = try await body(c)
-            await c.close()
-            return result
-        } catch {
-            await c.close()
-            throw error
-        }
+        try await MySQLConnection.with(connection, logger: logger, body)
     }
 
     /// Makes sure a server runs: adopt, or start (initializing an empty data directory).
@@ -88,10 +77,11 @@ actor TabletMysqld {
             return
         }
         guard await isUp() else { return }
-        let c = try await connect()
-        let pidFile = try await c.scalar("SELECT @@pid_file") ?? ""
-        _ = try? await c.query("SHUTDOWN")
-        await c.close()
+        let pidFile = try await withConnection { c in
+            let file = try await c.scalar("SELECT @@pid_file") ?? ""
+            _ = try? await c.query("SHUTDOWN")
+            return file
+        }
         // Wait until the server process is gone: its pid file disappears on a clean shutdown.
         let path = pidFile.hasPrefix("/") ? pidFile : "\(dataDirectory)/\(pidFile)"
         for _ in 0..<1200 {

@@ -163,26 +163,12 @@ public struct BackupManifest: Sendable, Codable, Hashable {
 
     /// Encodes as pretty, key-sorted JSON with RFC 3339 UTC times.
     public func encoded() throws -> Data {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        encoder.dateEncodingStrategy = .custom { date, encoder in
-            var c = encoder.singleValueContainer()
-            try c.encode(UTCTime.rfc3339(date))
-        }
-        return try encoder.encode(self)
+        try CairnJSON.encoder(pretty: true).encode(self)
     }
 
     /// Decodes a manifest, refusing formats newer than this build understands.
     public static func decode(_ data: Data, name: String) throws -> BackupManifest {
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .custom { decoder in
-            let c = try decoder.singleValueContainer()
-            let s = try c.decode(String.self)
-            guard let d = UTCTime.parseRFC3339(s) else {
-                throw DecodingError.dataCorruptedError(in: c, debugDescription: "invalid time \"\(s)\"")
-            }
-            return d
-        }
+        let decoder = CairnJSON.decoder()
         let manifest: BackupManifest
         do {
             manifest = try decoder.decode(BackupManifest.self, from: data)

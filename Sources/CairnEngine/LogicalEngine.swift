@@ -24,34 +24,23 @@ enum LogicalEngine {
     static func backup(_ context: BackupContext, name: String, connection: MySQLConnection) async throws -> FullBackupResult {
         let schemas = try await connection.query("SELECT schema_name FROM information_schema.schemata ORDER BY schema_name")
             .rows.compactMap { $0.first ?? nil }.filter { !systemSchemas.contains($0) }
-        var args = context.mysql.toolArguments + [
-            "--single-transaction", "--master-data=2", "--gtid",
-            "--routines", "--triggers", "--events", "--hex-blob",
-        ]
-        args += schemas.isEmpty ? ["--no-data", "--databases", "mysql", "--tables", "db"] : ["--databases"] + schemas
-        context.logger.info("running mariadb-dump", metadata: ["databases": "\(schemas.joined(separator: ","))"])
-        let process = try ChildProcess("mariadb-dump", arguments: args, environment: context.mysql.toolEnvironment,
-                                       stdout: .pipe, stderr: .capture(limit: 64 * 1024), logger: context.logger)
-        let tail = DumpTail()
-        let fileName = fileStem + context.compression.fileSuffix
-        let file: ManifestFile
-        do {
-            file = try await UploadPipeline.upload(
-                from: ProcessOutputSource(process), to: context.storage,
-                key: context.repository.key(context.shard, name, fileName), fileName: fileName,
-                compression: context.compression, progress: context.progress,
-                inspect: { tail.append($0) },
-                beforeFinish: {
-                    try await process.checkSuccess(doing: "mariadb-dump of \(context.mysql.endpoint)")
-                    guard tail.text.contains("-- Dump completed") else {
-                        throw CairnError(.process, "mariadb-dump's output ended without its completion line; the dump is incomplete, retry the backup")
-                    }
-                })
-        } catch {
-            process.kill()
-            _ = await process.wait()
-            throw error
+        var args = context.mysql.toolArguments + ["--single-transaction", "--master-data=2", "--gtid", "--hex-blob"]
+        if schemas.isEmpty {
+            // Nothing to dump but the position: name one system table and ask for none of it.
+            args += ["--no-create-db", "--no-create-info", "--no-data", "--skip-triggers", "mysql", "db"]
+        } else {
+            args += ["--routines", "--triggers", "--events", "--databases"] + schemas
         }
+        context.logger.info("running mariadb-dump", metadata: ["databases": "\(schemas.joined(separator: ","))"])
+        let tail = DumpTail()
+        let file = try await UploadPipeline.uploadOutput(
+            of: "mariadb-dump", arguments: args, context: context, name: name, fileName: fileStem + context.compression.fileSuffix,
+            inspect: { tail.append($0) },
+            check: {
+                guard tail.text.contains("-- Dump completed") else {
+                    throw CairnError(.process, "mariadb-dump's output ended without its completion line; the dump is incomplete, retry the backup")
+                }
+            })
         let position = try parsePosition(dumpTail: tail.text)
         let accounts = try await backupAccounts(context, name: name)
         return FullBackupResult(files: [file, accounts], position: position)
@@ -63,20 +52,8 @@ enum LogicalEngine {
             "--single-transaction", "--no-create-info", "--replace", "--skip-triggers", "--hex-blob",
             "--skip-add-locks", "--skip-disable-keys", "mysql",
         ] + grantTables
-        let process = try ChildProcess("mariadb-dump", arguments: args, environment: context.mysql.toolEnvironment,
-                                       stdout: .pipe, stderr: .capture(limit: 64 * 1024), logger: context.logger)
-        let fileName = accountsStem + context.compression.fileSuffix
-        do {
-            return try await UploadPipeline.upload(
-                from: ProcessOutputSource(process), to: context.storage,
-                key: context.repository.key(context.shard, name, fileName), fileName: fileName,
-                compression: context.compression, progress: context.progress,
-                beforeFinish: { try await process.checkSuccess(doing: "mariadb-dump of the accounts of \(context.mysql.endpoint)") })
-        } catch {
-            process.kill()
-            _ = await process.wait()
-            throw error
-        }
+        return try await UploadPipeline.uploadOutput(of: "mariadb-dump", arguments: args, context: context, name: name,
+                                                     fileName: accountsStem + context.compression.fileSuffix)
     }
 
     /// Finds the dump's `-- SET GLOBAL gtid_slave_pos='...'` line (written near its end).

@@ -5,6 +5,7 @@ import CairnSystem
 import Foundation
 import Logging
 import NIOCore
+import Synchronization
 
 /// What a full-backup engine produced.
 struct FullBackupResult: Sendable {
@@ -24,25 +25,12 @@ enum PhysicalEngine {
         let args = ["--backup", "--stream=mbstream", "--target-dir=\(scratch)", "--datadir=\(dataDirectory)",
                     "--parallel=\(threads)"] + context.mysql.toolArguments
         context.logger.info("running mariadb-backup", metadata: ["datadir": "\(dataDirectory)"])
-        let process = try ChildProcess("mariadb-backup", arguments: args, environment: context.mysql.toolEnvironment,
-                                       stdout: .pipe, stderr: .capture(limit: 256 * 1024), logger: context.logger)
-        let fileName = fileStem + context.compression.fileSuffix
-        let file: ManifestFile
-        do {
-            file = try await UploadPipeline.upload(
-                from: ProcessOutputSource(process), to: context.storage,
-                key: context.repository.key(context.shard, name, fileName), fileName: fileName,
-                compression: context.compression, progress: context.progress,
-                beforeFinish: {
-                    try await process.checkSuccess(doing: "mariadb-backup of \(context.mysql.endpoint)")
-                })
-        } catch {
-            process.kill()
-            _ = await process.wait()
-            throw error
-        }
-        let log = await process.capturedError()
-        let position = try parsePosition(mariadbBackupLog: log)
+        let log = Mutex("")
+        let file = try await UploadPipeline.uploadOutput(
+            of: "mariadb-backup", arguments: args, context: context, name: name,
+            fileName: fileStem + context.compression.fileSuffix, errorLimit: 256 * 1024,
+            check: {}, completedLog: { text in log.withLock { $0 = text } })
+        let position = try parsePosition(mariadbBackupLog: log.withLock { $0 })
         return FullBackupResult(files: [file], position: position)
     }
 

@@ -58,6 +58,38 @@ public enum UploadPipeline {
     }
 }
 
+extension UploadPipeline {
+    /// Runs a backup tool and uploads its standard output as one data file of
+    /// backup `name`. The file becomes visible only if the tool exits with 0
+    /// and `check` accepts; otherwise the tool is killed and nothing stays.
+    /// `completedLog` gets the tool's error output after it succeeded.
+    static func uploadOutput(
+        of tool: String, arguments: [String], context: BackupContext, name: String, fileName: String,
+        errorLimit: Int = 64 * 1024,
+        inspect: (@Sendable (ByteBuffer) throws -> Void)? = nil,
+        check: @escaping @Sendable () throws -> Void = {},
+        completedLog: (@Sendable (String) -> Void)? = nil
+    ) async throws -> ManifestFile {
+        let process = try ChildProcess(tool, arguments: arguments, environment: context.mysql.toolEnvironment,
+                                       stdout: .pipe, stderr: .capture(limit: errorLimit), logger: context.logger)
+        do {
+            return try await upload(
+                from: ProcessOutputSource(process), to: context.storage,
+                key: context.repository.key(context.shard, name, fileName), fileName: fileName,
+                compression: context.compression, progress: context.progress, inspect: inspect,
+                beforeFinish: {
+                    try await process.checkSuccess(doing: "\(tool) of \(context.mysql.endpoint)")
+                    try check()
+                    completedLog?(await process.capturedError())
+                })
+        } catch {
+            process.kill()
+            _ = await process.wait()
+            throw error
+        }
+    }
+}
+
 /// Compression and hashing of one stream, run on the blocking pool.
 final class CompressStage: Sendable {
     struct State: ~Copyable {

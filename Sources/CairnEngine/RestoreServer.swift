@@ -67,15 +67,8 @@ final class RestoreServer: Sendable {
 
     @discardableResult
     func withConnection<T: Sendable>(_ body: (MySQLConnection) async throws -> T) async throws -> T {
-        let connection = try await connect()
-        do {
-            let result = try await body(connection)
-            await connection.close()
-            return result
-        } catch {
-            await connection.close()
-            throw error
-        }
+        try await MySQLConnection.with(mysqld.connectionConfiguration(user: RestoreServer.account, password: password),
+                                       logger: logger, body)
     }
 
     /// Makes the server's GTID state exactly `position`: its binary log

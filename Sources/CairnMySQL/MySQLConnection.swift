@@ -191,6 +191,21 @@ public final class MySQLConnection: Sendable {
         }
     }
 
+    /// Connects, runs `body`, and closes the connection whatever happens.
+    public static func with<T: Sendable>(_ configuration: MySQLConnectionConfiguration, logger: Logger,
+                                         isolation: isolated (any Actor)? = #isolation,
+                                         _ body: (MySQLConnection) async throws -> T) async throws -> T {
+        let connection = try await connect(configuration, logger: logger)
+        do {
+            let result = try await body(connection)
+            await connection.close()
+            return result
+        } catch {
+            await connection.close()
+            throw error
+        }
+    }
+
     /// The single value a query returns.
     public func scalar(_ sql: String) async throws -> String? {
         try await query(sql).scalar

@@ -95,9 +95,7 @@ public final class ClusterFixture: @unchecked Sendable {
     }
 
     public func query(_ alias: String, _ sql: String) async throws -> MySQLResult {
-        let c = try await MySQLConnection.connect(try mysql(alias), logger: testLogger)
-        defer { Task { await c.close() } }
-        return try await c.query(sql)
+        try await MySQLConnection.with(try mysql(alias), logger: testLogger) { try await $0.query(sql) }
     }
 
     public func checksums(_ alias: String, database: String = "sbtest") async throws -> [String: String] {

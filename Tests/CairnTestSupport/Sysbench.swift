@@ -25,14 +25,8 @@ public struct Sysbench: Sendable {
     }
 
     func query(_ sql: String) async throws -> MySQLResult {
-        let c = try await MySQLConnection.connect(MySQLConnectionConfiguration(endpoint: .socket(socketPath)), logger: testLogger)
-        do {
-            let r = try await c.query(sql)
-            await c.close()
-            return r
-        } catch {
-            await c.close()
-            throw error
+        try await MySQLConnection.with(MySQLConnectionConfiguration(endpoint: .socket(socketPath)), logger: testLogger) {
+            try await $0.query(sql)
         }
     }
 

@@ -87,13 +87,11 @@ public final class TestServer: Sendable {
     /// Runs SQL and returns the result.
     @discardableResult
     public func query(_ sql: String) async throws -> MySQLResult {
-        let connection = try await connect()
-        defer { Task { await connection.close() } }
-        return try await connection.query(sql)
+        try await MySQLConnection.with(connectionConfiguration, logger: testLogger) { try await $0.query(sql) }
     }
 
     public func gtidBinlogPosition() async throws -> ReplicationPosition {
-        try await connect().serverInfo().gtidBinlogPosition
+        try await MySQLConnection.with(connectionConfiguration, logger: testLogger) { try await $0.serverInfo().gtidBinlogPosition }
     }
 
     public func variable(_ name: String) async throws -> String? {
