@@ -114,6 +114,8 @@ public struct CairnConfiguration: Hashable, Sendable {
     public var mysqlUser: String?
     /// `mysql_password_file`: a file holding that account's password.
     public var mysqlPasswordFile: String?
+    /// `retention`: the retention policy; nil when none is configured (nothing is pruned).
+    public var retention: RetentionPolicy?
 
     public init() {}
 
@@ -122,6 +124,7 @@ public struct CairnConfiguration: Hashable, Sendable {
         "engine", "compression", "compression_level", "compression_threads",
         "s3_endpoint", "s3_force_path_style", "s3_ca_file", "s3_max_retries", "s3_part_size",
         "aws_shared_credentials_file", "aws_profile", "ctld", "mysql_user", "mysql_password_file",
+        "retention",
     ]
 
     /// Parses a configuration file's contents. `source` names the file in errors.
@@ -185,6 +188,9 @@ public struct CairnConfiguration: Hashable, Sendable {
         c.ctld = try reader.string("ctld")
         c.mysqlUser = try reader.string("mysql_user")
         c.mysqlPasswordFile = try reader.string("mysql_password_file")
+        if let retention = try reader.object("retention") {
+            c.retention = try RetentionPolicy.parse(retention)
+        }
         return c
     }
 }
