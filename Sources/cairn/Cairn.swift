@@ -14,6 +14,8 @@ struct Cairn: AsyncParsableCommand {
             BackupsCommand.self,
             RestoreCommand.self,
             VerifyCommand.self,
+            PruneCommand.self,
+            RemoveBackupCommand.self,
         ]
     )
 }
