@@ -106,7 +106,7 @@ enum History {
                 let name = BackupName(time: t, tabletAlias: alias).description
                 result.append(RetentionCandidate(name: name, nameTime: t, lastModified: t.addingTimeInterval(duration),
                                                  removalStarted: step.kind >= 90, state: .incomplete))
-            case 92..<96:
+            case 92..<94:
                 let name = BackupName(time: t, tabletAlias: alias).description
                 result.append(RetentionCandidate(name: name, nameTime: t, lastModified: t, state: .unreadable("the MANIFEST cannot be read")))
             default:
