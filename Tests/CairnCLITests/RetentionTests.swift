@@ -46,10 +46,10 @@ struct RetentionTests {
     /// the calendar: the two newest full backups; yesterday's chain (the
     /// latest); every chain reaching into the last 3 days; the newest full
     /// backup of each of the last 7 days, 4 ISO weeks and 3 months.
-    func expectedKept(_ history: WeeksOfHistory) -> Set<String> {
+    func expectedKept(_ history: WeeksOfHistory, at now: Date) -> Set<String> {
         var keep = Set(history.fulls.prefix(2).map(\.backupName))
         keep.formUnion(history.chains[0].map(\.backupName))
-        let windowStart = history.now.addingTimeInterval(-3 * 86400)
+        let windowStart = now.addingTimeInterval(-3 * 86400)
         for chain in history.chains where chain.last!.startTime >= windowStart {
             keep.formUnion(chain.map(\.backupName))
         }
@@ -63,7 +63,7 @@ struct RetentionTests {
         let month = { (d: Date) in calendar.component(.year, from: d) * 12 + calendar.component(.month, from: d) }
         for (count, period) in [(7, day), (4, week), (3, month)] {
             for n in 0..<count {
-                if let newest = history.fulls.first(where: { period($0.startTime) == period(history.now) - n }) {
+                if let newest = history.fulls.first(where: { period($0.startTime) == period(now) - n }) {
                     keep.insert(newest.backupName)
                 }
             }
@@ -82,7 +82,7 @@ struct RetentionTests {
         let work = try TemporaryDirectory(prefix: "cairn-retention")
         defer { work.remove() }
         let config = try writeConfig(work, bucket: url)
-        let now = try await WeeksOfHistory.settledNow()
+        let now = Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down))
         let history = WeeksOfHistory(days: 42, now: now, shard: shard)
         let written = try await history.write(to: storage, shard: shard)
         let abandoned = name(now.addingTimeInterval(-10 * 86400 + 3 * 3600 + 7))
@@ -93,6 +93,8 @@ struct RetentionTests {
         try await SyntheticBackups.writeIncomplete(name: running, to: storage, shard: shard, data: false)
         try await SyntheticBackups.writeUnreadable(name: unreadable, to: storage, shard: shard)
 
+        // Not within two minutes of a time of day where the plan changes, so the runs below agree.
+        _ = try await WeeksOfHistory.settledNow()
         let dryText = try await CLI.run(["prune", "commerce/0", "--config", config, "--dry-run"], environment: environment)
         #expect(dryText.exitCode == 0, "\(dryText)")
         #expect(dryText.stdout.contains("BACKUP") && dryText.stdout.contains("DECISION") && dryText.stdout.contains("REASON"))
@@ -107,7 +109,10 @@ struct RetentionTests {
         // Nothing changed.
         #expect(try await BackupRepository(storage: storage, logger: logger).list(shard).count == written.count + 3)
 
-        let expected = expectedKept(history)
+        // The command's own clock decides; the expectation uses it too.
+        let planned = try #require((dryObject["now"] as? String).flatMap(UTCTime.parseRFC3339))
+        #expect(abs(planned.timeIntervalSinceNow) < 300)
+        let expected = expectedKept(history, at: planned)
         let completeNames = Set(written.map(\.backupName))
         let dryKept = Set(dryDecisions.filter { $0.1 == "keep" }.map(\.0))
         #expect(dryKept.intersection(completeNames) == expected,
@@ -142,8 +147,8 @@ struct RetentionTests {
         // Every second of the window that restored before restores now; so does every kept full backup.
         let after = left.compactMap(\.manifest)
         var checked = 0
-        var t = now.addingTimeInterval(-3 * 86400)
-        while t <= now {
+        var t = planned.addingTimeInterval(-3 * 86400)
+        while t <= planned {
             if (try? RestorePlanner.plan(backups: written, target: .time(t))) != nil {
                 #expect((try? RestorePlanner.plan(backups: after, target: .time(t))) != nil, "time \(UTCTime.rfc3339(t)) no longer restores")
                 checked += 1
@@ -155,7 +160,7 @@ struct RetentionTests {
             #expect((try? RestorePlanner.plan(backups: after, target: .backup(full.backupName))) != nil)
         }
         // The real binary agrees: a restore dry run to the start of the window's oldest kept chain.
-        let windowChain = history.chains.last { $0.last!.startTime >= now.addingTimeInterval(-3 * 86400) }!
+        let windowChain = history.chains.last { $0.last!.startTime >= planned.addingTimeInterval(-3 * 86400) }!
         let target = UTCTime.rfc3339(windowChain[1].startTime.addingTimeInterval(-60), fractional: false)
         let restore = try await CLI.run(["restore", "commerce/0", "--local", "--target-datadir", work.file("never-created"),
                                          "--config", config, "--to-time", target, "--dry-run", "--json"], environment: environment)

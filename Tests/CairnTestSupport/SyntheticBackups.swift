@@ -83,16 +83,13 @@ public struct WeeksOfHistory: Sendable {
     /// the test's clock and the command's cannot move a boundary.
     public static let boundaries: [TimeInterval] = [0, 2 * 3600, 2 * 3600 + 600, 8 * 3600, 14 * 3600, 20 * 3600, 24 * 3600]
 
-    /// Waits until `Date()` is at least `margin` away from every boundary
-    /// (plus `offsets` from it), then returns the whole second.
-    public static func settledNow(margin: TimeInterval = 120, offsets: [TimeInterval] = [0]) async throws -> Date {
+    /// Waits until `Date()` is at least `margin` away from every boundary,
+    /// then returns the whole second.
+    public static func settledNow(margin: TimeInterval = 120) async throws -> Date {
         while true {
             let now = Date()
             let sinceMidnight = now.timeIntervalSince(dayStart(now))
-            let near = boundaries.contains { b in offsets.contains { o in
-                let d = (sinceMidnight - (b + o)).truncatingRemainder(dividingBy: 86400)
-                return abs(d) < margin || abs(abs(d) - 86400) < margin
-            } }
+            let near = boundaries.contains { abs(sinceMidnight - $0) < margin }
             if !near { return Date(timeIntervalSince1970: now.timeIntervalSince1970.rounded(.down)) }
             try await Task.sleep(for: .seconds(15))
         }
