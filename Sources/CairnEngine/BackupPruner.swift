@@ -61,12 +61,23 @@ public struct BackupPruner: Sendable {
         for name in plan.removalOrder {
             guard let backup = byName[name] else { continue }
             let why = plan.decision(for: name)?.reasons.first?.description ?? ""
-            try await repository.delete(backup, shard: shard)
+            do {
+                try await repository.delete(backup, shard: shard)
+            } catch {
+                throw Self.stopped(error, removing: name, done: report.removed.count, of: plan.removalOrder.count,
+                                   then: "the next prune finishes the work")
+            }
             report.removed.append(name)
             report.freedBytes += backup.storedBytes
             logger.info("removed a backup", metadata: ["shard": "\(shard)", "backup": "\(name)", "reason": "\(why)"])
         }
         return report
+    }
+
+    /// A failed removal, saying how far the run got.
+    static func stopped(_ error: any Error, removing name: String, done: Int, of total: Int, then next: String) -> CairnError {
+        let base = (error as? CairnError) ?? CairnError(.storage, "\(error)")
+        return CairnError(base.code, "\(base.message) (removing backup \(name), after \(done) of \(total) removals; what is left is whole or marked for removal, and \(next))")
     }
 
     /// What `remove-backup` did or would do.
@@ -113,7 +124,12 @@ public struct BackupPruner: Sendable {
         }
         for n in order {
             guard let backup = byName[n] else { continue }
-            try await repository.delete(backup, shard: shard)
+            do {
+                try await repository.delete(backup, shard: shard)
+            } catch {
+                throw Self.stopped(error, removing: n, done: result.removed.count, of: order.count,
+                                   then: "run the same command again to finish")
+            }
             result.removed.append(n)
             result.freedBytes += backup.storedBytes
             logger.info("removed a backup", metadata: ["shard": "\(shard)", "backup": "\(n)",
