@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Brings a fresh Debian machine to a working state for Cairn: the MariaDB
 # server, client and backup tools, the C libraries Cairn links against, the
-# load generator, openssl (test certificates), and SeaweedFS (for the S3
+# load generator, openssl (test certificates), strace (the interrupted-prune
+# test kills cairn at a chosen system call), and SeaweedFS (for the S3
 # tests) in a project-local venv.
 # Does nothing when everything is already present.
 set -euo pipefail
@@ -10,7 +11,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$here/.venv"
 
 need_apt=()
-for pkg in mariadb-server mariadb-backup mariadb-client libmariadb-dev libzstd-dev zstd sysbench libsqlite3-dev openssl; do
+for pkg in mariadb-server mariadb-backup mariadb-client libmariadb-dev libzstd-dev zstd sysbench libsqlite3-dev openssl strace; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
     need_apt+=("$pkg")
   fi

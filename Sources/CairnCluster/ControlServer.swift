@@ -110,6 +110,12 @@ public final class ControlServer: Sendable {
             let shard = try KeyspaceShard(keyspace: try context.parameters.require("keyspace"), shard: try context.parameters.require("shard"))
             return jsonResponse(try await self.listBackups(shard))
         }
+        api.delete("backups/:keyspace/:shard/:name") { request, context in
+            let shard = try KeyspaceShard(keyspace: try context.parameters.require("keyspace"), shard: try context.parameters.require("shard"))
+            let name = try context.parameters.require("name")
+            return jsonResponse(try await self.removeBackup(shard, name: name, force: request.uri.queryParameters.get("force") == "true",
+                                                            dryRun: request.uri.queryParameters.get("dry_run") == "true"))
+        }
         api.post("restores") { request, _ in
             let body = try await decodeBody(ClusterAPI.RestoreRequest.self, from: request)
             return jsonResponse(try await self.startRestore(body))
@@ -310,6 +316,22 @@ public final class ControlServer: Sendable {
             throw try await unknownShardError(shard)
         }
         return listing
+    }
+
+    func removeBackup(_ shard: KeyspaceShard, name: String, force: Bool, dryRun: Bool) async throws -> ClusterAPI.RemoveResponse {
+        let storage = try requireStorage()
+        guard try await store.unfinishedJobs().allSatisfy({ $0.shardID != shard.description }) || dryRun else {
+            throw CairnError(.cluster, "a job is running on \(shard); remove backups once it has ended (see `cairn jobs \(shard)`)")
+        }
+        let removal = try await BackupPruner(shard: shard, storage: storage, logger: logger).remove(
+            name, force: force, dryRun: dryRun, now: Date(),
+            incompleteAfter: options.configuration.retention?.incompleteAfter ?? RetentionPolicy.defaultIncompleteAfter)
+        if !dryRun {
+            logger.info("backups removed", metadata: ["shard": "\(shard)", "removed": "\(removal.removed.joined(separator: ","))", "forced": "\(force)"])
+            schedulerState.invalidate(shard.description)
+        }
+        return ClusterAPI.RemoveResponse(backup: removal.backup, dependents: removal.dependents, removed: removal.removed,
+                                         freedBytes: removal.freedBytes, dryRun: removal.dryRun)
     }
 
     func scheduleSummary(_ only: KeyspaceShard?) -> [ClusterAPI.ShardSchedule] {

@@ -273,7 +273,7 @@ public final class TabletAgent: Sendable {
                                     dataDirectory: options.mysqlDataDirectory, compression: CompressionSettings(configuration: options.configuration),
                                     logger: logger, progress: progress)
         let request = BackupRequest(type: job.backupType ?? .auto, engine: job.engine ?? options.configuration.engine,
-                                    strategy: options.configuration.backupStrategy)
+                                    strategy: options.configuration.backupStrategy, retention: options.configuration.retention)
         switch try await BackupRunner(context: context).run(request) {
         case .completed(let manifest):
             logger.info("job \(job.id): backup \(manifest.backupName) completed at \(manifest.position)")

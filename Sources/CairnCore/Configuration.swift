@@ -118,6 +118,8 @@ public struct CairnConfiguration: Hashable, Sendable {
     public var replicationUser: String?
     /// `replication_password_file`: a file holding that account's password.
     public var replicationPasswordFile: String?
+    /// `retention`: the retention policy; nil when none is configured (nothing is pruned).
+    public var retention: RetentionPolicy?
 
     public init() {}
 
@@ -127,6 +129,7 @@ public struct CairnConfiguration: Hashable, Sendable {
         "s3_endpoint", "s3_force_path_style", "s3_ca_file", "s3_max_retries", "s3_part_size",
         "aws_shared_credentials_file", "aws_profile", "ctld", "mysql_user", "mysql_password_file",
         "replication_user", "replication_password_file",
+        "retention",
     ]
 
     /// Parses a configuration file's contents. `source` names the file in errors.
@@ -192,6 +195,9 @@ public struct CairnConfiguration: Hashable, Sendable {
         c.mysqlPasswordFile = try reader.string("mysql_password_file")
         c.replicationUser = try reader.string("replication_user")
         c.replicationPasswordFile = try reader.string("replication_password_file")
+        if let retention = try reader.object("retention") {
+            c.retention = try RetentionPolicy.parse(retention)
+        }
         return c
     }
 }

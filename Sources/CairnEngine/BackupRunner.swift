@@ -10,12 +10,24 @@ public struct BackupRequest: Sendable {
     public var type: RequestedBackupType
     public var engine: FullBackupEngine
     public var strategy: BackupStrategyConfig?
+    /// When set, the shard is pruned by this policy after the backup commits.
+    public var retention: RetentionPolicy?
 
-    public init(type: RequestedBackupType = .auto, engine: FullBackupEngine = .physical, strategy: BackupStrategyConfig? = nil) {
+    public init(type: RequestedBackupType = .auto, engine: FullBackupEngine = .physical, strategy: BackupStrategyConfig? = nil,
+                retention: RetentionPolicy? = nil) {
         self.type = type
         self.engine = engine
         self.strategy = strategy
+        self.retention = retention
     }
+}
+
+/// What the prune after a committed backup did. A failed prune never fails
+/// the backup: the backup is already committed, and the next prune (after
+/// the next backup, or `cairn prune`) finishes the work.
+public enum PruneOutcome: Sendable {
+    case pruned(BackupPruner.Report)
+    case failed(String)
 }
 
 /// How a backup ended.
@@ -32,10 +44,14 @@ public struct BackupRunner: Sendable {
     public let context: BackupContext
     /// Reports each phase change (job records, logs).
     public var onPhase: (@Sendable (BackupPhase) -> Void)?
+    /// Reports the prune after the backup, when the request has a retention policy.
+    public var onPrune: (@Sendable (PruneOutcome) -> Void)?
 
-    public init(context: BackupContext, onPhase: (@Sendable (BackupPhase) -> Void)? = nil) {
+    public init(context: BackupContext, onPhase: (@Sendable (BackupPhase) -> Void)? = nil,
+                onPrune: (@Sendable (PruneOutcome) -> Void)? = nil) {
         self.context = context
         self.onPhase = onPhase
+        self.onPrune = onPrune
     }
 
     public func run(_ request: BackupRequest, now: @Sendable () -> Date = { Date() }) async throws -> BackupOutcome {
@@ -145,8 +161,35 @@ public struct BackupRunner: Sendable {
         try await repository.commit(manifest, shard: context.shard)
         logger.info("backup completed", metadata: ["backup": "\(name)", "position": "\(position)",
                                                    "stored_bytes": "\(manifest.storedSize)"])
+        if let policy = request.retention {
+            try advance(.pruning)
+            await prune(policy: policy, now: now())
+        }
         try advance(.completed)
         return .completed(manifest)
+    }
+
+    /// Applies the retention policy after a committed backup. Its failure is
+    /// reported and logged, never thrown: the backup itself succeeded.
+    func prune(policy: RetentionPolicy, now: Date) async {
+        let pruner = BackupPruner(shard: context.shard, storage: context.storage, logger: context.logger)
+        do {
+            let report = try await pruner.prune(policy: policy, now: now, dryRun: false)
+            for problem in report.plan.problems {
+                context.logger.warning("a backup's MANIFEST cannot be read; the prune kept it, inspect it and remove it with `cairn remove-backup`",
+                                       metadata: ["shard": "\(context.shard)", "backup": "\(problem.name)",
+                                                  "reason": "\(problem.reasons.first?.detail ?? "")"])
+            }
+            if !report.removed.isEmpty {
+                context.logger.info("pruned after the backup", metadata: ["shard": "\(context.shard)", "removed": "\(report.removed.count)"])
+            }
+            onPrune?(.pruned(report))
+        } catch {
+            let message = (error as? CairnError)?.message ?? "\(error)"
+            context.logger.warning("the backup is complete, but pruning after it failed; run `cairn prune \(context.shard)` once the cause is fixed",
+                                   metadata: ["reason": "\(message)"])
+            onPrune?(.failed(message))
+        }
     }
 
     /// The object that makes a backup's directory visible from its first

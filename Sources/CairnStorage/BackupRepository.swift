@@ -7,7 +7,8 @@ public struct StoredBackup: Sendable {
     public enum State: Sendable {
         /// `MANIFEST` present and readable.
         case complete(BackupManifest)
-        /// No `MANIFEST`: the backup failed, was interrupted, or is still running.
+        /// No `MANIFEST`: the backup failed, was interrupted, is still running,
+        /// or is being removed (``StoredBackup/removalStarted``).
         case incomplete
         /// A `MANIFEST` exists but cannot be used; the reason says why.
         case unreadable(String)
@@ -18,6 +19,9 @@ public struct StoredBackup: Sendable {
     public var state: State
     /// Every object of the backup, `MANIFEST` included.
     public var objects: [StorageObject]
+    /// A removal of it began (a `REMOVING` marker is present): it is
+    /// incomplete whatever else is left, and the next prune finishes removing it.
+    public var removalStarted: Bool = false
 
     public var manifest: BackupManifest? {
         if case .complete(let m) = state { return m }
@@ -68,8 +72,9 @@ public struct BackupRepository: Sendable {
                 continue
             }
             let manifestKey = key(shard, name, BackupManifest.fileName)
+            let removing = files.contains { $0.key == key(shard, name, BackupRepository.removingMarker) }
             var state = StoredBackup.State.incomplete
-            if files.contains(where: { $0.key == manifestKey }) {
+            if !removing, files.contains(where: { $0.key == manifestKey }) {
                 do {
                     let data = try await storage.readAll(key: manifestKey, limit: 16 * 1024 * 1024)
                     let manifest = try BackupManifest.decode(data, name: name)
@@ -85,7 +90,7 @@ public struct BackupRepository: Sendable {
                     continue
                 }
             }
-            result.append(StoredBackup(name: name, parsedName: parsed, state: state, objects: files))
+            result.append(StoredBackup(name: name, parsedName: parsed, state: state, objects: files, removalStarted: removing))
         }
         return result.sorted { ($0.parsedName!, $0.name) < ($1.parsedName!, $1.name) }
     }
@@ -114,15 +119,30 @@ public struct BackupRepository: Sendable {
         try await storage.writeAll(key: key(shard, manifest.backupName, BackupManifest.fileName), data: data)
     }
 
-    /// Deletes one backup: `MANIFEST` first, so a deletion interrupted
-    /// midway leaves a backup that is plainly incomplete, never one that
-    /// looks complete with files missing.
+    /// The object that marks a backup whose removal began. While it is
+    /// there the backup is incomplete to every reader, whatever else is left.
+    public static let removingMarker = "REMOVING"
+
+    /// Deletes one backup so that, stopped at any point, it leaves either the
+    /// whole backup or one that is plainly incomplete and marked for removal:
+    /// first the `REMOVING` marker (from then on nothing uses the backup),
+    /// then `MANIFEST` (so even a reader that ignores the marker sees it
+    /// incomplete), then the data files, and the marker last.
     public func delete(_ backup: StoredBackup, shard: KeyspaceShard) async throws {
         let manifestKey = key(shard, backup.name, BackupManifest.fileName)
+        let markerKey = key(shard, backup.name, Self.removingMarker)
+        if !backup.removalStarted {
+            let text = """
+                {"backup_name": "\(backup.name)", "removal_started": "\(UTCTime.rfc3339(Date()))"}
+
+                """
+            try await storage.writeAll(key: markerKey, data: Data(text.utf8))
+        }
         if backup.objects.contains(where: { $0.key == manifestKey }) {
             try await storage.delete(keys: [manifestKey])
         }
-        let rest = backup.objects.map(\.key).filter { $0 != manifestKey }
+        let rest = backup.objects.map(\.key).filter { $0 != manifestKey && $0 != markerKey }
         if !rest.isEmpty { try await storage.delete(keys: rest) }
+        try await storage.delete(keys: [markerKey])
     }
 }

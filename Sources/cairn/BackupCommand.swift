@@ -4,6 +4,7 @@ import CairnCore
 import CairnEngine
 import CairnStorage
 import Foundation
+import Synchronization
 
 struct BackupCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -71,23 +72,35 @@ struct BackupCommand: AsyncParsableCommand {
         let logger = output.makeLogger()
         let mysql = try mysqlOptions.connection(configuration)
         let progress = TransferProgress()
-        let request = BackupRequest(type: type, engine: engine, strategy: configuration.backupStrategy)
+        let request = BackupRequest(type: type, engine: engine, strategy: configuration.backupStrategy,
+                                    retention: configuration.retention)
+        let pruned = PruneBox()
         let (outcome, displayURL) = try await storageOptions.withStorage(configuration, logger: logger) { storage in
             let context = BackupContext(shard: shard, tabletAlias: alias, storage: storage, mysql: mysql,
                                         dataDirectory: mysqlDatadir.map { URL(fileURLWithPath: $0).standardizedFileURL.path }, compression: CompressionSettings(configuration: configuration),
                                         logger: logger, progress: progress)
             let outcome = try await Output.withProgress(progress, enabled: !output.json) {
-                try await BackupRunner(context: context).run(request)
+                try await BackupRunner(context: context, onPrune: { outcome in pruned.outcome.withLock { $0 = outcome } }).run(request)
             }
             return (outcome, storage.displayURL)
         }
+        let prune = pruned.outcome.withLock { $0 }.map(PruneResultJSON.init)
         switch outcome {
         case .completed(let manifest):
             if output.json {
-                try Output.json(BackupResultJSON(status: "completed", backup: manifest, parent: nil))
+                try Output.json(BackupResultJSON(status: "completed", backup: manifest, parent: nil, prune: prune))
             } else {
                 let kind = manifest.incremental ? "incremental" : "full (\(manifest.method.rawValue))"
                 Output.line("Backup \(manifest.backupName) of \(shard) completed: \(kind), position \(manifest.position), \(formatBytes(manifest.storedSize)) stored in \(displayURL).")
+                if let prune {
+                    if let error = prune.error {
+                        Output.note("warning: the backup is complete, but pruning after it failed: \(error); run `cairn prune \(shard)` once that is fixed")
+                    } else if prune.removed.isEmpty {
+                        Output.line("Retention: nothing to remove.")
+                    } else {
+                        Output.line("Retention: removed \(prune.removed.joined(separator: ", ")) (\(formatBytes(prune.freedBytes))); `cairn prune \(shard) --dry-run` explains each decision.")
+                    }
+                }
             }
         case .nothingNew(let parent):
             if output.json {
@@ -142,4 +155,36 @@ struct BackupResultJSON: Encodable {
     var status: String
     var backup: BackupManifest?
     var parent: String?
+    /// The prune after the backup, when a retention policy is configured.
+    var prune: PruneResultJSON? = nil
+}
+
+/// What the prune after a backup did, in `backup --json`.
+struct PruneResultJSON: Encodable {
+    var removed: [String]
+    var freedBytes: Int64
+    var error: String?
+
+    enum CodingKeys: String, CodingKey {
+        case removed, error
+        case freedBytes = "freed_bytes"
+    }
+
+    init(_ outcome: PruneOutcome) {
+        switch outcome {
+        case .pruned(let report):
+            removed = report.removed
+            freedBytes = report.freedBytes
+            error = nil
+        case .failed(let message):
+            removed = []
+            freedBytes = 0
+            error = message
+        }
+    }
+}
+
+/// Carries the prune outcome out of the runner's callback.
+final class PruneBox: Sendable {
+    let outcome = Mutex<PruneOutcome?>(nil)
 }

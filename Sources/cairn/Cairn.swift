@@ -19,6 +19,8 @@ struct Cairn: AsyncParsableCommand {
             CtldCommand.self,
             TabletCommand.self,
             UpCommand.self,
+            PruneCommand.self,
+            RemoveBackupCommand.self,
         ]
     )
 }

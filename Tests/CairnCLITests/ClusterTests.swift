@@ -80,6 +80,17 @@ struct ClusterTests {
             // A primary is never restored over.
             let overPrimary = try await cluster.cli(["restore", "commerce/0", "--tablet", "zone1-100"])
             #expect(overPrimary.exitCode == 1 && overPrimary.stderr.contains("primary"), "\(overPrimary)")
+
+            // remove-backup through ctld refuses to break a chain, naming the dependents.
+            let all = try await cluster.cli(["backups", "commerce/0", "--json"])
+            let names = ((try JSONSerialization.jsonObject(with: Data(all.stdout.utf8)) as! [String: Any])["backups"] as! [[String: Any]])
+                .filter { $0["status"] as? String == "complete" }.map { $0["name"] as! String }
+            let refused = try await cluster.cli(["remove-backup", "commerce/0", names[0]])
+            #expect(refused.exitCode == 1 && refused.stderr.contains(names[1]) && refused.stderr.contains("--force"), "\(refused)")
+            let removed = try await cluster.cli(["RemoveBackup", "commerce/0", names.last!])
+            #expect(removed.exitCode == 0, "\(removed)")
+            let after = try await cluster.cli(["backups", "commerce/0"])
+            #expect(!after.stdout.contains(names.last!), "\(after)")
         } catch {
             await cluster.stop()
             throw error

@@ -1,0 +1,140 @@
+import CairnCore
+import CairnStorage
+import Foundation
+import Logging
+
+/// Applies the retention policy to one shard's backups, and removes single
+/// backups on request, on any storage backend. The backup runner calls it
+/// after every committed backup when a policy is configured; `cairn prune`
+/// and `cairn remove-backup` call it directly.
+///
+/// Removal order is what keeps chains whole when a run stops midway:
+/// newest first, every dependent before the backup it continues; each one through ``BackupRepository/delete(_:shard:)``,
+/// which marks it `REMOVING` and removes `MANIFEST` before its data.
+public struct BackupPruner: Sendable {
+    public let shard: KeyspaceShard
+    public let storage: any BackupStorage
+    public let logger: Logger
+
+    public var repository: BackupRepository { BackupRepository(storage: storage, logger: logger) }
+
+    public init(shard: KeyspaceShard, storage: any BackupStorage, logger: Logger) {
+        self.shard = shard
+        self.storage = storage
+        self.logger = logger
+    }
+
+    /// What a prune decided and what it removed.
+    public struct Report: Sendable {
+        public var plan: RetentionPlan
+        /// Removed, in the order they were removed.
+        public var removed: [String]
+        /// Stored bytes freed.
+        public var freedBytes: Int64
+        public var dryRun: Bool
+    }
+
+    /// The shard's backups as the planner sees them.
+    public static func candidates(_ stored: [StoredBackup]) -> [RetentionCandidate] {
+        stored.map { b in
+            let state: RetentionCandidate.State = switch b.state {
+            case .complete(let m): .complete(m)
+            case .incomplete: .incomplete
+            case .unreadable(let why): .unreadable(why)
+            }
+            return RetentionCandidate(name: b.name, nameTime: b.parsedName?.time, lastModified: b.lastModified,
+                                      removalStarted: b.removalStarted, state: state)
+        }
+    }
+
+    /// Lists the shard, plans with `policy` at `now`, and (unless `dryRun`)
+    /// removes what the plan removes, in its order. Unreadable backups are
+    /// in the plan's `problems`, for the caller to report. A failed removal stops
+    /// the run at once (a later one may be the parent of the failed one)
+    /// and is thrown; the next prune picks up where this one stopped.
+    public func prune(policy: RetentionPolicy, now: Date, dryRun: Bool) async throws -> Report {
+        let stored = try await repository.list(shard)
+        let plan = RetentionPlanner.plan(Self.candidates(stored), policy: policy, now: now)
+        var report = Report(plan: plan, removed: [], freedBytes: 0, dryRun: dryRun)
+        guard !dryRun else { return report }
+        let byName = Dictionary(stored.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        for name in plan.removalOrder {
+            guard let backup = byName[name] else { continue }
+            let why = plan.decision(for: name)?.reasons.first?.description ?? ""
+            do {
+                try await repository.delete(backup, shard: shard)
+            } catch {
+                throw Self.stopped(error, removing: name, done: report.removed.count, of: plan.removalOrder.count,
+                                   then: "the next prune finishes the work")
+            }
+            report.removed.append(name)
+            report.freedBytes += backup.storedBytes
+            logger.info("removed a backup", metadata: ["shard": "\(shard)", "backup": "\(name)", "reason": "\(why)"])
+        }
+        return report
+    }
+
+    /// A failed removal, saying how far the run got.
+    static func stopped(_ error: any Error, removing name: String, done: Int, of total: Int, then next: String) -> CairnError {
+        let base = (error as? CairnError) ?? CairnError(.storage, "\(error)")
+        return CairnError(base.code, "\(base.message) (removing backup \(name), after \(done) of \(total) removals; what is left is whole or marked for removal, and \(next))")
+    }
+
+    /// What `remove-backup` did or would do.
+    public struct Removal: Sendable {
+        public var backup: String
+        /// Complete backups that continue it, newest first.
+        public var dependents: [String]
+        /// Removed (or, in a dry run, to remove), dependents first.
+        public var removed: [String]
+        public var freedBytes: Int64
+        public var dryRun: Bool
+    }
+
+    /// Removes the backup `name`. Refuses when complete backups continue it
+    /// (naming them) unless `force`, which removes them first; refuses an
+    /// incomplete backup that may still be running (by `incompleteAfter`)
+    /// unless `force`.
+    public func remove(_ name: String, force: Bool, dryRun: Bool, now: Date,
+                       incompleteAfter: ConfigDuration = RetentionPolicy.defaultIncompleteAfter) async throws -> Removal {
+        let stored = try await repository.list(shard)
+        guard let target = stored.first(where: { $0.name == name }) else {
+            throw CairnError(.notFound, "there is no backup named \(name) of \(shard) in \(storage.displayURL); list them with `cairn backups \(shard)`")
+        }
+        let manifests = stored.compactMap(\.manifest)
+        let dependents = RetentionPlanner.dependents(of: name, among: manifests).map(\.backupName)
+        if !dependents.isEmpty && !force {
+            let list = dependents.sorted().joined(separator: ", ")
+            throw CairnError(.chain, "backup \(name) of \(shard) cannot be removed: \(dependents.count == 1 ? "backup \(list) continues its chain and" : "backups \(list) continue its chain and") would no longer restore; remove \(dependents.count == 1 ? "it" : "them") first, or pass --force to remove \(dependents.count == 1 ? "it" : "them") too")
+        }
+        if case .incomplete = target.state, !target.removalStarted, !force {
+            let started = target.parsedName?.time ?? .distantPast
+            let written = target.lastModified ?? started
+            if now.timeIntervalSince(started) < incompleteAfter.timeInterval || now.timeIntervalSince(written) < incompleteAfter.timeInterval {
+                throw CairnError(.inUse, "backup \(name) of \(shard) is incomplete and may still be running (started \(UTCTime.rfc3339(started, fractional: false)), last written \(UTCTime.rfc3339(written, fractional: false)), incomplete_after \(incompleteAfter)); wait until it has stopped, or pass --force if you know it has")
+            }
+        }
+        let byName = Dictionary(stored.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        let order = RetentionPlanner.dependentsFirst(dependents + [name], manifests: manifests)
+        var result = Removal(backup: name, dependents: dependents, removed: [], freedBytes: 0, dryRun: dryRun)
+        if dryRun {
+            result.removed = order
+            result.freedBytes = order.compactMap { byName[$0]?.storedBytes }.reduce(0, +)
+            return result
+        }
+        for n in order {
+            guard let backup = byName[n] else { continue }
+            do {
+                try await repository.delete(backup, shard: shard)
+            } catch {
+                throw Self.stopped(error, removing: n, done: result.removed.count, of: order.count,
+                                   then: "run the same command again to finish")
+            }
+            result.removed.append(n)
+            result.freedBytes += backup.storedBytes
+            logger.info("removed a backup", metadata: ["shard": "\(shard)", "backup": "\(n)",
+                                                       "reason": "\(n == name ? "requested" : "continues \(name), --force")"])
+        }
+        return result
+    }
+}

@@ -1,0 +1,154 @@
+import ArgumentParser
+import CairnCore
+import CairnEngine
+import CairnStorage
+import Foundation
+
+struct PruneCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "prune",
+        abstract: "Apply the retention policy to a shard's backups.",
+        discussion: """
+            The policy is the configuration's "retention" object (see docs/RETENTION.md). Prints every backup \
+            with its decision, keep or remove, and the reasons; --dry-run prints the same and changes nothing. \
+            A backup with an unreadable MANIFEST is reported and kept.
+            """,
+        aliases: ["PruneBackups"]
+    )
+
+    @Argument(help: ArgumentHelp("The shard, <keyspace>/<shard>.", valueName: "keyspace/shard"))
+    var shard: String
+
+    @Flag(name: .long, help: "Print what would be removed and change nothing.")
+    var dryRun = false
+
+    @OptionGroup var storageOptions: StorageOptions
+    @OptionGroup var output: OutputOptions
+
+    func run() async throws {
+        let shard = try parseShard(shard)
+        let configuration = try storageOptions.loadConfiguration()
+        guard let policy = configuration.retention else {
+            throw CairnError(.configuration, "no retention policy is configured; add a \"retention\" object to the configuration file given with --config (see docs/RETENTION.md)")
+        }
+        let logger = output.makeLogger()
+        let (report, displayURL) = try await storageOptions.withStorage(configuration, logger: logger) { storage in
+            let pruner = BackupPruner(shard: shard, storage: storage, logger: logger)
+            return (try await pruner.prune(policy: policy, now: Date(), dryRun: dryRun), storage.displayURL)
+        }
+        let json = PruneReportJSON(shard: shard, storage: displayURL, report: report)
+        if output.json {
+            try Output.json(json)
+        } else {
+            Output.line("Retention policy: \(policy.summary); now \(UTCTime.rfc3339(report.plan.now, fractional: false)).")
+            if report.plan.decisions.isEmpty {
+                Output.line("No backups of \(shard).")
+            } else {
+                Output.line(json.table())
+            }
+            let toRemove = report.plan.removalOrder.count
+            if dryRun {
+                Output.line("Dry run: \(toRemove) backup\(toRemove == 1 ? "" : "s") would be removed, \(report.plan.kept.count) kept; nothing was changed.")
+            } else {
+                Output.line("Removed \(report.removed.count) backup\(report.removed.count == 1 ? "" : "s") of \(shard) (\(formatBytes(report.freedBytes))) from \(displayURL); \(report.plan.kept.count) kept.")
+            }
+        }
+        for problem in report.plan.problems {
+            Output.note("warning: backup \(problem.name) of \(shard) has an unreadable MANIFEST and was kept; inspect it, then repair it or remove it with `cairn remove-backup \(shard) \(problem.name)`")
+        }
+    }
+}
+
+/// `cairn prune --json`.
+struct PruneReportJSON: Encodable {
+    struct Reason: Encodable {
+        var rule: String
+        var detail: String
+    }
+
+    struct Decision: Encodable {
+        var backup: String
+        /// `full`, `incremental`, `incomplete` or `unreadable`.
+        var type: String
+        /// `keep` or `remove`.
+        var decision: String
+        var reasons: [Reason]
+        var parent: String?
+        var startTime: Date?
+
+        enum CodingKeys: String, CodingKey {
+            case backup, type, decision, reasons, parent
+            case startTime = "start_time"
+        }
+    }
+
+    struct Policy: Encodable {
+        var minCount: Int
+        var minAge: String
+        var pitrWindow: String?
+        var keepDaily: Int
+        var keepWeekly: Int
+        var keepMonthly: Int
+        var incompleteAfter: String
+
+        enum CodingKeys: String, CodingKey {
+            case minCount = "min_count"
+            case minAge = "min_age"
+            case pitrWindow = "pitr_window"
+            case keepDaily = "keep_daily"
+            case keepWeekly = "keep_weekly"
+            case keepMonthly = "keep_monthly"
+            case incompleteAfter = "incomplete_after"
+        }
+    }
+
+    var shard: String
+    var storage: String
+    var now: Date
+    var dryRun: Bool
+    var policy: Policy
+    var windowStart: Date?
+    var decisions: [Decision]
+    /// What the plan removes, in the order it removes them.
+    var removalOrder: [String]
+    /// What was removed (empty in a dry run).
+    var removed: [String]
+    var freedBytes: Int64
+
+    enum CodingKeys: String, CodingKey {
+        case shard, storage, now, policy, decisions, removed
+        case dryRun = "dry_run"
+        case windowStart = "window_start"
+        case removalOrder = "removal_order"
+        case freedBytes = "freed_bytes"
+    }
+
+    init(shard: KeyspaceShard, storage: String, report: BackupPruner.Report) {
+        let plan = report.plan
+        self.shard = shard.description
+        self.storage = storage
+        now = plan.now
+        dryRun = report.dryRun
+        let p = plan.policy
+        policy = Policy(minCount: p.minCount, minAge: p.minAge.description, pitrWindow: p.pitrWindow?.description,
+                        keepDaily: p.keepDaily, keepWeekly: p.keepWeekly, keepMonthly: p.keepMonthly,
+                        incompleteAfter: p.incompleteAfter.description)
+        windowStart = plan.windowStart
+        decisions = plan.decisions.map { d in
+            Decision(backup: d.name, type: d.kind.rawValue, decision: d.action.rawValue,
+                     reasons: d.reasons.map { Reason(rule: $0.rule.rawValue, detail: $0.detail) },
+                     parent: d.parent, startTime: d.startTime)
+        }
+        removalOrder = plan.removalOrder
+        removed = report.removed
+        freedBytes = report.freedBytes
+    }
+
+    func table() -> String {
+        var t = TextTable(header: ["BACKUP", "TYPE", "DECISION", "REASON"])
+        for d in decisions {
+            t.rows.append([d.backup, d.type, d.decision, d.reasons.map { "\($0.rule): \($0.detail)" }.joined(separator: "; ")])
+        }
+        return t.render()
+    }
+}
