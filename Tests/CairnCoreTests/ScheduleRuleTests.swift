@@ -22,7 +22,9 @@ struct ScheduleRuleTests {
         let i = b.incremental(after: f, at: 60, seq: 200)
         let run = BackupScheduleRule.nextRun(shard: "s", backups: b.backups, strategy: strategy, lastAttempt: nil, now: b.time(61))
         #expect(run.kind == "incremental" && run.at == i.startTime.addingTimeInterval(3600))
-        let late = BackupScheduleRule.nextRun(shard: "s", backups: b.backups, strategy: strategy, lastAttempt: nil, now: b.time(23 * 60 + 30))
+        // With an incremental at 23h30m, the next one (24h30m) would come after the full backup is due (24h).
+        b.incremental(after: i, at: 23 * 60 + 30, seq: 300)
+        let late = BackupScheduleRule.nextRun(shard: "s", backups: b.backups, strategy: strategy, lastAttempt: nil, now: b.time(23 * 60 + 31))
         #expect(late.kind == "full" && late.at == f.startTime.addingTimeInterval(86400))
     }
 
