@@ -358,16 +358,17 @@ EOF
     fresh "$work/r-peer"
     unset AWS_CONFIG_FILE
 
-    # The S3 writer holds up to c parts in flight and one filling; the reader c ranges.
+    # The S3 writer holds up to c parts in flight and one filling; the reader c ranges
+    # in flight and the one it hands out.
     backup_budget=$(( (c + 1) * part_mib + http_mib + base_backup_mib ))
-    restore_budget=$(( c * range_mib + http_mib + base_restore_mib ))
+    restore_budget=$(( (c + 1) * range_mib + http_mib + base_restore_mib ))
     out "  -- concurrency $c (cairn upload_concurrency/download_concurrency $c; awscli max_concurrent_requests $c)"
     header
     row "backup time (s)" "$s3_time" "$peer_s3_time" "$(ratio "$s3_time" "$peer_s3_time")" "< 1.00" "$(verdict "$(ratio "$s3_time" "$peer_s3_time")" "<" 1.00)"
     row "stored size (MiB)" "$(mib "$s3_stored")" "$(mib "$peer_s3_stored")" "$(ratio "$s3_stored" "$peer_s3_stored")"
     row "restore time (s)" "$s3_restore_time" "$peer_s3_restore_time" "$(ratio "$s3_restore_time" "$peer_s3_restore_time")" "< 1.00" "$(verdict "$(ratio "$s3_restore_time" "$peer_s3_restore_time")" "<" 1.00)"
     row "peak RSS backup (MiB)" "$(kib_mib "$s3_rss")" "$(kib_mib "$peer_s3_rss")" "" "<= $backup_budget = ($c+1) x $part_mib + $http_mib + $base_backup_mib (file)" "$(verdict "$(kib_mib "$s3_rss")" "<=" "$backup_budget")"
-    row "peak RSS restore (MiB)" "$(kib_mib "$s3_restore_rss")" "$(kib_mib "$peer_s3_restore_rss")" "" "<= $restore_budget = $c x $range_mib + $http_mib + $base_restore_mib (file)" "$(verdict "$(kib_mib "$s3_restore_rss")" "<=" "$restore_budget")"
+    row "peak RSS restore (MiB)" "$(kib_mib "$s3_restore_rss")" "$(kib_mib "$peer_s3_restore_rss")" "" "<= $restore_budget = ($c+1) x $range_mib + $http_mib + $base_restore_mib (file)" "$(verdict "$(kib_mib "$s3_restore_rss")" "<=" "$restore_budget")"
   done
   stop_weed
 fi
