@@ -115,11 +115,14 @@ sql() { mariadb --socket="$sock" --user=root -N -B -e "$1"; }
 # Output goes to $work/NAME.out and .err.
 measure() {
   local name="$1"; shift
-  /usr/bin/time -f '%e %M' -o "$work/$name.time" "$@" >"$work/$name.out" 2>"$work/$name.err" &
+  rm -f "$work/$name.pid"
+  # The command's pid, written by the shell that then becomes the command.
+  /usr/bin/time -f '%e %M' -o "$work/$name.time" bash -c 'echo $$ >"$0"; exec "$@"' "$work/$name.pid" "$@" \
+    >"$work/$name.out" 2>"$work/$name.err" &
   local timer=$! child="" key value rest
   OWN=0
   while kill -0 "$timer" 2>/dev/null; do
-    [ -n "$child" ] || child="$(pgrep -P "$timer" | head -n 1 || true)"
+    [ -n "$child" ] || child="$(cat "$work/$name.pid" 2>/dev/null || true)"
     if [ -n "$child" ] && [ -r "/proc/$child/status" ]; then
       while read -r key value rest; do
         if [ "$key" = "VmHWM:" ] && [ "$value" -gt "$OWN" ]; then OWN="$value"; fi
@@ -174,7 +177,7 @@ echo "Loading sysbench: $tables tables x $rows rows..."
   || { tail "$work/prepare.log"; exit 1; }
 data_bytes="$(du_bytes "$src")"
 
-out "Cairn benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(uname -n): $cores cores, $(free -g | awk '/Mem:/ {print $2}') GiB RAM"
+out "Cairn benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(uname -n): $cores cores, $(awk '/^MemTotal:/ { printf "%.0f", $2 / 1048576 }' /proc/meminfo) GiB RAM"
 out "cairn $(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo '?'); $(mariadbd --version | sed 's/ *Source.*//'); zstd $(zstd -V | grep -oE 'v[0-9.]+' | head -1)"
 out "dataset: sysbench $tables tables x $rows rows; source data directory $(mib "$data_bytes") MiB"
 out "times are wall-clock seconds; peak RSS: the cairn process itself (VmHWM), the largest process of the peer's pipeline (GNU time)"
