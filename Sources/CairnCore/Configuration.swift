@@ -92,7 +92,7 @@ public struct CairnConfiguration: Hashable, Sendable {
     public var compression: String = "zstd"
     /// `compression_level`: zstd level 1-19 (default 3).
     public var compressionLevel: Int = 3
-    /// `compression_threads`: zstd worker threads, 0 = one per core (default 0).
+    /// `compression_threads`: zstd worker threads, 0 = one per core, at most 4 (default 0).
     public var compressionThreads: Int = 0
     /// `s3_endpoint`: a custom S3 endpoint URL (S3-compatible stores).
     public var s3Endpoint: String?

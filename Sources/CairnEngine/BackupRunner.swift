@@ -135,6 +135,10 @@ public struct BackupRunner: Sendable {
             firstEvent = result.firstEventTime
             lastEvent = result.lastEventTime
         } else {
+            // A new binary log file from here on: the next incremental copies whole
+            // files from the one holding this backup's position, so it copies what
+            // was written since this backup started, not everything before it.
+            try await connection.query("FLUSH BINARY LOGS")
             purged = try await connection.purgedPosition()
             let result: FullBackupResult
             switch request.engine {

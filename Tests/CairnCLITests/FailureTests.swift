@@ -133,12 +133,12 @@ struct FailureTests {
 
             let child = try CLI.start(["backup", "commerce/0", "--local", "--mysql-socket", server.socketPath,
                                        "--storage", storage, "--type", "full"])
-            // Wait until data is flowing into storage, then kill it without warning. (Not the
-            // STARTED marker's temporary file: killed while writing that, nothing is visible yet.)
+            // Wait until data is flowing into storage, then kill it without warning.
+            // (The data file's temporary file: STARTED is written through one too, first.)
             var sawData = false
             for _ in 0..<600 {
                 let all = files(under: store)
-                if all.contains(where: { $0.contains(".cairn-tmp-") && !$0.contains(".cairn-tmp-STARTED") }) {
+                if all.contains(where: { $0.contains(".cairn-tmp-backup.mbstream") }) {
                     sawData = true
                     break
                 }

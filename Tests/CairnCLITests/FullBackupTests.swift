@@ -9,15 +9,19 @@ import Testing
 struct FullBackupTests {
     @Test("a full backup taken while sysbench writes is consistent with its GTID position", arguments: ["physical", "logical"])
     func consistentUnderLoad(engine: String) async throws {
-        let source = try await TestServer.start(serverID: 1)
         let work = try TemporaryDirectory(prefix: "cairn-full-\(engine)")
         defer { work.remove() }
+        try await Self.consistentUnderLoad(engine: engine, storage: try .file(work.file("backups")), work: work)
+    }
+
+    /// The scenario on any storage (S3EndToEndTests runs it against SeaweedFS);
+    /// `work` holds the restored data directory.
+    static func consistentUnderLoad(engine: String, storage: ScenarioStorage, work: TemporaryDirectory) async throws {
+        let source = try await TestServer.start(serverID: 1)
         var restored: TestServer? = nil
         do {
             let bench = Sysbench(server: source, tables: 4, tableSize: 10_000)
             try await bench.prepare()
-            let storage = "file://\(work.file("backups"))"
-            try FileManager.default.createDirectory(atPath: work.file("backups"), withIntermediateDirectories: true)
 
             let load = try bench.startWriting(threads: 2)
             try await Task.sleep(for: .seconds(1))

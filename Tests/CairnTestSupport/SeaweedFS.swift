@@ -132,6 +132,14 @@ public final class SeaweedFS: Sendable {
         killer.cancel()
     }
 
+    /// Kills the server at once with SIGKILL, as a crash would; keeps the data.
+    /// Its ports refuse connections from then on.
+    public func kill() async {
+        guard let child = process.withLock({ p -> ChildProcess? in defer { p = nil }; return p }) else { return }
+        child.kill(SIGKILL)
+        _ = await child.wait()
+    }
+
     /// Stops and starts again on the same ports and data.
     public func restart() async throws {
         await stop()
