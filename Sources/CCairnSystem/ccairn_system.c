@@ -11,3 +11,7 @@ int ccairn_pipe_cloexec(int fds[2]) {
 int ccairn_spawn_addclosefrom(posix_spawn_file_actions_t *actions, int lowfd) {
     return posix_spawn_file_actions_addclosefrom_np(actions, lowfd);
 }
+
+int ccairn_set_pipe_size(int fd, int size) {
+    return fcntl(fd, F_SETPIPE_SZ, size);
+}

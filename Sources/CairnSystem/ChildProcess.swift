@@ -114,6 +114,9 @@ public final class ChildProcess: Sendable {
             guard ccairn_pipe_cloexec(&fds) == 0 else {
                 throw CairnError(.process, "could not create a pipe for \(executable): \(String(cString: strerror(errno)))")
             }
+            // A larger pipe (1 MiB, the default limit for unprivileged processes) lets
+            // the child run ahead while Cairn compresses; failure only costs speed.
+            _ = ccairn_set_pipe_size(fds[1], 1 << 20)
             return (fds[0], fds[1])
         }
 
@@ -215,13 +218,21 @@ public final class ChildProcess: Sendable {
         let name = self.name
         return try await Blocking.run {
             var buffer = ByteBufferAllocator().buffer(capacity: maxBytes)
+            // Fill the buffer (a pipe hands out at most what it holds per read), so
+            // one trip to the blocking pool moves up to maxBytes, not 64 KiB.
             let n = try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: maxBytes) { ptr in
-                while true {
-                    let r = Glibc.read(fd, ptr.baseAddress, maxBytes)
-                    if r >= 0 { return r }
+                var filled = 0
+                while filled < maxBytes {
+                    let r = Glibc.read(fd, ptr.baseAddress! + filled, maxBytes - filled)
+                    if r > 0 {
+                        filled += r
+                        continue
+                    }
+                    if r == 0 { break }
                     if errno == EINTR { continue }
                     throw CairnError(.process, "reading the output of \(name) failed: \(String(cString: strerror(errno)))")
                 }
+                return filled
             }
             return n == 0 ? nil : buffer
         }

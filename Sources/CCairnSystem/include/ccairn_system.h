@@ -9,4 +9,7 @@ int ccairn_pipe_cloexec(int fds[2]);
 /// (glibc's posix_spawn_file_actions_addclosefrom_np, a GNU extension).
 int ccairn_spawn_addclosefrom(posix_spawn_file_actions_t *actions, int lowfd);
 
+/// fcntl(fd, F_SETPIPE_SZ, size): returns the new size or -1.
+int ccairn_set_pipe_size(int fd, int size);
+
 #endif
