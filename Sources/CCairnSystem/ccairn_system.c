@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 #include <spawn.h>
+#include <malloc.h>
 #include "ccairn_system.h"
 
 int ccairn_pipe_cloexec(int fds[2]) {
@@ -14,4 +15,8 @@ int ccairn_spawn_addclosefrom(posix_spawn_file_actions_t *actions, int lowfd) {
 
 int ccairn_set_pipe_size(int fd, int size) {
     return fcntl(fd, F_SETPIPE_SZ, size);
+}
+
+int ccairn_limit_malloc_arenas(int count) {
+    return mallopt(M_ARENA_MAX, count);
 }

@@ -12,4 +12,7 @@ int ccairn_spawn_addclosefrom(posix_spawn_file_actions_t *actions, int lowfd);
 /// fcntl(fd, F_SETPIPE_SZ, size): returns the new size or -1.
 int ccairn_set_pipe_size(int fd, int size);
 
+/// mallopt(M_ARENA_MAX, count): caps glibc's per-thread heaps.
+int ccairn_limit_malloc_arenas(int count);
+
 #endif
