@@ -64,6 +64,7 @@ let package = Package(
         .target(
             name: "CairnStorage",
             dependencies: [
+                "CCairnSystem",
                 "CairnCore",
                 "CairnSystem",
                 .product(name: "Logging", package: "swift-log"),

@@ -4,7 +4,6 @@ import CairnStorage
 import CairnSystem
 import Foundation
 import Logging
-import NIOCore
 import Synchronization
 
 /// What a full-backup engine produced.
@@ -21,9 +20,10 @@ enum PhysicalEngine {
     static func backup(_ context: BackupContext, name: String, dataDirectory: String) async throws -> FullBackupResult {
         let scratch = try FileSystem.makeTemporaryDirectory(prefix: "cairn-mariabackup")
         defer { try? FileManager.default.removeItem(atPath: scratch) }
-        let threads = max(1, min(4, System.coreCount))
-        let args = ["--backup", "--stream=mbstream", "--target-dir=\(scratch)", "--datadir=\(dataDirectory)",
-                    "--parallel=\(threads)"] + context.mysql.toolArguments
+        // One file at a time (no --parallel): interleaving files' pages in the
+        // stream measured 3% worse compression and no faster backups.
+        let args = ["--backup", "--stream=mbstream", "--target-dir=\(scratch)", "--datadir=\(dataDirectory)"]
+            + context.mysql.toolArguments
         context.logger.info("running mariadb-backup", metadata: ["datadir": "\(dataDirectory)"])
         let log = Mutex("")
         let file = try await UploadPipeline.uploadOutput(

@@ -98,6 +98,9 @@ final class CompressStage: Sendable {
         var rawSize: Int64 = 0
         var storedSize: Int64 = 0
         var digest: String = ""
+        /// Reused for every chunk once the previous one is written: large
+        /// buffers of varying sizes, allocated anew, fragment the heap.
+        var output = ByteBuffer()
     }
     let state: Mutex<State>
 
@@ -113,8 +116,9 @@ final class CompressStage: Sendable {
                 s.rawSize += Int64(chunk.readableBytes)
                 var out: ByteBuffer
                 if let compressor = s.compressor {
-                    out = ByteBufferAllocator().buffer(capacity: chunk.readableBytes / 2 + 1024)
-                    try compressor.compress(chunk, into: &out)
+                    s.output.clear()
+                    try compressor.compress(chunk, into: &s.output)
+                    out = s.output
                 } else {
                     out = chunk
                 }
@@ -172,13 +176,12 @@ public enum DownloadPipeline {
         var input = ReadAhead(StorageSource(reader))
         var rawBytes: Int64 = 0
         do {
-            readLoop: while let chunk = try await input.next() {
+            while let chunk = try await input.next() {
                 progress?.add(stored: Int64(chunk.readableBytes))
-                let outputs = try await stage.process(chunk)
-                for out in outputs {
-                    var piece = out
+                try await stage.feed(chunk)
+                while var piece = try await stage.nextPiece() {
                     var keepGoing = true
-                    if let transform { (piece, keepGoing) = try transform(out) }
+                    if let transform { (piece, keepGoing) = try transform(piece) }
                     if piece.readableBytes > 0 {
                         do {
                             try await sink.write(piece)
@@ -259,6 +262,8 @@ final class DecompressStage: Sendable {
         var decompressor: ZstdDecompressor?
         var hasher = SHA256()
         var storedSize: Int64 = 0
+        /// A fed chunk of an uncompressed file, not yet handed out.
+        var uncompressed: ByteBuffer?
     }
     let state: Mutex<State>
 
@@ -271,15 +276,33 @@ final class DecompressStage: Sendable {
         }
     }
 
-    func process(_ chunk: ByteBuffer) async throws -> [ByteBuffer] {
+    /// The most raw bytes handed to the consumer at once.
+    static let maximumPiece = 4 << 20
+
+    /// Hashes and counts the next stored chunk and starts decompressing it.
+    func feed(_ chunk: ByteBuffer) async throws {
         try await Blocking.run { [self] in
-            try state.withLock { s in
+            state.withLock { s in
                 chunk.withUnsafeReadableBytes { s.hasher.update(bufferPointer: $0) }
                 s.storedSize += Int64(chunk.readableBytes)
-                guard let d = s.decompressor else { return [chunk] }
-                var outputs: [ByteBuffer] = []
-                try d.decompress(chunk) { outputs.append($0) }
-                return outputs
+                if let d = s.decompressor {
+                    d.feed(chunk)
+                } else {
+                    s.uncompressed = chunk
+                }
+            }
+        }
+    }
+
+    /// The next piece of raw bytes from the fed chunk, at most ``maximumPiece``; nil when it is used up.
+    func nextPiece() async throws -> ByteBuffer? {
+        try await Blocking.run { [self] in
+            try state.withLock { s in
+                guard let d = s.decompressor else {
+                    defer { s.uncompressed = nil }
+                    return s.uncompressed
+                }
+                return try d.next(maxBytes: DecompressStage.maximumPiece)
             }
         }
     }

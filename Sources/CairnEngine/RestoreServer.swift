@@ -50,7 +50,10 @@ final class RestoreServer: Sendable {
         options.errorLogPath = "\(scratch)/mariadbd.err"
         options.pidFilePath = "\(scratch)/mariadbd.pid"
         options.innodbBufferPoolSize = "256M"
-        options.extraArguments = ["--init-file=\(initFile)", "--skip-slave-start", "--event-scheduler=OFF"]
+        // The buffer pool is neither loaded (it would compete with the restore's own
+        // I/O) nor dumped (the source's ib_buffer_pool stays for the real server).
+        options.extraArguments = ["--init-file=\(initFile)", "--skip-slave-start", "--event-scheduler=OFF",
+                                  "--innodb-buffer-pool-load-at-startup=OFF", "--innodb-buffer-pool-dump-at-shutdown=OFF"]
         do {
             let mysqld = try await Mysqld.start(options, user: account, password: password, logger: logger)
             try? FileManager.default.removeItem(atPath: initFile)

@@ -108,30 +108,61 @@ final class ZstdDecompressor {
 
     deinit { ZSTD_freeDCtx(context) }
 
-    /// Decompresses `input`, calling `emit` with each block of output.
-    func decompress(_ input: ByteBuffer, emit: (ByteBuffer) throws -> Void) throws {
-        guard input.readableBytes > 0 else { return }
-        sawInput = true
-        try input.withUnsafeReadableBytes { inPtr in
-            var inBuffer = ZSTD_inBuffer(src: inPtr.baseAddress, size: inPtr.count, pos: 0)
-            while true {
-                var out = ByteBufferAllocator().buffer(capacity: outputChunk)
+    /// The input being decompressed and how far into it zstd has read.
+    private var pending = ByteBuffer()
+    private var pendingPosition = 0
+    /// True once the fed input is consumed and its output fully flushed.
+    private var drained = true
+
+    /// Takes the next chunk of stored bytes; ``next(maxBytes:)`` then yields its output.
+    func feed(_ input: ByteBuffer) {
+        pending = input
+        pendingPosition = 0
+        drained = false
+        if input.readableBytes > 0 { sawInput = true }
+    }
+
+    /// Up to about `maxBytes` of output from the fed input, or nil once it is
+    /// all consumed and flushed. Output per call is bounded whatever the
+    /// compression ratio (a run of zeros can expand a thousandfold).
+    func next(maxBytes: Int) throws -> ByteBuffer? {
+        // Calling zstd again with no input after a frame ended would start a
+        // new frame and report a nonzero hint, so a drained chunk ends here.
+        if drained { return nil }
+        var out = ByteBufferAllocator().buffer(capacity: min(maxBytes, max(outputChunk, pending.readableBytes * 4)))
+        var inputDone = false
+        try pending.withUnsafeReadableBytes { inPtr in
+            var inBuffer = ZSTD_inBuffer(src: inPtr.baseAddress, size: inPtr.count, pos: pendingPosition)
+            while out.readableBytes < maxBytes {
                 var produced = 0
+                var room = 0
+                let before = inBuffer.pos
                 try out.writeWithUnsafeMutableBytes(minimumWritableBytes: outputChunk) { outPtr in
-                    var outBuffer = ZSTD_outBuffer(dst: outPtr.baseAddress, size: outPtr.count, pos: 0)
+                    // At most one output chunk per step keeps a piece within maxBytes + outputChunk.
+                    var outBuffer = ZSTD_outBuffer(dst: outPtr.baseAddress, size: min(outPtr.count, outputChunk), pos: 0)
                     let r = ZSTD_decompressStream(context, &outBuffer, &inBuffer)
                     if ZSTD_isError(r) != 0 {
                         throw CairnError(.integrity, "the stored data is not valid zstd (\(String(cString: ZSTD_getErrorName(r))))")
                     }
-                    lastHint = r
+                    if outBuffer.pos > 0 || inBuffer.pos > before { lastHint = r }
                     produced = outBuffer.pos
+                    room = outBuffer.size
                     return outBuffer.pos
                 }
-                if produced > 0 { try emit(out) }
-                // Done with this input once it is consumed and the output buffer was not filled.
-                if inBuffer.pos == inBuffer.size && produced < outputChunk { break }
+                // The input is used up once consumed and the output space was not filled.
+                if inBuffer.pos == inBuffer.size && produced < room {
+                    inputDone = true
+                    break
+                }
             }
+            pendingPosition = inBuffer.pos
         }
+        if inputDone {
+            pending = ByteBuffer()
+            pendingPosition = 0
+            drained = true
+        }
+        return out.readableBytes > 0 ? out : nil
     }
 
     /// Throws when the stream ended in the middle of a frame.

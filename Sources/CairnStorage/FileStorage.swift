@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CCairnSystem
 import CairnCore
 import CairnSystem
 import Foundation
@@ -157,8 +158,13 @@ final class FileStorageWriter: StorageWriter {
     struct State {
         var fd: Int32
         var written: Int64 = 0
+        /// Bytes up to here have been handed to the kernel's writeback.
+        var writebackStarted: Int64 = 0
         var done = false
     }
+    /// How much to write before starting its writeback: the final fsync then
+    /// waits for the last few MiB, not for the whole file.
+    static let writebackStep: Int64 = 8 << 20
     let state: Mutex<State>
     let temporaryPath: String
     let finalPath: String
@@ -199,6 +205,10 @@ final class FileStorageWriter: StorageWriter {
                     }
                 }
                 s.written += Int64(chunk.readableBytes)
+                if s.written - s.writebackStarted >= FileStorageWriter.writebackStep {
+                    _ = ccairn_start_writeback(s.fd, s.writebackStarted, s.written - s.writebackStarted)
+                    s.writebackStarted = s.written
+                }
             }
         }
     }

@@ -99,8 +99,36 @@ struct PipelineTests {
         try compressor.finish(into: &out)
         let cut = out.getSlice(at: 0, length: out.readableBytes - 10)!
         let decompressor = try ZstdDecompressor()
-        try decompressor.decompress(cut) { _ in }
+        decompressor.feed(cut)
+        while try decompressor.next(maxBytes: 1 << 20) != nil {}
         #expect(throws: CairnError.self) { try decompressor.finish() }
+    }
+
+    @Test("a highly compressible stream comes back whole, in bounded pieces, however it is chunked", arguments: [1 << 30, 1000])
+    func boundedPieces(storedChunk: Int) throws {
+        // 48 MiB of zeros compresses to a few kilobytes: without a bound one
+        // stored chunk would expand into a single 48 MiB write.
+        let compressor = try ZstdCompressor(level: 3, threads: 0)
+        var stored = ByteBuffer()
+        try compressor.compress(ByteBuffer(repeating: 0, count: 48 << 20), into: &stored)
+        try compressor.compress(ByteBuffer(bytes: bytes(100_000, seed: 7)), into: &stored)
+        try compressor.finish(into: &stored)
+        let decompressor = try ZstdDecompressor()
+        var total = 0
+        var largest = 0
+        var tail: [UInt8] = []
+        while stored.readableBytes > 0 {
+            decompressor.feed(stored.readSlice(length: min(storedChunk, stored.readableBytes))!)
+            while let piece = try decompressor.next(maxBytes: 4 << 20) {
+                total += piece.readableBytes
+                largest = max(largest, piece.readableBytes)
+                if total > 48 << 20 { tail.append(contentsOf: piece.readableBytesView.suffix(total - (48 << 20))) }
+            }
+        }
+        try decompressor.finish()
+        #expect(total == (48 << 20) + 100_000)
+        #expect(largest <= (4 << 20) + (256 << 10))
+        #expect(tail == bytes(100_000, seed: 7))
     }
 }
 

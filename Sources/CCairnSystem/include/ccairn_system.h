@@ -15,4 +15,8 @@ int ccairn_set_pipe_size(int fd, int size);
 /// mallopt(M_ARENA_MAX, count): caps glibc's per-thread heaps.
 int ccairn_limit_malloc_arenas(int count);
 
+/// sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE): starts writing
+/// a range back to disk without waiting for it.
+int ccairn_start_writeback(int fd, long long offset, long long length);
+
 #endif
