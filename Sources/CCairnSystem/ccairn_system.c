@@ -17,8 +17,9 @@ int ccairn_set_pipe_size(int fd, int size) {
     return fcntl(fd, F_SETPIPE_SZ, size);
 }
 
-int ccairn_limit_malloc_arenas(int count) {
-    return mallopt(M_ARENA_MAX, count);
+int ccairn_tune_malloc(int arenas, int mmap_threshold) {
+    int ok = mallopt(M_ARENA_MAX, arenas);
+    return mallopt(M_MMAP_THRESHOLD, mmap_threshold) && ok;
 }
 
 int ccairn_start_writeback(int fd, long long offset, long long length) {

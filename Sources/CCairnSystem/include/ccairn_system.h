@@ -12,8 +12,10 @@ int ccairn_spawn_addclosefrom(posix_spawn_file_actions_t *actions, int lowfd);
 /// fcntl(fd, F_SETPIPE_SZ, size): returns the new size or -1.
 int ccairn_set_pipe_size(int fd, int size);
 
-/// mallopt(M_ARENA_MAX, count): caps glibc's per-thread heaps.
-int ccairn_limit_malloc_arenas(int count);
+/// mallopt(M_ARENA_MAX, arenas) and mallopt(M_MMAP_THRESHOLD, mmap_threshold):
+/// caps glibc's per-thread heaps and serves blocks of at least the threshold
+/// with their own mappings, returned to the system when freed. Nonzero on success.
+int ccairn_tune_malloc(int arenas, int mmap_threshold);
 
 /// sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE): starts writing
 /// a range back to disk without waiting for it.

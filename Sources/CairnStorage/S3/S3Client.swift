@@ -132,11 +132,15 @@ final class S3Client: Sendable {
             http1.body = .bytes(ByteBuffer())
         }
         let response = try await http.execute(http1, timeout: .hours(6), logger: nil)
-        let received: ByteBuffer
-        do {
-            received = try await response.body.collect(upTo: request.responseLimit)
-        } catch is NIOTooManyBytesError {
-            throw CairnError(.storage, "\(settings.serviceName) answered \(request.operation) in \(settings.displayURL) with more than \(request.responseLimit) bytes; check that \(settings.endpoint) is an S3-compatible store")
+        // Collected into one buffer sized from Content-Length up front: growing
+        // it by doubling would briefly hold one and a half copies of every range.
+        let tooLarge = CairnError(.storage, "\(settings.serviceName) answered \(request.operation) in \(settings.displayURL) with more than \(request.responseLimit) bytes; check that \(settings.endpoint) is an S3-compatible store")
+        let announced = response.headers.first(name: "content-length").flatMap { Int($0) }
+        if let announced, announced > request.responseLimit { throw tooLarge }
+        var received = ByteBufferAllocator().buffer(capacity: announced ?? 0)
+        for try await var fragment in response.body {
+            guard received.readableBytes + fragment.readableBytes <= request.responseLimit else { throw tooLarge }
+            received.writeBuffer(&fragment)
         }
         return S3Response(status: Int(response.status.code), headers: response.headers, body: received)
     }
