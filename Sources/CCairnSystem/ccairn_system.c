@@ -19,7 +19,11 @@ int ccairn_set_pipe_size(int fd, int size) {
 
 int ccairn_tune_malloc(int arenas, int mmap_threshold) {
     int ok = mallopt(M_ARENA_MAX, arenas);
-    return mallopt(M_MMAP_THRESHOLD, mmap_threshold) && ok;
+    ok = mallopt(M_MMAP_THRESHOLD, mmap_threshold) && ok;
+    /* A fixed mmap threshold also fixes the trim threshold at 128 KiB, which
+       hands the top of the heap back after every freed chunk only to fault it
+       in again; keep up to four thresholds' worth. */
+    return mallopt(M_TRIM_THRESHOLD, 4 * mmap_threshold) && ok;
 }
 
 int ccairn_start_writeback(int fd, long long offset, long long length) {

@@ -174,7 +174,35 @@ public enum DownloadPipeline {
         let reader = try await storage.makeReader(key: key, range: nil)
         let stage = try DecompressStage(compression: compression)
         var input = ReadAhead(StorageSource(reader))
+        // One piece is written while the next is decompressed, as `zstd -d |`
+        // would overlap them; a piece's bytes count once the sink took it.
+        var writing: (task: Task<Void, any Error>, bytes: Int)?
         var rawBytes: Int64 = 0
+        /// Waits for the piece in flight; false when the consumer finished early.
+        func settle() async throws -> Bool {
+            guard let (task, bytes) = writing else { return true }
+            writing = nil
+            do {
+                try await task.value
+            } catch is ConsumerFinished {
+                return false
+            } catch {
+                // The consumer gave up: damaged bytes it could not parse are the
+                // likely cause, so read the rest and let the hash tell.
+                if let damage = try? await stage.diagnose(rest: &input, file: file, key: key) {
+                    throw damage
+                }
+                throw error
+            }
+            rawBytes += Int64(bytes)
+            progress?.add(raw: Int64(bytes))
+            return true
+        }
+        func stopEarly() async -> (rawBytes: Int64, completed: Bool) {
+            input.cancel()
+            await reader.close()
+            return (rawBytes, false)
+        }
         do {
             while let chunk = try await input.next() {
                 progress?.add(stored: Int64(chunk.readableBytes))
@@ -183,30 +211,17 @@ public enum DownloadPipeline {
                     var keepGoing = true
                     if let transform { (piece, keepGoing) = try transform(piece) }
                     if piece.readableBytes > 0 {
-                        do {
-                            try await sink.write(piece)
-                        } catch is ConsumerFinished {
-                            input.cancel()
-                            await reader.close()
-                            return (rawBytes, false)
-                        } catch {
-                            // The consumer gave up: damaged bytes it could not parse are the
-                            // likely cause, so read the rest and let the hash tell.
-                            if let damage = try? await stage.diagnose(rest: &input, file: file, key: key) {
-                                throw damage
-                            }
-                            throw error
-                        }
-                        rawBytes += Int64(piece.readableBytes)
-                        progress?.add(raw: Int64(piece.readableBytes))
+                        guard try await settle() else { return await stopEarly() }
+                        let handed = piece
+                        writing = (Task { try await sink.write(handed) }, handed.readableBytes)
                     }
                     if !keepGoing {
-                        input.cancel()
-                        await reader.close()
-                        return (rawBytes, false)
+                        _ = try await settle()
+                        return await stopEarly()
                     }
                 }
             }
+            guard try await settle() else { return await stopEarly() }
             await reader.close()
             let (storedSize, digest) = try await stage.finish()
             guard storedSize == file.storedSize else {
@@ -217,14 +232,24 @@ public enum DownloadPipeline {
             }
             return (rawBytes, true)
         } catch let error as CairnError where error.code == .integrity && !error.message.contains(key) {
+            await abandon(writing?.task)
             input.cancel()
             await reader.close()
             throw CairnError(.integrity, "stored file \(key) is damaged: \(error.message); restore another backup")
         } catch {
+            await abandon(writing?.task)
             input.cancel()
             await reader.close()
             throw error
         }
+    }
+
+    /// Waits out a write still in flight after a failure, so nothing writes to
+    /// the sink once the download has returned; its own outcome no longer matters.
+    static func abandon(_ task: Task<Void, any Error>?) async {
+        guard let task else { return }
+        task.cancel()
+        _ = await task.result
     }
 
     /// Reads a stored file and checks its size and SHA-256 without decompressing.
@@ -277,7 +302,9 @@ final class DecompressStage: Sendable {
     }
 
     /// The most raw bytes handed to the consumer at once.
-    static let maximumPiece = 4 << 20
+    /// A piece stays below the 4 MiB mmap threshold (see `Blocking`), so its
+    /// memory is reused from the heap instead of mapped and zeroed afresh.
+    static let maximumPiece = 1 << 20
 
     /// Hashes and counts the next stored chunk and starts decompressing it.
     func feed(_ chunk: ByteBuffer) async throws {

@@ -129,7 +129,8 @@ final class ZstdDecompressor {
         // Calling zstd again with no input after a frame ended would start a
         // new frame and report a nonzero hint, so a drained chunk ends here.
         if drained { return nil }
-        var out = ByteBufferAllocator().buffer(capacity: min(maxBytes, max(outputChunk, pending.readableBytes * 4)))
+        // Room for one step past maxBytes, so the buffer never grows.
+        var out = ByteBufferAllocator().buffer(capacity: maxBytes + outputChunk)
         var inputDone = false
         try pending.withUnsafeReadableBytes { inPtr in
             var inBuffer = ZSTD_inBuffer(src: inPtr.baseAddress, size: inPtr.count, pos: pendingPosition)

@@ -14,7 +14,8 @@ int ccairn_set_pipe_size(int fd, int size);
 
 /// mallopt(M_ARENA_MAX, arenas) and mallopt(M_MMAP_THRESHOLD, mmap_threshold):
 /// caps glibc's per-thread heaps and serves blocks of at least the threshold
-/// with their own mappings, returned to the system when freed. Nonzero on success.
+/// with their own mappings, returned to the system when freed; the heap's top
+/// is trimmed only beyond four thresholds. Nonzero on success.
 int ccairn_tune_malloc(int arenas, int mmap_threshold);
 
 /// sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE): starts writing
