@@ -89,7 +89,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-start_server() { # datadir socket server-id buffer-pool: the options Cairn's own restore server uses
+# datadir socket server-id buffer-pool. The options of Cairn's own restore
+# server, but with MariaDB's default durability (every commit flushed), as the
+# server an operator pipes `mariadb-binlog | mariadb` into would have; Cairn's
+# restore server flushes at its clean shutdown instead (docs/BENCHMARKS.md).
+start_server() {
   local err="$1.err"
   mariadbd --no-defaults --datadir="$1" --socket="$2" --pid-file="$1.pid" --log-error="$err" --skip-networking \
     --server-id="$3" --innodb-buffer-pool-size="$4" --log-bin="$1/binlog" --binlog-format=ROW \

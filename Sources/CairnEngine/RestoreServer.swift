@@ -52,8 +52,13 @@ final class RestoreServer: Sendable {
         options.innodbBufferPoolSize = "256M"
         // The buffer pool is neither loaded (it would compete with the restore's own
         // I/O) nor dumped (the source's ib_buffer_pool stays for the real server).
+        // Commits are not flushed one by one: a restore that does not reach its
+        // clean shutdown is unfinished anyway (its marker stays and it must run
+        // again), and the shutdown writes and flushes everything committed. This
+        // is what lets a replay go faster than the source wrote.
         options.extraArguments = ["--init-file=\(initFile)", "--skip-slave-start", "--event-scheduler=OFF",
-                                  "--innodb-buffer-pool-load-at-startup=OFF", "--innodb-buffer-pool-dump-at-shutdown=OFF"]
+                                  "--innodb-buffer-pool-load-at-startup=OFF", "--innodb-buffer-pool-dump-at-shutdown=OFF",
+                                  "--innodb-flush-log-at-trx-commit=2", "--sync-binlog=0", "--innodb-doublewrite=0"]
         do {
             let mysqld = try await Mysqld.start(options, user: account, password: password, logger: logger)
             try? FileManager.default.removeItem(atPath: initFile)
