@@ -54,6 +54,20 @@ public protocol BackupStorage: Sendable {
 
 extension BackupStorage {
     public func shutdown() async {}
+
+    /// Runs `body`, then releases the storage's connections (``shutdown()``)
+    /// whether `body` returned or threw.
+    public func shuttingDown<T>(isolation: isolated (any Actor)? = #isolation,
+                                after body: () async throws -> T) async throws -> T {
+        do {
+            let result = try await body()
+            await shutdown()
+            return result
+        } catch {
+            await shutdown()
+            throw error
+        }
+    }
 }
 
 /// A streaming upload of one object.

@@ -63,14 +63,7 @@ struct StorageOptions: ParsableArguments {
     func withStorage<T: Sendable>(_ configuration: CairnConfiguration, logger: Logger,
                                   _ body: (any BackupStorage) async throws -> T) async throws -> T {
         let storage = try makeStorage(configuration, logger: logger)
-        do {
-            let result = try await body(storage)
-            await storage.shutdown()
-            return result
-        } catch {
-            await storage.shutdown()
-            throw error
-        }
+        return try await storage.shuttingDown { try await body(storage) }
     }
 }
 

@@ -197,13 +197,9 @@ struct RetentionTests {
             let storage = server.storage(bucket: "cairn-retention", prefix: "weeks")
             let environment = ["AWS_ACCESS_KEY_ID": SeaweedFS.accessKey, "AWS_SECRET_ACCESS_KEY": SeaweedFS.secretKey,
                                "AWS_ENDPOINT_URL_S3": server.endpoint, "AWS_REGION": "us-east-1"]
-            do {
+            try await storage.shuttingDown {
                 try await weeksOfHistory(storage: storage, url: "s3://cairn-retention/weeks", environment: environment, backdate: nil)
-            } catch {
-                await storage.shutdown()
-                throw error
             }
-            await storage.shutdown()
         } catch {
             await server.remove()
             throw error

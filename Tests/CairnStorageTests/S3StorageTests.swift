@@ -33,13 +33,7 @@ struct SharedSeaweedFS: SuiteTrait, TestScoping {
         let server = try #require(current, "the suite has no SeaweedFS; add the .seaweedFS trait")
         let storage = server.storage(bucket: bucket, prefix: prefix, credentials: credentials,
                                      minimumPartSize: minimumPartSize, uploadConcurrency: uploadConcurrency)
-        do {
-            try await body(storage)
-        } catch {
-            await storage.shutdown()
-            throw error
-        }
-        await storage.shutdown()
+        try await storage.shuttingDown { try await body(storage) }
     }
 }
 
@@ -69,13 +63,7 @@ struct S3StorageTests {
     func gcsFlavorConformance(_ name: String) async throws {
         let server = try #require(SharedSeaweedFS.current)
         let storage = server.storage(bucket: SharedSeaweedFS.bucket, prefix: "gcs-flavor", flavor: .gcs, region: S3Settings.gcsRegion)
-        do {
-            try await StorageConformance.run(name, on: storage)
-        } catch {
-            await storage.shutdown()
-            throw error
-        }
-        await storage.shutdown()
+        try await storage.shuttingDown { try await StorageConformance.run(name, on: storage) }
     }
 
     @Test("discardUnfinishedUploads aborts abandoned multipart uploads and keeps finished objects")
@@ -268,15 +256,11 @@ struct S3TLSTests {
         #expect(error?.message.contains("attempts") == false)
 
         let trusted = server.storage(bucket: "tls-tests", https: true, caFile: server.caFile)
-        do {
+        try await trusted.shuttingDown {
             try await trusted.writeAll(key: "tls/object", data: Data("over https".utf8))
             #expect(try await trusted.readAll(key: "tls/object") == Data("over https".utf8))
             try await trusted.delete(keys: ["tls/object"])
-        } catch {
-            await trusted.shutdown()
-            throw error
         }
-        await trusted.shutdown()
 
         let notPEM = server.storage(bucket: "tls-tests", https: true, caFile: "\(server.directory)/identities.json")
         let caError = await #expect(throws: CairnError.self) { _ = try await notPEM.list(prefix: "") }

@@ -79,14 +79,7 @@ public struct ScenarioStorage: Sendable, CustomStringConvertible {
     /// Runs `body` on the opened storage and releases its connections.
     public func withStorage<T: Sendable>(_ body: (any BackupStorage) async throws -> T) async throws -> T {
         let storage = try open()
-        do {
-            let result = try await body(storage)
-            await storage.shutdown()
-            return result
-        } catch {
-            await storage.shutdown()
-            throw error
-        }
+        return try await storage.shuttingDown { try await body(storage) }
     }
 
     /// Every stored key under `prefix` (e.g. `commerce/0/`), sorted.

@@ -155,13 +155,7 @@ public final class SeaweedFS: Sendable {
     /// Creates a bucket (names need 3+ characters).
     public func createBucket(_ name: String) async throws {
         let storage = storage(bucket: name)
-        do {
-            try await storage.createBucketIfMissing()
-        } catch {
-            await storage.shutdown()
-            throw error
-        }
-        await storage.shutdown()
+        try await storage.shuttingDown { try await storage.createBucketIfMissing() }
     }
 
     /// A storage on `bucket` through this server's S3 gateway.
