@@ -33,6 +33,18 @@ public struct RetentionCandidate: Sendable, Hashable {
         if case .complete(let m) = state { return m }
         return nil
     }
+
+    /// Whether a backup may still be writing this directory: its start (its
+    /// name's time, unknown counting as recent) or its last write is more
+    /// recent than `incompleteAfter`. A running backup writes `STARTED` first
+    /// and each data file only when it is finished, so neither alone shows it
+    /// has stopped.
+    public func mayBeRunning(now: Date, incompleteAfter: ConfigDuration) -> Bool {
+        guard let started = nameTime else { return true }
+        let written = lastModified ?? started
+        let limit = incompleteAfter.timeInterval
+        return now.timeIntervalSince(started) < limit || now.timeIntervalSince(written) < limit
+    }
 }
 
 /// Which rule a decision comes from; stable names for `--json`.
@@ -405,20 +417,17 @@ private struct Planning {
         return RetentionReason(.notNeeded, rules.joined(separator: ", "))
     }
 
-    /// An incomplete backup may still be running while its start (its name's
-    /// time) or its last write is more recent than `incomplete_after`: a
-    /// running backup writes `STARTED` first and each data file only when it is
-    /// finished, so neither alone shows it has stopped.
+    /// An incomplete backup is kept while it may still be running
+    /// (``RetentionCandidate/mayBeRunning(now:incompleteAfter:)``).
     func incompleteDecision(_ c: RetentionCandidate) -> (RetentionDecision.Action, RetentionReason) {
         if c.removalStarted {
             return (.remove, RetentionReason(.removalInterrupted, "an earlier removal of it was interrupted; finishing it"))
         }
-        let limit = policy.incompleteAfter.timeInterval
         guard let started = c.nameTime else {
             return (.keep, RetentionReason(.mayBeRunning, "its start time is unknown, so it may still be running"))
         }
         let written = c.lastModified ?? started
-        if now.timeIntervalSince(started) < limit || now.timeIntervalSince(written) < limit {
+        if c.mayBeRunning(now: now, incompleteAfter: policy.incompleteAfter) {
             return (.keep, RetentionReason(.mayBeRunning, "incomplete, started \(ago(started)) and last written \(ago(written)); a backup may still be writing it until both are older than incomplete_after (\(policy.incompleteAfter))"))
         }
         let latest = max(started, written)

@@ -36,15 +36,17 @@ public struct BackupPruner: Sendable {
 
     /// The shard's backups as the planner sees them.
     public static func candidates(_ stored: [StoredBackup]) -> [RetentionCandidate] {
-        stored.map { b in
-            let state: RetentionCandidate.State = switch b.state {
-            case .complete(let m): .complete(m)
-            case .incomplete: .incomplete
-            case .unreadable(let why): .unreadable(why)
-            }
-            return RetentionCandidate(name: b.name, nameTime: b.parsedName?.time, lastModified: b.lastModified,
-                                      removalStarted: b.removalStarted, state: state)
+        stored.map(candidate)
+    }
+
+    static func candidate(_ b: StoredBackup) -> RetentionCandidate {
+        let state: RetentionCandidate.State = switch b.state {
+        case .complete(let m): .complete(m)
+        case .incomplete: .incomplete
+        case .unreadable(let why): .unreadable(why)
         }
+        return RetentionCandidate(name: b.name, nameTime: b.parsedName?.time, lastModified: b.lastModified,
+                                  removalStarted: b.removalStarted, state: state)
     }
 
     /// Lists the shard, plans with `policy` at `now`, and (unless `dryRun`)
@@ -57,27 +59,35 @@ public struct BackupPruner: Sendable {
         let plan = RetentionPlanner.plan(Self.candidates(stored), policy: policy, now: now)
         var report = Report(plan: plan, removed: [], freedBytes: 0, dryRun: dryRun)
         guard !dryRun else { return report }
-        let byName = Dictionary(stored.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
-        for name in plan.removalOrder {
-            guard let backup = byName[name] else { continue }
-            let why = plan.decision(for: name)?.reasons.first?.description ?? ""
-            do {
-                try await repository.delete(backup, shard: shard)
-            } catch {
-                throw Self.stopped(error, removing: name, done: report.removed.count, of: plan.removalOrder.count,
-                                   then: "the next prune finishes the work")
-            }
-            report.removed.append(name)
-            report.freedBytes += backup.storedBytes
-            logger.info("removed a backup", metadata: ["shard": "\(shard)", "backup": "\(name)", "reason": "\(why)"])
-        }
+        let reasons = Dictionary(plan.decisions.map { ($0.name, $0.reasons.first?.description ?? "") },
+                                 uniquingKeysWith: { a, _ in a })
+        (report.removed, report.freedBytes) = try await delete(plan.removalOrder, of: stored,
+                                                               reason: { reasons[$0] ?? "" },
+                                                               then: "the next prune finishes the work")
         return report
     }
 
-    /// A failed removal, saying how far the run got.
-    static func stopped(_ error: any Error, removing name: String, done: Int, of total: Int, then next: String) -> CairnError {
-        let base = (error as? CairnError) ?? CairnError(.storage, "\(error)")
-        return CairnError(base.code, "\(base.message) (removing backup \(name), after \(done) of \(total) removals; what is left is whole or marked for removal, and \(next))")
+    /// Deletes the backups named in `order`, one by one, logging each with its
+    /// reason. A failed deletion stops the run at once and is thrown, saying
+    /// how far it got and what to do `then`.
+    private func delete(_ order: [String], of stored: [StoredBackup], reason: (String) -> String,
+                        then next: String) async throws -> (removed: [String], freedBytes: Int64) {
+        let byName = Dictionary(stored.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        var removed: [String] = []
+        var freedBytes: Int64 = 0
+        for name in order {
+            guard let backup = byName[name] else { continue }
+            do {
+                try await repository.delete(backup, shard: shard)
+            } catch {
+                let base = (error as? CairnError) ?? CairnError(.storage, "\(error)")
+                throw CairnError(base.code, "\(base.message) (removing backup \(name), after \(removed.count) of \(order.count) removals; what is left is whole or marked for removal, and \(next))")
+            }
+            removed.append(name)
+            freedBytes += backup.storedBytes
+            logger.info("removed a backup", metadata: ["shard": "\(shard)", "backup": "\(name)", "reason": "\(reason(name))"])
+        }
+        return (removed, freedBytes)
     }
 
     /// What `remove-backup` did or would do.
@@ -107,34 +117,23 @@ public struct BackupPruner: Sendable {
             let list = dependents.sorted().joined(separator: ", ")
             throw CairnError(.chain, "backup \(name) of \(shard) cannot be removed: \(dependents.count == 1 ? "backup \(list) continues its chain and" : "backups \(list) continue its chain and") would no longer restore; remove \(dependents.count == 1 ? "it" : "them") first, or pass --force to remove \(dependents.count == 1 ? "it" : "them") too")
         }
-        if case .incomplete = target.state, !target.removalStarted, !force {
+        if case .incomplete = target.state, !target.removalStarted, !force,
+           Self.candidate(target).mayBeRunning(now: now, incompleteAfter: incompleteAfter) {
             let started = target.parsedName?.time ?? .distantPast
             let written = target.lastModified ?? started
-            if now.timeIntervalSince(started) < incompleteAfter.timeInterval || now.timeIntervalSince(written) < incompleteAfter.timeInterval {
-                throw CairnError(.inUse, "backup \(name) of \(shard) is incomplete and may still be running (started \(UTCTime.rfc3339(started, fractional: false)), last written \(UTCTime.rfc3339(written, fractional: false)), incomplete_after \(incompleteAfter)); wait until it has stopped, or pass --force if you know it has")
-            }
+            throw CairnError(.inUse, "backup \(name) of \(shard) is incomplete and may still be running (started \(UTCTime.rfc3339(started, fractional: false)), last written \(UTCTime.rfc3339(written, fractional: false)), incomplete_after \(incompleteAfter)); wait until it has stopped, or pass --force if you know it has")
         }
-        let byName = Dictionary(stored.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         let order = RetentionPlanner.dependentsFirst(dependents + [name], manifests: manifests)
         var result = Removal(backup: name, dependents: dependents, removed: [], freedBytes: 0, dryRun: dryRun)
         if dryRun {
+            let toRemove = Set(order)
             result.removed = order
-            result.freedBytes = order.compactMap { byName[$0]?.storedBytes }.reduce(0, +)
+            result.freedBytes = stored.filter { toRemove.contains($0.name) }.map(\.storedBytes).reduce(0, +)
             return result
         }
-        for n in order {
-            guard let backup = byName[n] else { continue }
-            do {
-                try await repository.delete(backup, shard: shard)
-            } catch {
-                throw Self.stopped(error, removing: n, done: result.removed.count, of: order.count,
-                                   then: "run the same command again to finish")
-            }
-            result.removed.append(n)
-            result.freedBytes += backup.storedBytes
-            logger.info("removed a backup", metadata: ["shard": "\(shard)", "backup": "\(n)",
-                                                       "reason": "\(n == name ? "requested" : "continues \(name), --force")"])
-        }
+        (result.removed, result.freedBytes) = try await delete(order, of: stored,
+                                                               reason: { $0 == name ? "requested" : "continues \(name), --force" },
+                                                               then: "run the same command again to finish")
         return result
     }
 }

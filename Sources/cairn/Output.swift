@@ -22,13 +22,7 @@ enum Output {
 
     /// Prints `value` as pretty JSON with RFC 3339 times.
     static func json<T: Encodable>(_ value: T) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        encoder.dateEncodingStrategy = .custom { date, encoder in
-            var c = encoder.singleValueContainer()
-            try c.encode(UTCTime.rfc3339(date))
-        }
-        line(String(decoding: try encoder.encode(value), as: UTF8.self))
+        line(String(decoding: try CairnJSON.encoder(pretty: true).encode(value), as: UTF8.self))
     }
 
     static var stderrIsTerminal: Bool { isatty(2) == 1 }
