@@ -53,7 +53,8 @@ enum LogicalEngine {
             "--skip-add-locks", "--skip-disable-keys", "mysql",
         ] + grantTables
         return try await UploadPipeline.uploadOutput(of: "mariadb-dump", arguments: args, context: context, name: name,
-                                                     fileName: accountsStem + context.compression.fileSuffix)
+                                                     fileName: accountsStem + context.compression.fileSuffix,
+                                                     doing: "mariadb-dump of the accounts of \(context.mysql.endpoint)")
     }
 
     /// Finds the dump's `-- SET GLOBAL gtid_slave_pos='...'` line (written near its end).

@@ -62,10 +62,13 @@ extension UploadPipeline {
     /// Runs a backup tool and uploads its standard output as one data file of
     /// backup `name`. The file becomes visible only if the tool exits with 0
     /// and `check` accepts; otherwise the tool is killed and nothing stays.
-    /// `completedLog` gets the tool's error output after it succeeded.
+    /// `doing` names the work in the error when the tool fails (default: the
+    /// tool and the server). `completedLog` gets the tool's error output after
+    /// it succeeded.
     static func uploadOutput(
         of tool: String, arguments: [String], context: BackupContext, name: String, fileName: String,
         errorLimit: Int = 64 * 1024,
+        doing: String? = nil,
         inspect: (@Sendable (ByteBuffer) throws -> Void)? = nil,
         check: @escaping @Sendable () throws -> Void = {},
         completedLog: (@Sendable (String) -> Void)? = nil
@@ -78,7 +81,7 @@ extension UploadPipeline {
                 key: context.repository.key(context.shard, name, fileName), fileName: fileName,
                 compression: context.compression, progress: context.progress, inspect: inspect,
                 beforeFinish: {
-                    try await process.checkSuccess(doing: "\(tool) of \(context.mysql.endpoint)")
+                    try await process.checkSuccess(doing: doing ?? "\(tool) of \(context.mysql.endpoint)")
                     try check()
                     completedLog?(await process.capturedError())
                 })
@@ -176,14 +179,15 @@ public enum DownloadPipeline {
         var input = ReadAhead(StorageSource(reader))
         // One piece is written while the next is decompressed, as `zstd -d |`
         // would overlap them; a piece's bytes count once the sink took it.
-        var writing: (task: Task<Void, any Error>, bytes: Int)?
+        var writing: Task<Int, any Error>?
         var rawBytes: Int64 = 0
         /// Waits for the piece in flight; false when the consumer finished early.
         func settle() async throws -> Bool {
-            guard let (task, bytes) = writing else { return true }
+            guard let task = writing else { return true }
             writing = nil
+            let bytes: Int
             do {
-                try await task.value
+                bytes = try await task.value
             } catch is ConsumerFinished {
                 return false
             } catch {
@@ -206,19 +210,23 @@ public enum DownloadPipeline {
         do {
             while let chunk = try await input.next() {
                 progress?.add(stored: Int64(chunk.readableBytes))
-                try await stage.feed(chunk)
-                while var piece = try await stage.nextPiece() {
+                var next = try await stage.feed(chunk)
+                while var piece = next {
                     var keepGoing = true
                     if let transform { (piece, keepGoing) = try transform(piece) }
                     if piece.readableBytes > 0 {
                         guard try await settle() else { return await stopEarly() }
                         let handed = piece
-                        writing = (Task { try await sink.write(handed) }, handed.readableBytes)
+                        writing = Task {
+                            try await sink.write(handed)
+                            return handed.readableBytes
+                        }
                     }
                     if !keepGoing {
                         _ = try await settle()
                         return await stopEarly()
                     }
+                    next = try await stage.nextPiece()
                 }
             }
             guard try await settle() else { return await stopEarly() }
@@ -231,22 +239,20 @@ public enum DownloadPipeline {
                 throw CairnError(.integrity, "stored file \(key) does not match the SHA-256 in its manifest; the backup is damaged, restore another one")
             }
             return (rawBytes, true)
-        } catch let error as CairnError where error.code == .integrity && !error.message.contains(key) {
-            await abandon(writing?.task)
-            input.cancel()
-            await reader.close()
-            throw CairnError(.integrity, "stored file \(key) is damaged: \(error.message); restore another backup")
         } catch {
-            await abandon(writing?.task)
+            await abandon(writing)
             input.cancel()
             await reader.close()
+            if let error = error as? CairnError, error.code == .integrity, !error.message.contains(key) {
+                throw CairnError(.integrity, "stored file \(key) is damaged: \(error.message); restore another backup")
+            }
             throw error
         }
     }
 
     /// Waits out a write still in flight after a failure, so nothing writes to
     /// the sink once the download has returned; its own outcome no longer matters.
-    static func abandon(_ task: Task<Void, any Error>?) async {
+    static func abandon(_ task: Task<Int, any Error>?) async {
         guard let task else { return }
         task.cancel()
         _ = await task.result
@@ -287,8 +293,6 @@ final class DecompressStage: Sendable {
         var decompressor: ZstdDecompressor?
         var hasher = SHA256()
         var storedSize: Int64 = 0
-        /// A fed chunk of an uncompressed file, not yet handed out.
-        var uncompressed: ByteBuffer?
     }
     let state: Mutex<State>
 
@@ -306,31 +310,27 @@ final class DecompressStage: Sendable {
     /// memory is reused from the heap instead of mapped and zeroed afresh.
     static let maximumPiece = 1 << 20
 
-    /// Hashes and counts the next stored chunk and starts decompressing it.
-    func feed(_ chunk: ByteBuffer) async throws {
+    /// Hashes and counts the next stored chunk and returns its first piece of
+    /// raw bytes (the chunk itself when stored uncompressed), in one trip to
+    /// the blocking pool; ``nextPiece()`` gives the rest.
+    func feed(_ chunk: ByteBuffer) async throws -> ByteBuffer? {
         try await Blocking.run { [self] in
-            state.withLock { s in
+            try state.withLock { s in
                 chunk.withUnsafeReadableBytes { s.hasher.update(bufferPointer: $0) }
                 s.storedSize += Int64(chunk.readableBytes)
-                if let d = s.decompressor {
-                    d.feed(chunk)
-                } else {
-                    s.uncompressed = chunk
-                }
+                guard let d = s.decompressor else { return chunk }
+                d.feed(chunk)
+                return try d.next(maxBytes: DecompressStage.maximumPiece)
             }
         }
     }
 
-    /// The next piece of raw bytes from the fed chunk, at most ``maximumPiece``; nil when it is used up.
+    /// The next piece of raw bytes from the fed chunk, at most ``maximumPiece``;
+    /// nil, without a trip to the blocking pool, when it is used up.
     func nextPiece() async throws -> ByteBuffer? {
-        try await Blocking.run { [self] in
-            try state.withLock { s in
-                guard let d = s.decompressor else {
-                    defer { s.uncompressed = nil }
-                    return s.uncompressed
-                }
-                return try d.next(maxBytes: DecompressStage.maximumPiece)
-            }
+        guard state.withLock({ $0.decompressor?.hasInput ?? false }) else { return nil }
+        return try await Blocking.run { [self] in
+            try state.withLock { s in try s.decompressor?.next(maxBytes: DecompressStage.maximumPiece) }
         }
     }
 

@@ -108,19 +108,18 @@ final class ZstdDecompressor {
 
     deinit { ZSTD_freeDCtx(context) }
 
-    /// The input being decompressed and how far into it zstd has read.
-    private var pending = ByteBuffer()
-    private var pendingPosition = 0
-    /// True once the fed input is consumed and its output fully flushed.
-    private var drained = true
+    /// What zstd has not read yet of the fed input; nil once it is consumed
+    /// and its output flushed.
+    private var pending: ByteBuffer?
 
     /// Takes the next chunk of stored bytes; ``next(maxBytes:)`` then yields its output.
     func feed(_ input: ByteBuffer) {
         pending = input
-        pendingPosition = 0
-        drained = false
         if input.readableBytes > 0 { sawInput = true }
     }
+
+    /// Whether fed input remains for ``next(maxBytes:)``.
+    var hasInput: Bool { pending != nil }
 
     /// Up to about `maxBytes` of output from the fed input, or nil once it is
     /// all consumed and flushed. Output per call is bounded whatever the
@@ -128,41 +127,36 @@ final class ZstdDecompressor {
     func next(maxBytes: Int) throws -> ByteBuffer? {
         // Calling zstd again with no input after a frame ended would start a
         // new frame and report a nonzero hint, so a drained chunk ends here.
-        if drained { return nil }
+        guard var input = pending else { return nil }
         // Room for one step past maxBytes, so the buffer never grows.
         var out = ByteBufferAllocator().buffer(capacity: maxBytes + outputChunk)
         var inputDone = false
-        try pending.withUnsafeReadableBytes { inPtr in
-            var inBuffer = ZSTD_inBuffer(src: inPtr.baseAddress, size: inPtr.count, pos: pendingPosition)
+        let consumed = try input.withUnsafeReadableBytes { inPtr in
+            var inBuffer = ZSTD_inBuffer(src: inPtr.baseAddress, size: inPtr.count, pos: 0)
             while out.readableBytes < maxBytes {
                 var produced = 0
-                var room = 0
                 let before = inBuffer.pos
                 try out.writeWithUnsafeMutableBytes(minimumWritableBytes: outputChunk) { outPtr in
-                    // At most one output chunk per step keeps a piece within maxBytes + outputChunk.
-                    var outBuffer = ZSTD_outBuffer(dst: outPtr.baseAddress, size: min(outPtr.count, outputChunk), pos: 0)
+                    // One output chunk per step keeps a piece within maxBytes + outputChunk.
+                    var outBuffer = ZSTD_outBuffer(dst: outPtr.baseAddress, size: outputChunk, pos: 0)
                     let r = ZSTD_decompressStream(context, &outBuffer, &inBuffer)
                     if ZSTD_isError(r) != 0 {
                         throw CairnError(.integrity, "the stored data is not valid zstd (\(String(cString: ZSTD_getErrorName(r))))")
                     }
                     if outBuffer.pos > 0 || inBuffer.pos > before { lastHint = r }
                     produced = outBuffer.pos
-                    room = outBuffer.size
                     return outBuffer.pos
                 }
                 // The input is used up once consumed and the output space was not filled.
-                if inBuffer.pos == inBuffer.size && produced < room {
+                if inBuffer.pos == inBuffer.size && produced < outputChunk {
                     inputDone = true
                     break
                 }
             }
-            pendingPosition = inBuffer.pos
+            return inBuffer.pos
         }
-        if inputDone {
-            pending = ByteBuffer()
-            pendingPosition = 0
-            drained = true
-        }
+        input.moveReaderIndex(forwardBy: consumed)
+        pending = inputDone ? nil : input
         return out.readableBytes > 0 ? out : nil
     }
 
