@@ -64,7 +64,6 @@ let package = Package(
         .target(
             name: "CairnStorage",
             dependencies: [
-                "CCairnSystem",
                 "CairnCore",
                 "CairnSystem",
                 .product(name: "Logging", package: "swift-log"),

@@ -110,7 +110,6 @@ struct Scheduler: Service {
         let running = try await server.store.unfinishedJobs().contains { $0.shardID == shardText }
         if running {
             // The plan is recomputed once the job ends.
-            server.schedulerState.invalidate(shardText)
             server.schedulerState.set(shardText, .init(run: nil, computedAt: now, note: "a job is running"))
             return
         }

@@ -142,9 +142,10 @@ public final class TabletAgent: Sendable {
         let s = state.withLock { $0 }
         var replication: ClusterAPI.ReplicationStatus? = nil
         if options.type != .primary, healthy {
-            replication = await mysqld.replicationStatus()
             if let off = s.replicationOff {
                 replication = ClusterAPI.ReplicationStatus(running: false, lagSeconds: nil, source: nil, note: off)
+            } else {
+                replication = await mysqld.replicationStatus()
             }
         }
         return ClusterAPI.Heartbeat(alias: aliasText, type: options.type, healthy: healthy && !s.restoring,

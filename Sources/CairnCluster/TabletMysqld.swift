@@ -41,10 +41,6 @@ actor TabletMysqld {
         return c
     }
 
-    func connect() async throws -> MySQLConnection {
-        try await MySQLConnection.connect(connection, logger: logger)
-    }
-
     /// Runs `body` with a fresh connection and closes it.
     @discardableResult
     func withConnection<T: Sendable>(_ body: (MySQLConnection) async throws -> T) async throws -> T {

@@ -69,10 +69,6 @@ final class RestoreServer: Sendable {
         }
     }
 
-    func connect() async throws -> MySQLConnection {
-        try await mysqld.connect(user: RestoreServer.account, password: password)
-    }
-
     @discardableResult
     func withConnection<T: Sendable>(_ body: (MySQLConnection) async throws -> T) async throws -> T {
         try await MySQLConnection.with(mysqld.connectionConfiguration(user: RestoreServer.account, password: password),

@@ -1,7 +1,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CCairnSystem
 import CairnCore
 import CairnSystem
 import Foundation
@@ -206,7 +205,7 @@ final class FileStorageWriter: StorageWriter {
                 }
                 s.written += Int64(chunk.readableBytes)
                 if s.written - s.writebackStarted >= FileStorageWriter.writebackStep {
-                    _ = ccairn_start_writeback(s.fd, s.writebackStarted, s.written - s.writebackStarted)
+                    FileSystem.startWriteback(fd: s.fd, offset: s.writebackStarted, length: s.written - s.writebackStarted)
                     s.writebackStarted = s.written
                 }
             }

@@ -336,6 +336,7 @@ public final class ChildProcess: Sendable {
                 tail.append(chunk[0..<r], limit: limit)
             }
             close(fd)
+            tail.trim(to: limit)
         }
         return tail.text
     }
@@ -397,6 +398,13 @@ final class CaptureBuffer: Sendable {
         bytes.withLock { kept in
             kept.append(contentsOf: chunk)
             if kept.count > limit * 2 { kept.removeFirst(kept.count - limit) }
+        }
+    }
+
+    /// Keeps only the last `limit` bytes.
+    func trim(to limit: Int) {
+        bytes.withLock { kept in
+            if kept.count > limit { kept.removeFirst(kept.count - limit) }
         }
     }
 

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CCairnSystem
 import CairnCore
 import Foundation
 
@@ -66,6 +67,13 @@ public enum FileSystem {
         guard fsync(fd) == 0 else {
             throw CairnError(.fileSystem, "could not sync directory \(path): \(String(cString: strerror(errno)))")
         }
+    }
+
+    /// Asks the kernel to start writing `length` bytes at `offset` of `fd` back
+    /// to disk without waiting (`sync_file_range`), so dirty pages do not pile
+    /// up until the final `fsync`. Advice only: a failure changes nothing.
+    public static func startWriteback(fd: Int32, offset: Int64, length: Int64) {
+        _ = ccairn_start_writeback(fd, offset, length)
     }
 
     /// The machine's host name.

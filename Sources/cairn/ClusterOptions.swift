@@ -1,6 +1,7 @@
 import ArgumentParser
 import CairnCluster
 import CairnCore
+import CairnEngine
 import Foundation
 
 /// How client verbs reach ctld.
@@ -44,7 +45,7 @@ func waitForJob(_ job: ClusterAPI.Job, client: ClusterClient, showProgress: Bool
         try await Task.sleep(for: .milliseconds(500))
         current = try await client.job(job.id)
         if showProgress && Output.stderrIsTerminal {
-            let line = "\(current.phase): \(formatBytesForJob(current.bytesDone)), \(formatBytesForJob(Int64(current.rate)))/s"
+            let line = "\(current.phase): \(formatBytes(current.bytesDone)), \(formatBytes(Int64(current.rate)))/s"
             if line != lastLine {
                 FileHandle.standardError.write(Data("\r\u{1b}[2K\(line)".utf8))
                 lastLine = line
@@ -55,5 +56,3 @@ func waitForJob(_ job: ClusterAPI.Job, client: ClusterClient, showProgress: Bool
     return current
 }
 
-import CairnEngine
-func formatBytesForJob(_ bytes: Int64) -> String { formatBytes(bytes) }
