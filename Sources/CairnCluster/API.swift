@@ -169,6 +169,16 @@ public enum ClusterAPI {
             self.toPosition = toPosition
         }
 
+        /// The parameters that ask for `target`; ``target()`` gives it back.
+        public init(_ target: RestoreTarget) {
+            switch target {
+            case .latest: self.init()
+            case .backup(let name): self.init(backup: name)
+            case .time(let t): self.init(toTime: t)
+            case .position(let p): self.init(toPosition: p.description)
+            }
+        }
+
         /// The planner's target.
         public func target() throws -> RestoreTarget {
             if let backup { return .backup(backup) }

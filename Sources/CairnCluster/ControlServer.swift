@@ -258,12 +258,10 @@ public final class ControlServer: Sendable {
         let shard = try KeyspaceShard(keyspace: request.keyspace, shard: request.shard)
         _ = try requireStorage()
         let tablet = try await pickTablet(shard, alias: request.tablet, type: request.tabletType ?? .primary)
-        guard let job = try await store.createJob(shard: shard, tablet: tablet.alias, scheduled: scheduled, { job in
+        let job = try await store.createJob(shard: shard, tablet: tablet.alias, scheduled: scheduled) { job in
             job.kind = .backup
             job.backupType = request.type
             job.engine = request.engine
-        }) else {
-            throw CairnError(.cluster, "a job is already running on \(shard); wait for it (see `cairn jobs \(shard)`) and retry")
         }
         return try await dispatch(job, to: tablet)
     }
@@ -284,11 +282,9 @@ public final class ControlServer: Sendable {
         guard tablet.type != .primary else {
             throw CairnError(.cluster, "tablet \(tablet.alias) is the primary of \(shard); Cairn does not restore over a serving primary, restore into a replica or a new tablet")
         }
-        guard let job = try await store.createJob(shard: shard, tablet: tablet.alias, scheduled: false, { job in
+        let job = try await store.createJob(shard: shard, tablet: tablet.alias, scheduled: false) { job in
             job.kind = .restore
             job.restore = request.parameters
-        }) else {
-            throw CairnError(.cluster, "a job is already running on \(shard); wait for it (see `cairn jobs \(shard)`) and retry")
         }
         return ClusterAPI.RestoreResponse(job: try await dispatch(job, to: tablet), plan: RestorePlanSummary(plan))
     }

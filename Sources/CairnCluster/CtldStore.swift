@@ -83,13 +83,15 @@ final class CtldStore: Sendable {
 
     // MARK: Jobs
 
-    /// Creates a job unless one is already running on the shard; returns nil then.
+    /// Creates a job unless one is already running on the shard, which is an error.
     func createJob(shard: KeyspaceShard, tablet: String, scheduled: Bool,
-                   _ fill: @escaping @Sendable (inout ClusterAPI.Job) -> Void) async throws -> ClusterAPI.Job? {
+                   _ fill: @escaping @Sendable (inout ClusterAPI.Job) -> Void) async throws -> ClusterAPI.Job {
         try await database.write { db in
             let running = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM job WHERE keyspace = ? AND shard = ? AND finished = 0",
                                            arguments: [shard.keyspace, shard.shard]) ?? 0
-            guard running == 0 else { return nil }
+            guard running == 0 else {
+                throw CairnError(.cluster, "a job is already running on \(shard); wait for it (see `cairn jobs \(shard)`) and retry")
+            }
             let now = Date()
             try db.execute(sql: "INSERT INTO job (keyspace, shard, tablet, scheduled, finished, created_at, body) VALUES (?, ?, ?, ?, 0, ?, '{}')",
                            arguments: [shard.keyspace, shard.shard, tablet, scheduled, now.timeIntervalSince1970])

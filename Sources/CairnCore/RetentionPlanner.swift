@@ -154,10 +154,7 @@ public enum RetentionPlanner {
     /// of parents, followed by name, passes through it. Newest first, so
     /// removing them in this order removes dependents before their parents.
     public static func dependents(of name: String, among manifests: [BackupManifest]) -> [BackupManifest] {
-        var byParent: [String: [BackupManifest]] = [:]
-        for m in manifests where m.incremental {
-            if let p = m.parentBackup { byParent[p, default: []].append(m) }
-        }
+        let byParent = BackupChains(manifests).children
         var result: [BackupManifest] = []
         var seen: Set<String> = [name]
         var queue = [name]

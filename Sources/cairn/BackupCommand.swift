@@ -74,17 +74,17 @@ struct BackupCommand: AsyncParsableCommand {
         let progress = TransferProgress()
         let request = BackupRequest(type: type, engine: engine, strategy: configuration.backupStrategy,
                                     retention: configuration.retention)
-        let pruned = PruneBox()
+        let pruned = Mutex<PruneOutcome?>(nil)
         let (outcome, displayURL) = try await storageOptions.withStorage(configuration, logger: logger) { storage in
             let context = BackupContext(shard: shard, tabletAlias: alias, storage: storage, mysql: mysql,
                                         dataDirectory: mysqlDatadir.map { URL(fileURLWithPath: $0).standardizedFileURL.path }, compression: CompressionSettings(configuration: configuration),
                                         logger: logger, progress: progress)
             let outcome = try await Output.withProgress(progress, enabled: !output.json) {
-                try await BackupRunner(context: context, onPrune: { outcome in pruned.outcome.withLock { $0 = outcome } }).run(request)
+                try await BackupRunner(context: context, onPrune: { outcome in pruned.withLock { $0 = outcome } }).run(request)
             }
             return (outcome, storage.displayURL)
         }
-        let prune = pruned.outcome.withLock { $0 }.map(PruneResultJSON.init)
+        let prune = pruned.withLock { $0 }.map(PruneResultJSON.init)
         switch outcome {
         case .completed(let manifest):
             if output.json {
@@ -182,9 +182,4 @@ struct PruneResultJSON: Encodable {
             error = message
         }
     }
-}
-
-/// Carries the prune outcome out of the runner's callback.
-final class PruneBox: Sendable {
-    let outcome = Mutex<PruneOutcome?>(nil)
 }

@@ -150,12 +150,7 @@ struct TabletCommand: AsyncParsableCommand {
         options.heartbeatInterval = .milliseconds(Int(heartbeatInterval * 1000))
         if restoreFromBackup {
             var parameters = ClusterAPI.RestoreParameters()
-            if let toTime {
-                guard let t = UTCTime.parseRFC3339(toTime) else {
-                    throw CairnError(.usage, "--to-time \(toTime) is not an RFC 3339 time; write e.g. 2026-11-25T14:00:00Z")
-                }
-                parameters.toTime = Date(timeIntervalSince1970: floor(t.timeIntervalSince1970))
-            }
+            if let toTime { parameters.toTime = try parseRestoreTime(toTime) }
             if let toPosition { parameters.toPosition = try ReplicationPosition(parsing: toPosition).description }
             options.restoreFromBackup = parameters
         }

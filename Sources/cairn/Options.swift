@@ -137,6 +137,15 @@ enum LoggingBootstrap {
     }
 }
 
+/// Parses `--to-time`: an RFC 3339 time, taken to its second (everything
+/// committed before that second).
+func parseRestoreTime(_ text: String) throws -> Date {
+    guard let date = UTCTime.parseRFC3339(text) else {
+        throw CairnError(.usage, "--to-time \(text) is not an RFC 3339 time; write e.g. 2026-11-25T14:00:00Z")
+    }
+    return Date(timeIntervalSince1970: floor(date.timeIntervalSince1970))
+}
+
 /// Parses `<keyspace>/<shard>` with the library's own sentence on failure.
 func parseShard(_ text: String) throws -> KeyspaceShard {
     try KeyspaceShard(parsing: text)

@@ -54,13 +54,7 @@ struct RestoreCommand: AsyncParsableCommand {
             throw CairnError(.usage, "choose one of --backup, --to-time and --to-position")
         }
         if let backup { return .backup(backup) }
-        if let toTime {
-            guard let date = UTCTime.parseRFC3339(toTime) else {
-                throw CairnError(.usage, "--to-time \(toTime) is not an RFC 3339 time; write e.g. 2026-11-25T14:00:00Z")
-            }
-            // Everything committed before that second.
-            return .time(Date(timeIntervalSince1970: floor(date.timeIntervalSince1970)))
-        }
+        if let toTime { return .time(try parseRestoreTime(toTime)) }
         if let toPosition { return .position(try ReplicationPosition(parsing: toPosition)) }
         return .latest
     }
@@ -116,13 +110,7 @@ extension RestoreCommand {
     func runThroughControlServer(shard: KeyspaceShard, target: RestoreTarget) async throws {
         let configuration = try storageOptions.loadConfiguration()
         _ = output.makeLogger()
-        var parameters = ClusterAPI.RestoreParameters()
-        switch target {
-        case .latest: break
-        case .backup(let name): parameters.backup = name
-        case .time(let t): parameters.toTime = t
-        case .position(let p): parameters.toPosition = p.description
-        }
+        let parameters = ClusterAPI.RestoreParameters(target)
         let client = try cluster.client(configuration)
         let response = try await client.startRestore(ClusterAPI.RestoreRequest(keyspace: shard.keyspace, shard: shard.shard,
                                                                                tablet: tablet, parameters: parameters, dryRun: dryRun))
