@@ -202,10 +202,7 @@ public struct LocalCluster: Sendable {
     /// "<part> stopped (<status>)" for the first part that has exited, with the end of its log.
     func exitedPart(_ children: [(Part, ChildProcess)]) -> String? {
         for (part, child) in children {
-            var raw: Int32 = 0
-            if waitpid(child.pid, &raw, WNOHANG) == child.pid {
-                let exit = ChildProcess.Exit(code: raw & 0x7f == 0 ? (raw >> 8) & 0xff : nil, signal: raw & 0x7f == 0 ? nil : raw & 0x7f)
-                child.recordExit(exit)
+            if let exit = child.exitedStatus() {
                 let log = (try? String(contentsOfFile: "\(dir)/logs/\(part.name).log", encoding: .utf8)) ?? ""
                 return "\(part.name) stopped (\(exit))\(ChildProcess.summarize(log))"
             }

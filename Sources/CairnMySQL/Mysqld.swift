@@ -133,7 +133,7 @@ public final class Mysqld: Sendable {
         let config = MySQLConnectionConfiguration(endpoint: .socket(options.socketPath), user: user, password: password,
                                                   connectTimeoutSeconds: 2)
         while true {
-            if let exit = server.exitedStatus() {
+            if let exit = server.process.exitedStatus() {
                 throw CairnError(.mysql, "mariadbd on \(options.dataDirectory) stopped while starting (\(exit))\(ChildProcess.summarize(server.errorLogTail()))")
             }
             if FileManager.default.fileExists(atPath: options.socketPath),
@@ -148,18 +148,6 @@ public final class Mysqld: Sendable {
             }
             try await Task.sleep(for: .milliseconds(100))
         }
-    }
-
-    /// The exit status if the process has already ended.
-    func exitedStatus() -> ChildProcess.Exit? {
-        var raw: Int32 = 0
-        let r = waitpid(process.pid, &raw, WNOHANG)
-        guard r == process.pid else { return nil }
-        // Reaped here; record it so wait() does not wait again.
-        let exit = raw & 0x7f == 0 ? ChildProcess.Exit(code: (raw >> 8) & 0xff, signal: nil)
-                                   : ChildProcess.Exit(code: nil, signal: raw & 0x7f)
-        process.recordExit(exit)
-        return exit
     }
 
     /// The last lines of the server's error log.
@@ -178,7 +166,7 @@ public final class Mysqld: Sendable {
     /// Stops the server cleanly (SIGTERM, which makes mariadbd shut down
     /// normally) and waits; kills it if it has not stopped in `timeoutSeconds`.
     public func stop(timeoutSeconds: Double = 120) async throws {
-        if let exit = exitedStatus() ?? process.recordedExit() {
+        if let exit = process.exitedStatus() {
             logger.debug("mariadbd already stopped", metadata: ["status": "\(exit)"])
             return
         }

@@ -41,6 +41,10 @@ public final class ChildProcess: Sendable {
             self.code = code
             self.signal = signal
         }
+        /// Decodes a `waitpid` status.
+        init(waitStatus raw: Int32) {
+            if raw & 0x7f == 0 { self.init(code: (raw >> 8) & 0xff, signal: nil) } else { self.init(code: nil, signal: raw & 0x7f) }
+        }
         public var succeeded: Bool { code == 0 }
         public var description: String {
             if let code { return "exit status \(code)" }
@@ -288,8 +292,7 @@ public final class ChildProcess: Sendable {
                 if r < 0 && errno == EINTR { continue }
                 return Exit(code: nil, signal: nil)
             }
-            if raw & 0x7f == 0 { return Exit(code: (raw >> 8) & 0xff, signal: nil) }
-            return Exit(code: nil, signal: raw & 0x7f)
+            return Exit(waitStatus: raw)
         }) ?? Exit(code: nil, signal: nil)
         exitStatusStore.withLock { $0 = status }
         return status
@@ -374,6 +377,18 @@ extension ChildProcess {
     /// The exit status, if the child has been waited for.
     public func recordedExit() -> Exit? {
         exitStatusStore.withLock { $0 }
+    }
+
+    /// The exit status if the child has ended, without waiting for it: the
+    /// recorded one, or one reaped now and recorded, so `wait()` does not
+    /// wait again.
+    public func exitedStatus() -> Exit? {
+        if let exit = recordedExit() { return exit }
+        var raw: Int32 = 0
+        guard waitpid(pid, &raw, WNOHANG) == pid else { return nil }
+        let exit = Exit(waitStatus: raw)
+        recordExit(exit)
+        return exit
     }
 }
 

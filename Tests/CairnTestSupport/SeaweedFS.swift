@@ -105,7 +105,7 @@ public final class SeaweedFS: Sendable {
         let deadline = ContinuousClock.now + .seconds(90)
         var lastError = "no answer yet"
         while ContinuousClock.now < deadline {
-            if let exit = SeaweedFS.exitStatus(of: child) {
+            if let exit = child.exitedStatus() {
                 let output = await child.capturedError()
                 return .failure(CairnError(.process, "weed server stopped during startup with \(exit)\(ChildProcess.summarize(output))"))
             }
@@ -176,15 +176,6 @@ public final class SeaweedFS: Sendable {
                                   downloadConcurrency: downloadConcurrency)
         settings.connectTimeout = connectTimeout
         return S3Storage(settings: settings, logger: logger)
-    }
-
-    static func exitStatus(of child: ChildProcess) -> ChildProcess.Exit? {
-        if let exit = child.recordedExit() { return exit }
-        var raw: Int32 = 0
-        guard waitpid(child.pid, &raw, WNOHANG) == child.pid else { return nil }
-        let exit = raw & 0x7f == 0 ? ChildProcess.Exit(code: (raw >> 8) & 0xff, signal: nil) : ChildProcess.Exit(code: nil, signal: raw & 0x7f)
-        child.recordExit(exit)
-        return exit
     }
 
     /// A private CA and a server certificate it signed for 127.0.0.1.
