@@ -72,7 +72,8 @@ public struct BackupRepository: Sendable {
                 continue
             }
             let manifestKey = key(shard, name, BackupManifest.fileName)
-            let removing = files.contains { $0.key == key(shard, name, BackupRepository.removingMarker) }
+            let removingKey = key(shard, name, BackupRepository.removingMarker)
+            let removing = files.contains { $0.key == removingKey }
             var state = StoredBackup.State.incomplete
             if !removing, files.contains(where: { $0.key == manifestKey }) {
                 do {
