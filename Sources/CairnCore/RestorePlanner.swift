@@ -150,7 +150,7 @@ public enum RestorePlanner {
         case .backup(let name):
             guard let backup = chains.backup(named: name) else {
                 let known = chains.backups.suffix(5).map(\.backupName).joined(separator: ", ")
-                throw CairnError(.notFound, "there is no complete backup named \(name); list them with `cairn backups` (newest: \(known))")
+                throw CairnError(.notFound, "there is no complete backup named \(clip(name)); list them with `cairn backups` (newest: \(known))")
             }
             if let broken = chains.brokenLink(of: backup) {
                 throw CairnError(.chain, "cannot restore backup \(name): \(broken); \(rangeSentence(chains))")

@@ -32,7 +32,7 @@ public struct BackupVerifier: Sendable {
         if let name {
             selected = stored.filter { $0.name == name }
             guard !selected.isEmpty else {
-                throw CairnError(.notFound, "there is no backup named \(name) of \(context.shard) in \(context.storage.displayURL); list them with `cairn backups \(context.shard)`")
+                throw CairnError(.notFound, "there is no backup named \(clip(name)) of \(context.shard) in \(context.storage.displayURL); list them with `cairn backups \(context.shard)`")
             }
         }
         var problems: [Problem] = []
