@@ -43,7 +43,7 @@ public final class ControlServer: Sendable {
     public init(options: ControlServerOptions, logger: Logger) throws {
         self.options = options
         self.logger = logger
-        try FileSystem.createDirectory(options.dataDirectory)
+        try FileSystem.createPrivateDirectory(options.dataDirectory)
         store = try CtldStore(path: "\(options.dataDirectory)/ctld.sqlite")
         if let url = options.storageURL ?? options.configuration.bucket {
             storage = try StorageFactory.make(url: url, configuration: options.configuration, logger: logger)

@@ -42,7 +42,7 @@ struct CtldCommand: AsyncParsableCommand {
         let logger = output.makeLogger(label: "ctld", defaultLevel: "info")
         let configuration = try storageOptions.loadConfiguration()
         let dataDir = URL(fileURLWithPath: dataDir).standardizedFileURL.path
-        try FileSystem.createDirectory(dataDir)
+        try FileSystem.createPrivateDirectory(dataDir)
         let token = try authTokenFile.map(AuthToken.read) ?? AuthToken.loadOrCreate("\(dataDir)/auth-token")
         var options = ControlServerOptions(dataDirectory: dataDir, configuration: configuration, authToken: token,
                                            schedulerEnabled: !noScheduler)
