@@ -38,6 +38,62 @@ struct RunnerTests {
         }
     }
 
+    /// A logical backup (uncompressed) whose dump was edited to end with
+    /// `statement`, its manifest fixed to match, restored into a new directory.
+    func restoreTamperedDump(appending statement: String, serverID: UInt32) async throws -> Result<RestoreResult, any Error> {
+        try await withTestServer(serverID: serverID) { server in
+            try await server.query("CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY); INSERT INTO app.t VALUES (1)")
+            let storage = MemoryStorage()
+            var backupContext = try context(server, storage)
+            backupContext.compression = CompressionSettings(algorithm: "none")
+            let outcome = try await BackupRunner(context: backupContext).run(BackupRequest(type: .full, engine: .logical))
+            guard case .completed(let manifest) = outcome else { throw TestSupportError("expected a completed backup") }
+            let shard = try KeyspaceShard(parsing: "commerce/0")
+            let repository = BackupRepository(storage: storage, logger: testLogger)
+            var dump = try await storage.readAll(key: repository.key(shard, manifest.backupName, "dump.sql"), limit: 64 << 20)
+            dump.append(Data("\n\(statement)\n".utf8))
+            try await Tampering.replaceFile("dump.sql", of: manifest.backupName, with: dump, in: storage, shard: shard)
+            let target = try TemporaryDirectory(prefix: "cairn-tampered-restore")
+            defer { target.remove() }
+            let runner = RestoreRunner(context: RestoreContext(shard: shard, storage: storage, logger: testLogger, progress: nil))
+            let plan = try await runner.plan(.latest)
+            do {
+                return .success(try await runner.run(plan, into: target.file("data")))
+            } catch {
+                return .failure(error)
+            }
+        }
+    }
+
+    @Test("a dump edited to SELECT ... INTO OUTFILE cannot write a file on the restore host")
+    func restoreCannotWriteFiles() async throws {
+        let path = "/tmp/cairn-outfile-\(UInt64.random(in: 0...UInt64.max))"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let result = try await restoreTamperedDump(appending: "SELECT 'written by a backup' INTO OUTFILE '\(path)';", serverID: 7)
+        #expect(!FileManager.default.fileExists(atPath: path), "the restore server wrote \(path)")
+        guard case .failure(let error) = result else {
+            Issue.record("a dump the server refuses must fail the restore")
+            return
+        }
+        #expect("\(error)".contains("secure-file-priv"), "\(error)")
+    }
+
+    @Test("a dump edited to LOAD DATA LOCAL INFILE cannot read a file of the restore host")
+    func restoreCannotReadLocalFiles() async throws {
+        let secret = try TemporaryDirectory(prefix: "cairn-local-secret")
+        defer { secret.remove() }
+        let marker = "local secret \(UInt64.random(in: 0...UInt64.max))"
+        try Data(marker.utf8).write(to: URL(fileURLWithPath: secret.file("secret.txt")))
+        let result = try await restoreTamperedDump(
+            appending: "CREATE TABLE app.stolen (line TEXT); LOAD DATA LOCAL INFILE '\(secret.file("secret.txt"))' INTO TABLE app.stolen;",
+            serverID: 8)
+        guard case .failure(let error) = result else {
+            Issue.record("the restore loaded a file of the restore host into the database")
+            return
+        }
+        #expect("\(error)".lowercased().contains("local"), "\(error)")
+    }
+
     @Test("a password-protected account backs up through the tools without the password reaching the manifest")
     func passwordAccount() async throws {
         try await withTestServer(serverID: 6) { server in
