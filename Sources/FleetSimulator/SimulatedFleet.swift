@@ -212,14 +212,13 @@ final class SimulatedFleet: Sendable {
         let started = Date()
         var final = ClusterAPI.JobUpdate(id: job.id, phase: "failed", startedAt: started)
         do {
-            var progress = ClusterAPI.JobUpdate(id: job.id, phase: "copying", bytesDone: 1 << 20, storedBytes: 1 << 19,
-                                                rate: 1 << 20, startedAt: started)
+            let progress = ClusterAPI.JobUpdate(id: job.id, phase: "copying", bytesDone: 1 << 20, storedBytes: 1 << 19,
+                                                rate: 1_048_576, startedAt: started)
             try? await Task.sleep(for: settings.jobDuration / 2)
             try? await send(.POST, "/jobs/\(job.id)/progress", progress, latency: reportLatency)
             try? await Task.sleep(for: settings.jobDuration / 2)
-            progress.phase = "committing"
             let manifest = try await writeBackup(job, tablet: index, started: started)
-            final = ClusterAPI.JobUpdate(id: job.id, phase: "completed", bytesDone: 1 << 20, storedBytes: 1 << 19, rate: 1 << 20,
+            final = ClusterAPI.JobUpdate(id: job.id, phase: "completed", bytesDone: 1 << 20, storedBytes: 1 << 19, rate: 1_048_576,
                                          startedAt: started, endedAt: Date(), result: .completed, backupName: manifest.backupName,
                                          position: manifest.position.description,
                                          note: manifest.incremental ? "incremental after \(manifest.parentBackup ?? "?")" : "full (physical)")
@@ -298,7 +297,7 @@ final class SimulatedFleet: Sendable {
             if let pid = settings.ctldPID, let usage = ProcessUsage.read(pid: pid) {
                 self.usage.withLock { $0.append((Date(), usage)) }
             }
-            if tick % 3 == 2, let list: [ClusterAPI.Tablet] = try? await send(.GET, "/tablets", Optional<Empty>.none, latency: nil) {
+            if tick % 3 == 2, let list: [ClusterAPI.Tablet] = try? await request(.GET, "/tablets", Optional<Empty>.none, latency: nil) {
                 let registered = states.withLock { s in Set(s.indices.filter { s[$0].registeredAt != nil }.map { tablets[$0].alias.description }) }
                 let unhealthy = list.filter { registered.contains($0.alias) && !$0.healthy }.count
                 if unhealthy > 0 { logger.warning("ctld reports simulated tablets unhealthy", metadata: ["count": "\(unhealthy)"]) }
@@ -313,13 +312,12 @@ final class SimulatedFleet: Sendable {
 
     struct Empty: Codable, Sendable {}
 
-    @discardableResult
-    func send<Body: Encodable & Sendable>(_ method: HTTPMethod, _ path: String, _ body: Body?, latency: SampleSet?) async throws -> Empty {
-        try await send(method, path, body, latency: latency) as Empty
+    func send<Body: Encodable & Sendable>(_ method: HTTPMethod, _ path: String, _ body: Body?, latency: SampleSet?) async throws {
+        let _: Empty = try await request(method, path, body, latency: latency)
     }
 
-    func send<Body: Encodable & Sendable, Result: Decodable>(_ method: HTTPMethod, _ path: String, _ body: Body?,
-                                                              latency: SampleSet?) async throws -> Result {
+    func request<Body: Encodable & Sendable, Result: Decodable>(_ method: HTTPMethod, _ path: String, _ body: Body?,
+                                                                 latency: SampleSet?) async throws -> Result {
         var request = HTTPClientRequest(url: settings.ctldURL + ClusterAPI.prefix + path)
         request.method = method
         request.headers.add(name: "Authorization", value: "Bearer \(settings.token)")
