@@ -108,27 +108,19 @@ extension BackupCommand {
         let client = try cluster.client(configuration)
         let job = try await client.startBackup(ClusterAPI.BackupRequest(keyspace: shard.keyspace, shard: shard.shard, tablet: tablet,
                                                                         tabletType: tabletType, type: type, engine: engine))
-        let tabletName = shortTablet(job.tablet)
-        if async {
-            if output.json { try Output.json(job) } else {
-                Output.line("Backup initiated, please check tablet \(tabletName) logs for progress.")
-            }
-            return
-        }
-        if !output.json {
-            Output.line("Starting backup for keyspace \"\(shard.keyspace)\", shard \"\(shard.shard)\" on tablet \(tabletName)")
-        }
-        let finished = try await waitForJob(job, client: client, showProgress: !output.json)
-        if output.json { try Output.json(finished) }
+        let follower = JobFollower(noun: "backup", client: client, output: output, async: async)
+        guard let finished = try await follower.follow(
+            job, starting: "Starting backup for keyspace \"\(shard.keyspace)\", shard \"\(shard.shard)\" on tablet \(shortTablet(job.tablet))")
+        else { return }
         switch finished.result {
         case .completed?:
             if !output.json {
-                Output.line("Backup \(finished.backupName ?? "?") completed on tablet \(tabletName): \(finished.note ?? "done"), position \(finished.position ?? "?").")
+                Output.line("Backup \(finished.backupName ?? "?") completed on tablet \(shortTablet(finished.tablet)): \(finished.note ?? "done"), position \(finished.position ?? "?").")
             }
         case .nothingToDo?:
             if !output.json { Output.line("No backup was needed: \(finished.note ?? "nothing new").") }
         default:
-            throw CairnError(.cluster, "backup job \(finished.id) on tablet \(finished.tablet) failed: \(finished.error ?? "no reason given")")
+            throw follower.failure(finished)
         }
     }
 }

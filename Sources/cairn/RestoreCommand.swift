@@ -106,23 +106,13 @@ extension RestoreCommand {
         guard let job = response.job else {
             throw CairnError(.cluster, "ctld started no restore job")
         }
-        let tabletName = shortTablet(job.tablet)
-        if async {
-            if output.json { try Output.json(job) } else {
-                Output.line("Restore initiated, please check tablet \(tabletName) logs for progress.")
-            }
-            return
-        }
+        let follower = JobFollower(noun: "restore", client: client, output: output, async: async)
+        guard let finished = try await follower.follow(
+            job, starting: "Starting restore of keyspace \"\(shard.keyspace)\", shard \"\(shard.shard)\" into tablet \(shortTablet(job.tablet))")
+        else { return }
+        guard finished.result == .completed else { throw follower.failure(finished) }
         if !output.json {
-            Output.line("Starting restore of keyspace \"\(shard.keyspace)\", shard \"\(shard.shard)\" into tablet \(tabletName)")
-        }
-        let finished = try await waitForJob(job, client: client, showProgress: !output.json)
-        if output.json { try Output.json(finished) }
-        guard finished.result == .completed else {
-            throw CairnError(.cluster, "restore job \(finished.id) on tablet \(finished.tablet) failed: \(finished.error ?? "no reason given")")
-        }
-        if !output.json {
-            Output.line("Restored tablet \(tabletName) to \(finished.position ?? "?"): \(finished.note ?? "done").")
+            Output.line("Restored tablet \(shortTablet(finished.tablet)) to \(finished.position ?? "?"): \(finished.note ?? "done").")
         }
     }
 }
