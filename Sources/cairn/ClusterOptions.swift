@@ -19,12 +19,10 @@ struct ClusterOptions: ParsableArguments {
     }
 
     func token() throws -> String {
-        if let authTokenFile { return try AuthToken.read(authTokenFile) }
-        if let token = ProcessInfo.processInfo.environment["CAIRN_AUTH_TOKEN"], !token.isEmpty { return token }
-        if FileManager.default.fileExists(atPath: Self.localClusterTokenFile) {
-            return try AuthToken.read(Self.localClusterTokenFile)
+        guard let token = try AuthToken.lookUp(file: authTokenFile, orIfPresent: Self.localClusterTokenFile) else {
+            throw CairnError(.usage, "no auth token for the control server: pass --auth-token-file (ctld writes one into its --data-dir as auth-token) or set CAIRN_AUTH_TOKEN")
         }
-        throw CairnError(.usage, "no auth token for the control server: pass --auth-token-file (ctld writes one into its --data-dir as auth-token) or set CAIRN_AUTH_TOKEN")
+        return token
     }
 
     func client(_ configuration: CairnConfiguration? = nil) throws -> ClusterClient {
@@ -35,6 +33,20 @@ struct ClusterOptions: ParsableArguments {
 /// `zone1-100` is shown as `100`, as the seed's messages do.
 func shortTablet(_ alias: String) -> String {
     (try? TabletAlias(parsing: alias)).map { "\($0.uid)" } ?? alias
+}
+
+extension AuthToken {
+    /// ctld's auth token as a client finds it: read from `file` when one is
+    /// given, else $CAIRN_AUTH_TOKEN, else read from `fallbackFile` when that
+    /// exists; nil when there is none.
+    static func lookUp(file: String?, orIfPresent fallbackFile: String? = nil) throws -> String? {
+        if let file { return try AuthToken.read(file) }
+        if let token = ProcessInfo.processInfo.environment["CAIRN_AUTH_TOKEN"], !token.isEmpty { return token }
+        if let fallbackFile, FileManager.default.fileExists(atPath: fallbackFile) {
+            return try AuthToken.read(fallbackFile)
+        }
+        return nil
+    }
 }
 
 /// Follows a backup or restore job ctld started, for `backup` and `restore`.

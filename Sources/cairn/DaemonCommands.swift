@@ -126,12 +126,7 @@ struct TabletCommand: AsyncParsableCommand {
         guard case .socket(let socket) = mysql.endpoint else {
             throw CairnError(.usage, "a tablet reaches its mysqld through --mysql-socket")
         }
-        let token: String
-        if let authTokenFile {
-            token = try AuthToken.read(authTokenFile)
-        } else if let env = ProcessInfo.processInfo.environment["CAIRN_AUTH_TOKEN"], !env.isEmpty {
-            token = env
-        } else {
+        guard let token = try AuthToken.lookUp(file: authTokenFile) else {
             throw CairnError(.usage, "no auth token for ctld: pass --auth-token-file or set CAIRN_AUTH_TOKEN")
         }
         var options = TabletAgentOptions(alias: alias, shard: shard, type: type, mysqlSocket: socket,
