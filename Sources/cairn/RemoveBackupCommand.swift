@@ -17,8 +17,8 @@ struct RemoveBackupCommand: AsyncParsableCommand {
         aliases: ["RemoveBackup"]
     )
 
-    @Argument(help: ArgumentHelp("The shard, <keyspace>/<shard>.", valueName: "keyspace/shard"))
-    var shard: String
+    @Argument(help: .shard, transform: KeyspaceShard.init(parsing:))
+    var shard: KeyspaceShard
 
     @Argument(help: ArgumentHelp("The backup's name, as `cairn backups` lists it.", valueName: "name"))
     var name: String
@@ -50,7 +50,6 @@ struct RemoveBackupCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let shard = try parseShard(shard)
         let configuration = try storageOptions.loadConfiguration()
         let logger = output.makeLogger()
         let removal: (backup: String, dependents: [String], removed: [String], freedBytes: Int64)
