@@ -1,16 +1,23 @@
 import Foundation
 
+/// What storage holds for one backup directory.
+public enum StoredBackupState: Sendable, Hashable {
+    /// A readable `MANIFEST`.
+    case complete(BackupManifest)
+    /// No `MANIFEST`: the backup failed, was interrupted, is still running,
+    /// or is being removed.
+    case incomplete
+    /// A `MANIFEST` exists but cannot be used; the text says why.
+    case unreadable(String)
+
+    public var manifest: BackupManifest? {
+        if case .complete(let m) = self { return m }
+        return nil
+    }
+}
+
 /// One backup directory as retention sees it.
 public struct RetentionCandidate: Sendable, Hashable {
-    public enum State: Sendable, Hashable {
-        /// A readable `MANIFEST`.
-        case complete(BackupManifest)
-        /// No `MANIFEST`: failed, interrupted, still running, or being removed.
-        case incomplete
-        /// A `MANIFEST` that cannot be used; the text says why.
-        case unreadable(String)
-    }
-
     /// The directory's name, `<YYYY-MM-DD.HHMMSS>.<tablet alias>`.
     public var name: String
     /// When it started, from its name.
@@ -19,9 +26,9 @@ public struct RetentionCandidate: Sendable, Hashable {
     public var lastModified: Date?
     /// A removal already began (a `REMOVING` marker): every reader treats it as gone.
     public var removalStarted: Bool
-    public var state: State
+    public var state: StoredBackupState
 
-    public init(name: String, nameTime: Date?, lastModified: Date?, removalStarted: Bool = false, state: State) {
+    public init(name: String, nameTime: Date?, lastModified: Date?, removalStarted: Bool = false, state: StoredBackupState) {
         self.name = name
         self.nameTime = nameTime
         self.lastModified = lastModified
@@ -29,10 +36,7 @@ public struct RetentionCandidate: Sendable, Hashable {
         self.state = state
     }
 
-    public var manifest: BackupManifest? {
-        if case .complete(let m) = state { return m }
-        return nil
-    }
+    public var manifest: BackupManifest? { state.manifest }
 
     /// Whether a backup may still be writing this directory: its start (its
     /// name's time, unknown counting as recent) or its last write is more
