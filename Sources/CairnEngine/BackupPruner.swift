@@ -90,23 +90,12 @@ public struct BackupPruner: Sendable {
         return (removed, freedBytes)
     }
 
-    /// What `remove-backup` did or would do.
-    public struct Removal: Sendable {
-        public var backup: String
-        /// Complete backups that continue it, newest first.
-        public var dependents: [String]
-        /// Removed (or, in a dry run, to remove), dependents first.
-        public var removed: [String]
-        public var freedBytes: Int64
-        public var dryRun: Bool
-    }
-
     /// Removes the backup `name`. Refuses when complete backups continue it
     /// (naming them) unless `force`, which removes them first; refuses an
     /// incomplete backup that may still be running (by `incompleteAfter`)
     /// unless `force`.
     public func remove(_ name: String, force: Bool, dryRun: Bool, now: Date,
-                       incompleteAfter: ConfigDuration = RetentionPolicy.defaultIncompleteAfter) async throws -> Removal {
+                       incompleteAfter: ConfigDuration = RetentionPolicy.defaultIncompleteAfter) async throws -> BackupRemoval {
         let stored = try await repository.list(shard)
         guard let target = stored.first(where: { $0.name == name }) else {
             throw CairnError(.notFound, "there is no backup named \(name) of \(shard) in \(storage.displayURL); list them with `cairn backups \(shard)`")
@@ -124,7 +113,7 @@ public struct BackupPruner: Sendable {
             throw CairnError(.inUse, "backup \(name) of \(shard) is incomplete and may still be running (started \(UTCTime.rfc3339(started, fractional: false)), last written \(UTCTime.rfc3339(written, fractional: false)), incomplete_after \(incompleteAfter)); wait until it has stopped, or pass --force if you know it has")
         }
         let order = RetentionPlanner.dependentsFirst(dependents + [name], manifests: manifests)
-        var result = Removal(backup: name, dependents: dependents, removed: [], freedBytes: 0, dryRun: dryRun)
+        var result = BackupRemoval(backup: name, dependents: dependents, removed: [], freedBytes: 0, dryRun: dryRun)
         if dryRun {
             let toRemove = Set(order)
             result.removed = order
@@ -135,5 +124,32 @@ public struct BackupPruner: Sendable {
                                                                reason: { $0 == name ? "requested" : "continues \(name), --force" },
                                                                then: "run the same command again to finish")
         return result
+    }
+}
+
+/// What removing one backup did or, in a dry run, would do: what
+/// `remove-backup` prints and what the control server returns for
+/// `DELETE /backups/{keyspace}/{shard}/{name}`.
+public struct BackupRemoval: Codable, Sendable, Hashable {
+    public var backup: String
+    /// Complete backups that continue it, newest first.
+    public var dependents: [String]
+    /// Removed (or, in a dry run, to remove), dependents first.
+    public var removed: [String]
+    public var freedBytes: Int64
+    public var dryRun: Bool
+
+    public init(backup: String, dependents: [String], removed: [String], freedBytes: Int64, dryRun: Bool) {
+        self.backup = backup
+        self.dependents = dependents
+        self.removed = removed
+        self.freedBytes = freedBytes
+        self.dryRun = dryRun
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case backup, dependents, removed
+        case freedBytes = "freed_bytes"
+        case dryRun = "dry_run"
     }
 }
