@@ -314,7 +314,7 @@ public final class ControlServer: Sendable {
         return listing
     }
 
-    func removeBackup(_ shard: KeyspaceShard, name: String, force: Bool, dryRun: Bool) async throws -> ClusterAPI.RemoveResponse {
+    func removeBackup(_ shard: KeyspaceShard, name: String, force: Bool, dryRun: Bool) async throws -> BackupRemoval {
         let storage = try requireStorage()
         guard try await store.unfinishedJobs().allSatisfy({ $0.shardID != shard.description }) || dryRun else {
             throw CairnError(.cluster, "a job is running on \(shard); remove backups once it has ended (see `cairn jobs \(shard)`)")
@@ -326,8 +326,7 @@ public final class ControlServer: Sendable {
             logger.info("backups removed", metadata: ["shard": "\(shard)", "removed": "\(removal.removed.joined(separator: ","))", "forced": "\(force)"])
             schedulerState.invalidate(shard.description)
         }
-        return ClusterAPI.RemoveResponse(backup: removal.backup, dependents: removal.dependents, removed: removal.removed,
-                                         freedBytes: removal.freedBytes, dryRun: removal.dryRun)
+        return removal
     }
 
     func scheduleSummary(_ only: KeyspaceShard?) -> [ClusterAPI.ShardSchedule] {

@@ -120,7 +120,7 @@ struct Scheduler: Service {
             let attempt = last.map {
                 BackupScheduleRule.Attempt(started: $0.startedAt ?? $0.createdAt, ended: $0.endedAt, failed: $0.result == .failed)
             }
-            let run = BackupScheduleRule.nextRun(shard: shardText, backups: manifests, strategy: strategy, lastAttempt: attempt, now: now)
+            let run = BackupScheduleRule.nextRun(shard: shardText, backups: manifests, strategy: strategy, lastAttempt: attempt, previous: entry?.run, now: now)
             entry = .init(run: run, computedAt: now, note: nil)
             server.schedulerState.set(shardText, entry!)
         }

@@ -27,9 +27,6 @@ public struct KeyspaceShard: Hashable, Sendable, Codable, Comparable, CustomStri
 
     public var description: String { "\(keyspace)/\(shard)" }
 
-    /// The storage prefix of this shard's backups, relative to the storage root.
-    public var storagePrefix: String { "\(keyspace)/\(shard)/" }
-
     public static func < (lhs: KeyspaceShard, rhs: KeyspaceShard) -> Bool {
         (lhs.keyspace, lhs.shard) < (rhs.keyspace, rhs.shard)
     }

@@ -28,7 +28,7 @@ public struct BackupVerifier: Sendable {
     /// Verifies the named backup, or every complete one.
     public func verify(backup name: String?) async throws -> Report {
         let stored = try await context.repository.list(context.shard)
-        var selected = stored
+        var selected = Array(stored)
         if let name {
             selected = stored.filter { $0.name == name }
             guard !selected.isEmpty else {

@@ -107,9 +107,9 @@ public final class Mysqld: Sendable {
     /// Creates a new data directory with `mariadb-install-db`.
     public static func initializeDataDirectory(_ path: String, rootAuthentication: RootAuthentication,
                                                logger: Logger) async throws {
-        try FileSystem.createDirectory(path)
+        try await FileSystem.Async.createDirectory(path)
         // A private temporary directory: bootstraps running side by side must not share /tmp's temporary tables.
-        let scratch = try FileSystem.makeTemporaryDirectory(prefix: "cairn-install-db")
+        let scratch = try await FileSystem.Async.makeTemporaryDirectory(prefix: "cairn-install-db")
         defer { try? FileManager.default.removeItem(atPath: scratch) }
         var args = ["--no-defaults", "--datadir=\(path)", "--skip-test-db", "--tmpdir=\(scratch)"]
         switch rootAuthentication {

@@ -153,3 +153,30 @@ public enum FileSystem {
         return String(decoding: buf.prefix { $0 != 0 }, as: UTF8.self)
     }
 }
+
+extension FileSystem {
+    /// The same helpers for async code: each runs on the blocking pool
+    /// (``Blocking/run(_:)``), so walking or emptying a large directory never
+    /// holds one of Swift's few cooperative threads.
+    public enum Async {
+        /// ``FileSystem/isMissingOrEmptyDirectory(_:)`` off the cooperative pool.
+        public static func isMissingOrEmptyDirectory(_ path: String) async throws -> Bool {
+            try await Blocking.run { try FileSystem.isMissingOrEmptyDirectory(path) }
+        }
+
+        /// ``FileSystem/createDirectory(_:)`` off the cooperative pool.
+        public static func createDirectory(_ path: String) async throws {
+            try await Blocking.run { try FileSystem.createDirectory(path) }
+        }
+
+        /// ``FileSystem/emptyDirectory(_:)`` off the cooperative pool.
+        public static func emptyDirectory(_ path: String) async throws {
+            try await Blocking.run { try FileSystem.emptyDirectory(path) }
+        }
+
+        /// ``FileSystem/makeTemporaryDirectory(prefix:in:)`` off the cooperative pool.
+        public static func makeTemporaryDirectory(prefix: String, in parent: String? = nil) async throws -> String {
+            try await Blocking.run { try FileSystem.makeTemporaryDirectory(prefix: prefix, in: parent) }
+        }
+    }
+}

@@ -4,6 +4,7 @@ import CairnMySQL
 import CairnStorage
 import CairnTestSupport
 import Foundation
+import Synchronization
 import Testing
 
 /// The backup and restore runners as a library, on the in-memory storage.
@@ -120,4 +121,52 @@ struct RunnerTests {
             #expect(manifest.incremental && manifest.method == .binlog)
         }
     }
+
+    @Test("a backup lists its shard once and reads each MANIFEST once; the prune after it counts the backup it committed")
+    func oneListing() async throws {
+        try await withTestServer(serverID: 7) { server in
+            let base = MemoryStorage()
+            guard case .completed(let older) = try await BackupRunner(context: try context(server, base))
+                .run(BackupRequest(type: .full, engine: .logical)) else {
+                Issue.record("expected a completed backup")
+                return
+            }
+            let storage = CountingStorage(base)
+            let request = BackupRequest(type: .full, engine: .logical, retention: RetentionPolicy(minCount: 1))
+            guard case .completed(let newer) = try await BackupRunner(context: try context(server, storage)).run(request) else {
+                Issue.record("expected a completed backup")
+                return
+            }
+            #expect(storage.lists.withLock { $0 } == ["commerce/0/"])
+            #expect(storage.reads.withLock { $0 }.filter { $0.hasSuffix("/MANIFEST") } == ["commerce/0/\(older.backupName)/MANIFEST"])
+            // Only with the new backup in its listing does the prune see that the older full backup is no longer needed.
+            let left = try await BackupRepository(storage: base, logger: testLogger).list(try KeyspaceShard(parsing: "commerce/0"))
+            #expect(left.map(\.name) == [newer.backupName])
+        }
+    }
+}
+
+/// Passes everything through to a real storage and records the prefixes
+/// listed and the keys read.
+final class CountingStorage: BackupStorage {
+    let base: any BackupStorage
+    let lists = Mutex<[String]>([])
+    let reads = Mutex<[String]>([])
+
+    init(_ base: any BackupStorage) {
+        self.base = base
+    }
+
+    var displayURL: String { base.displayURL }
+    func list(prefix: String) async throws -> [StorageObject] {
+        lists.withLock { $0.append(prefix) }
+        return try await base.list(prefix: prefix)
+    }
+    func makeWriter(key: String) async throws -> any StorageWriter { try await base.makeWriter(key: key) }
+    func makeReader(key: String, range: Range<Int64>?) async throws -> any StorageReader {
+        reads.withLock { $0.append(key) }
+        return try await base.makeReader(key: key, range: range)
+    }
+    func delete(keys: [String]) async throws { try await base.delete(keys: keys) }
+    func discardUnfinishedUploads(prefix: String) async throws -> Int { try await base.discardUnfinishedUploads(prefix: prefix) }
 }
