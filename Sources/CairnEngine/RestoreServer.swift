@@ -34,7 +34,7 @@ final class RestoreServer: Sendable {
     }
 
     static func start(dataDirectory: String, serverID: UInt32, logger: Logger) async throws -> RestoreServer {
-        let scratch = try FileSystem.makeTemporaryDirectory(prefix: "cairn-restore")
+        let scratch = try await FileSystem.Async.makeTemporaryDirectory(prefix: "cairn-restore")
         let password = (0..<24).map { _ in String("abcdefghijklmnopqrstuvwxyz0123456789".randomElement()!) }.joined()
         let initFile = "\(scratch)/init.sql"
         // The account may re-create every account of a dump, including the

@@ -143,7 +143,7 @@ public final class Mysqld: Sendable {
         var options = options
         var ownedFileDirectory: String? = nil
         if options.secureFileDirectory == nil {
-            let directory = try FileSystem.makeTemporaryDirectory(prefix: "cairn-mysqld-files")
+            let directory = try await FileSystem.Async.makeTemporaryDirectory(prefix: "cairn-mysqld-files")
             options.secureFileDirectory = directory
             ownedFileDirectory = directory
         }
