@@ -9,6 +9,7 @@ struct Cairn: AsyncParsableCommand {
             server (cairn ctld) given by --server or CAIRN_SERVER. Vitess's names (Backup, ListBackups, \
             RestoreFromBackup, ...) are accepted as aliases.
             """,
+        version: versionText,
         subcommands: [
             BackupCommand.self,
             BackupsCommand.self,
