@@ -47,9 +47,11 @@ public enum ClusterAPI {
         public var mysqlHost: String?
         public var mysqlPort: Int?
         public var hostname: String
+        /// The tablet's Cairn version (`CairnVersion.current`); nil from tablets older than 0.3.0.
+        public var version: String?
 
         public init(alias: String, keyspace: String, shard: String, type: TabletType, agentURL: String,
-                    mysqlHost: String?, mysqlPort: Int?, hostname: String) {
+                    mysqlHost: String?, mysqlPort: Int?, hostname: String, version: String? = CairnVersion.current) {
             self.alias = alias
             self.keyspace = keyspace
             self.shard = shard
@@ -58,6 +60,7 @@ public enum ClusterAPI {
             self.mysqlHost = mysqlHost
             self.mysqlPort = mysqlPort
             self.hostname = hostname
+            self.version = version
         }
 
         enum CodingKeys: String, CodingKey {
@@ -65,7 +68,7 @@ public enum ClusterAPI {
             case agentURL = "agent_url"
             case mysqlHost = "mysql_host"
             case mysqlPort = "mysql_port"
-            case hostname
+            case hostname, version
         }
     }
 

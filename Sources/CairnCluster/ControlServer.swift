@@ -161,6 +161,11 @@ public final class ControlServer: Sendable {
         try await store.saveTablet(tablet)
         logger.info("tablet registered", metadata: ["tablet": "\(registration.alias)", "shard": "\(registration.keyspace)/\(registration.shard)",
                                                     "type": "\(registration.type.rawValue)"])
+        if registration.version != CairnVersion.current {
+            logger.warning("tablet runs a different Cairn version than ctld; upgrade them to one version",
+                           metadata: ["tablet": "\(registration.alias)", "tablet_version": "\(registration.version ?? "older than 0.3.0")",
+                                      "ctld_version": "\(CairnVersion.current)"])
+        }
     }
 
     func heartbeat(_ heartbeat: ClusterAPI.Heartbeat) async throws {
