@@ -3,7 +3,8 @@
 # server, client and backup tools, the C libraries Cairn links against, the
 # load generator, openssl (test certificates), strace (the interrupted-prune
 # test kills cairn at a chosen system call), GNU time (the benchmark's
-# peak-memory figures), and SeaweedFS (for the S3 tests) and, when no `aws`
+# peak-memory figures), make and systemd (`make install`, and the tests'
+# `systemd-analyze verify` of the units), and SeaweedFS (for the S3 tests) and, when no `aws`
 # is on PATH, awscli (the S3 benchmark's peer) in a project-local venv.
 # Does nothing when everything is already present.
 set -euo pipefail
@@ -12,7 +13,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$here/.venv"
 
 need_apt=()
-for pkg in mariadb-server mariadb-backup mariadb-client libmariadb-dev libzstd-dev zstd sysbench libsqlite3-dev openssl strace time; do
+for pkg in mariadb-server mariadb-backup mariadb-client libmariadb-dev libzstd-dev zstd sysbench libsqlite3-dev openssl strace time make systemd; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
     need_apt+=("$pkg")
   fi
