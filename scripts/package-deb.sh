@@ -6,8 +6,8 @@
 # toolchain, so that package only runs where the toolchain is).
 #
 # usage: scripts/package-deb.sh --binary PATH --out DIR [--compression xz|gzip|none]
-#        (prints the .deb's path; xz by default; the tests take gzip, which
-#        packs a 140 MB debug binary in seconds rather than a minute)
+#        (prints the .deb's path; xz by default; the tests take none: xz or
+#        gzip spend half a minute or more on a 140 MB debug binary)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 binary=""
@@ -49,7 +49,7 @@ install -m 0644 "$here/dist/etc/ctld.env" "$root/etc/cairn/ctld.env"
 # the packages that own them here (a small dpkg-shlibdeps). Libraries no
 # package owns (a debug build's Swift runtime, from the toolchain) add nothing.
 depends="mariadb-backup, mariadb-client, libmariadb3, libzstd1"
-for library in $(ldd "$binary" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// {print $3}'); do
+for library in $(ldd "$binary" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\/(usr\/)?lib/ {print $3}'); do
   owner="$(dpkg -S "$library" 2>/dev/null || dpkg -S "/usr$library" 2>/dev/null || dpkg -S "$(readlink -f "$library")" 2>/dev/null || true)"
   package="${owner%%:*}"
   case ", $depends, " in *", $package, "*) continue ;; esac
