@@ -34,7 +34,8 @@ out="$(cd "$out" && pwd)"
 version_line="$("$binary" --version)"
 version="$(echo "$version_line" | awk '{print $2}')"
 commit="$(echo "$version_line" | sed -n 's/.*(commit \([A-Za-z0-9.-]*\)).*/\1/p')"
-if [ -n "$commit" ] && [ "$commit" != "unknown" ]; then version="$version+g$commit"; fi
+# (-dirty becomes .dirty: a hyphen would start a Debian revision.)
+if [ -n "$commit" ] && [ "$commit" != "unknown" ]; then version="$version+g${commit//-/.}"; fi
 arch="$(dpkg --print-architecture)"
 
 root="$(mktemp -d)"
@@ -65,7 +66,6 @@ Installed-Size: $size
 Depends: $depends
 Section: database
 Priority: optional
-Homepage: https://github.com/cairn/cairn
 Description: backup and point-in-time recovery for sharded MariaDB
  Consistent physical or logical snapshots, incremental backups from the
  binary logs, and restore to a point in time, on file or object storage;
