@@ -174,6 +174,16 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "CairnClusterTests",
+            dependencies: [
+                "CairnCluster", "CairnTestSupport", "CairnCore", "CairnStorage",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "CairnCLITests",
             dependencies: [
                 "cairn", "CairnTestSupport", "CairnCore", "CairnStorage", "CairnMySQL", "CairnSystem", "CairnCluster",
