@@ -30,8 +30,8 @@ public struct ClusterClient: Sendable {
         let _: Empty = try await send(.POST, "/tablets", body: registration)
     }
 
-    public func heartbeat(_ heartbeat: ClusterAPI.Heartbeat) async throws {
-        let _: Empty = try await send(.POST, "/tablets/\(heartbeat.alias)/heartbeat", body: heartbeat)
+    public func heartbeat(_ heartbeat: ClusterAPI.Heartbeat, timeout: TimeAmount? = nil) async throws {
+        let _: Empty = try await send(.POST, "/tablets/\(heartbeat.alias)/heartbeat", body: heartbeat, timeout: timeout)
     }
 
     public func tablets() async throws -> [ClusterAPI.Tablet] {

@@ -372,7 +372,7 @@ struct HeartbeatService: Service {
                 try await Task.sleep(for: agent.options.heartbeatInterval)
             }
         }
-        // The job runner has drained by now: deliver the reports ctld has not acknowledged.
-        await agent.deliverUnacknowledged()
+        // The job runner and the API have stopped by now.
+        await agent.sayGoodbye()
     }
 }

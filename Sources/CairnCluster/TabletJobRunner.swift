@@ -162,15 +162,19 @@ struct TabletJobRunner: Service {
 }
 
 extension TabletAgent {
-    /// At shutdown: one last try to hand ctld the job reports it has not acknowledged.
-    func deliverUnacknowledged() async {
-        for update in jobs.forHeartbeat().finished {
-            if (try? await ctld.reportJob(update, timeout: TabletJobRunner.shutdownReportTimeout)) != nil {
-                jobs.acknowledged([update.id])
-            } else {
-                logger.warning("ctld did not take the report of job \(update.id) before the tablet stopped",
-                               metadata: ["result": "\(update.result?.rawValue ?? "-")"])
-            }
+    /// At shutdown, once jobs have drained: one last heartbeat that says the
+    /// tablet is going away (not healthy, no job), so ctld sends it no job,
+    /// carrying the job reports ctld has not acknowledged.
+    func sayGoodbye() async {
+        let finished = jobs.forHeartbeat().finished
+        let heartbeat = ClusterAPI.Heartbeat(alias: aliasText, type: options.type, healthy: false, serving: false, replication: nil,
+                                             position: nil, currentJob: nil, finishedJobs: finished)
+        do {
+            try await ctld.heartbeat(heartbeat, timeout: TabletJobRunner.shutdownReportTimeout)
+            jobs.acknowledged(finished.map(\.id))
+        } catch {
+            logger.warning("could not tell ctld that the tablet is stopping", metadata: [
+                "error": "\(error)", "unreported_jobs": "\(finished.map { String($0.id) }.joined(separator: ","))"])
         }
     }
 }
