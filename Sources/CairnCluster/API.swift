@@ -545,31 +545,6 @@ public enum ClusterAPI {
         }
     }
 
-    /// `DELETE /backups/{keyspace}/{shard}/{name}`: what was (or, in a dry run, would be) removed.
-    public struct RemoveResponse: Codable, Sendable {
-        public var backup: String
-        /// Backups that continue its chain, newest first.
-        public var dependents: [String]
-        /// Removed, dependents first.
-        public var removed: [String]
-        public var freedBytes: Int64
-        public var dryRun: Bool
-
-        public init(backup: String, dependents: [String], removed: [String], freedBytes: Int64, dryRun: Bool) {
-            self.backup = backup
-            self.dependents = dependents
-            self.removed = removed
-            self.freedBytes = freedBytes
-            self.dryRun = dryRun
-        }
-
-        enum CodingKeys: String, CodingKey {
-            case backup, dependents, removed
-            case freedBytes = "freed_bytes"
-            case dryRun = "dry_run"
-        }
-    }
-
     /// The body of every error response.
     public struct ErrorBody: Codable, Sendable {
         public struct Detail: Codable, Sendable {

@@ -65,7 +65,7 @@ public struct ClusterClient: Sendable {
         try await send(.GET, "/backups/\(shard.keyspace)/\(shard.shard)", body: Optional<Empty>.none)
     }
 
-    public func removeBackup(_ shard: KeyspaceShard, name: String, force: Bool, dryRun: Bool) async throws -> ClusterAPI.RemoveResponse {
+    public func removeBackup(_ shard: KeyspaceShard, name: String, force: Bool, dryRun: Bool) async throws -> BackupRemoval {
         try await send(.DELETE, "/backups/\(shard.keyspace)/\(shard.shard)/\(name)?force=\(force)&dry_run=\(dryRun)", body: Optional<Empty>.none)
     }
 

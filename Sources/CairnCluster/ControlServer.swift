@@ -43,7 +43,7 @@ public final class ControlServer: Sendable {
     public init(options: ControlServerOptions, logger: Logger) throws {
         self.options = options
         self.logger = logger
-        try FileSystem.createDirectory(options.dataDirectory)
+        try FileSystem.createPrivateDirectory(options.dataDirectory)
         store = try CtldStore(path: "\(options.dataDirectory)/ctld.sqlite")
         if let url = options.storageURL ?? options.configuration.bucket {
             storage = try StorageFactory.make(url: url, configuration: options.configuration, logger: logger)
@@ -313,7 +313,7 @@ public final class ControlServer: Sendable {
         return listing
     }
 
-    func removeBackup(_ shard: KeyspaceShard, name: String, force: Bool, dryRun: Bool) async throws -> ClusterAPI.RemoveResponse {
+    func removeBackup(_ shard: KeyspaceShard, name: String, force: Bool, dryRun: Bool) async throws -> BackupRemoval {
         let storage = try requireStorage()
         guard try await store.unfinishedJobs().allSatisfy({ $0.shardID != shard.description }) || dryRun else {
             throw CairnError(.cluster, "a job is running on \(shard); remove backups once it has ended (see `cairn jobs \(shard)`)")
@@ -325,8 +325,7 @@ public final class ControlServer: Sendable {
             logger.info("backups removed", metadata: ["shard": "\(shard)", "removed": "\(removal.removed.joined(separator: ","))", "forced": "\(force)"])
             schedulerState.invalidate(shard.description)
         }
-        return ClusterAPI.RemoveResponse(backup: removal.backup, dependents: removal.dependents, removed: removal.removed,
-                                         freedBytes: removal.freedBytes, dryRun: removal.dryRun)
+        return removal
     }
 
     func scheduleSummary(_ only: KeyspaceShard?) -> [ClusterAPI.ShardSchedule] {

@@ -1,4 +1,5 @@
 import CairnCore
+import CairnSystem
 import Foundation
 import GRDB
 
@@ -9,6 +10,8 @@ final class CtldStore: Sendable {
     let database: DatabaseQueue
 
     init(path: String) throws {
+        // Created 0600 before SQLite opens it (SQLite would make it 0644); its journals copy that mode.
+        try FileSystem.ensurePrivateFile(path)
         do {
             database = try DatabaseQueue(path: path)
         } catch {

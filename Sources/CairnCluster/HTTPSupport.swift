@@ -1,4 +1,5 @@
 import CairnCore
+import CairnSystem
 import Crypto
 import Foundation
 import Hummingbird
@@ -89,16 +90,16 @@ public enum AuthToken {
         return token
     }
 
-    /// Reads `path`, or creates it with a new random token (mode 0600).
+    /// Reads `path`, or creates it with a new random token (mode 0600 from
+    /// its creation on; see `FileSystem.createSecretFile`).
     public static func loadOrCreate(_ path: String) throws -> String {
         if FileManager.default.fileExists(atPath: path) { return try read(path) }
         var bytes = [UInt8](repeating: 0, count: 32)
         var generator = SystemRandomNumberGenerator()
         for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255, using: &generator) }
         let token = bytes.map { String(format: "%02x", $0) }.joined()
-        guard FileManager.default.createFile(atPath: path, contents: Data((token + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
-            throw CairnError(.fileSystem, "cannot write the auth token file \(path); check that the directory is writable")
-        }
+        // Another process may have created it since: then its token is the one.
+        guard try FileSystem.createSecretFile(path, contents: token + "\n") else { return try read(path) }
         return token
     }
 }

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CairnCore
+import CairnMySQL
 import CairnSystem
 import Foundation
 import Logging
@@ -45,8 +46,12 @@ public struct LocalCluster: Sendable {
     func socket(_ alias: String) -> String { "\(dir)/\(alias)/mysqld.sock" }
 
     /// Writes the configuration, token and replication password when missing.
+    /// The directory is private (0700): it holds the secrets, the backups and
+    /// the MariaDB sockets.
     func prepare() throws {
-        for sub in ["ctld", "backups", "logs", "zone1-100", "zone1-101"] {
+        try FileSystem.createPrivateDirectory(dir)
+        try FileSystem.createPrivateDirectory("\(dir)/ctld")
+        for sub in ["backups", "logs", "zone1-100", "zone1-101"] {
             try FileSystem.createDirectory("\(dir)/\(sub)")
         }
         guard socket("zone1-101").utf8.count < 100 else {
@@ -54,15 +59,17 @@ public struct LocalCluster: Sendable {
         }
         _ = try AuthToken.loadOrCreate(tokenFile)
         let passwordFile = "\(dir)/replication-password"
-        if !FileManager.default.fileExists(atPath: passwordFile) {
-            _ = try AuthToken.loadOrCreate(passwordFile)
-        }
+        _ = try AuthToken.loadOrCreate(passwordFile)
         if !FileManager.default.fileExists(atPath: configFile) {
+            // The tablets' MariaDB accounts authenticate by the OS user over the
+            // socket (unix_socket), so a non-root user connects as itself.
+            let user = Mysqld.currentUserName
+            let mysqlUser = user == "root" ? "" : "\n  \"mysql_user\": \"\(user)\","
             let config = """
                 {
                   "bucket": "file://\(dir)/backups",
                   "backup_strategy": { "full_backup_interval": "24h", "incremental_backup_interval": "1h" },
-                  "ctld": "localhost:\(options.ctldPort)",
+                  "ctld": "localhost:\(options.ctldPort)",\(mysqlUser)
                   "replication_password_file": "\(passwordFile)"
                 }
 
@@ -133,7 +140,7 @@ public struct LocalCluster: Sendable {
               cairn backups commerce/0
               cairn tablets
               cairn jobs
-              mariadb --socket=\(socket("zone1-100")) --user=root
+              mariadb --socket=\(socket("zone1-100")) --user=\(Mysqld.currentUserName)
 
             Logs are in \(dir)/logs. Press Ctrl-C to stop everything.
             """)

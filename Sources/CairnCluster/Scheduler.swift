@@ -105,14 +105,17 @@ struct Scheduler: Service {
         let shard = try KeyspaceShard(parsing: shardText)
         let now = Date()
         let running = try await server.store.unfinishedJobs().contains { $0.shardID == shardText }
-        var step = ShardSchedulePlanner.step(jobRunning: running, plan: server.schedulerState.get(shardText), now: now)
+        let cached = server.schedulerState.get(shardText)
+        var step = ShardSchedulePlanner.step(jobRunning: running, plan: cached, now: now)
         if step == .replan {
             let manifests = try await BackupRepository(storage: try server.requireStorage(), logger: server.logger).completeManifests(shard)
             let last = try await server.store.lastScheduledJob(shard)
             let attempt = last.map {
                 BackupScheduleRule.Attempt(started: $0.startedAt ?? $0.createdAt, ended: $0.endedAt, failed: $0.result == .failed)
             }
-            let run = BackupScheduleRule.nextRun(shard: shardText, backups: manifests, strategy: strategy, lastAttempt: attempt, now: now)
+            // The run planned before stays due once its time has come (see BackupScheduleRule.nextRun).
+            let run = BackupScheduleRule.nextRun(shard: shardText, backups: manifests, strategy: strategy, lastAttempt: attempt,
+                                                 previous: cached?.run, now: now)
             let plan = SchedulerState.Entry(run: run, computedAt: now, note: nil)
             server.schedulerState.set(shardText, plan)
             step = ShardSchedulePlanner.step(jobRunning: false, plan: plan, now: now)

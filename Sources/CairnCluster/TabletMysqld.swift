@@ -48,11 +48,15 @@ actor TabletMysqld {
     }
 
     /// Makes sure a server runs: adopt, or start (initializing an empty data directory).
+    ///
+    /// An initialized server has no account on TCP: root (and the OS user
+    /// the tablet runs as) log in through the socket by `unix_socket`, and
+    /// replicas use the replication account with its generated password.
     func ensureRunning() async throws {
         if await isUp() { return }
         if try FileSystem.isMissingOrEmptyDirectory(dataDirectory) {
             logger.info("initializing an empty data directory", metadata: ["datadir": "\(dataDirectory)"])
-            try await Mysqld.initializeDataDirectory(dataDirectory, rootAuthentication: .noPassword, logger: logger)
+            try await Mysqld.initializeDataDirectory(dataDirectory, rootAuthentication: .unixSocket, logger: logger)
         }
         try await start()
     }

@@ -18,15 +18,26 @@ public enum BackupScheduleRule {
     }
 
     public struct Run: Sendable, Hashable {
+        /// When to start it.
         public var at: Date
         /// `full` or `incremental`: what the strategy is expected to take.
         public var kind: String
         public var reason: String
+        /// When it fell due: the strategy's time (moved on by a failed
+        /// attempt's back-off), or, without a chain, when it was first planned.
+        /// `at` is later when the run was overdue and spread by the shard's offset.
+        public var due: Date
 
-        public init(at: Date, kind: String, reason: String) {
+        public init(at: Date, kind: String, reason: String, due: Date? = nil) {
             self.at = at
             self.kind = kind
             self.reason = reason
+            self.due = due ?? at
+        }
+
+        /// Whether `other` plans the same backup: the same kind, for the same reason, due at the same time.
+        func isSameRun(as other: Run) -> Bool {
+            kind == other.kind && reason == other.reason && due == other.due
         }
     }
 
@@ -54,37 +65,40 @@ public enum BackupScheduleRule {
         min(strategy.incrementalBackupInterval?.timeInterval ?? strategy.fullBackupInterval.timeInterval, 300)
     }
 
+    /// The shard's next run. `previous` is the plan made for it last time
+    /// (nil at first): a run already due stays due when it is planned again,
+    /// rather than moving on with `now`, so re-planning (the scheduler does
+    /// every minute) never pushes it later.
     public static func nextRun(shard: String, backups: [BackupManifest], strategy: BackupStrategyConfig,
-                               lastAttempt: Attempt?, now: Date) -> Run {
-        let chains = BackupChains(backups)
-        let offset = offset(for: shard, window: spreadWindow(strategy))
-        var run: Run
-        if let full = chains.restorable.last(where: { !$0.incremental }), let newest = chains.newestRestorable {
-            let fullDue = full.startTime.addingTimeInterval(strategy.fullBackupInterval.timeInterval)
-            run = Run(at: fullDue, kind: "full", reason: "full_backup_interval after \(full.backupName)")
-            if let interval = strategy.incrementalBackupInterval {
-                // An attempt that found nothing new also counts, so an idle shard is not retried every tick.
-                var base = newest.startTime
-                if let lastAttempt, !lastAttempt.failed, lastAttempt.started > base { base = lastAttempt.started }
-                let incrementalDue = base.addingTimeInterval(interval.timeInterval)
-                if incrementalDue < fullDue {
-                    run = Run(at: incrementalDue, kind: "incremental", reason: "incremental_backup_interval after \(newest.backupName)")
-                }
-            }
-        } else {
-            run = Run(at: now, kind: "full", reason: "no complete chain exists")
+                               lastAttempt: Attempt?, previous: Run? = nil, now: Date) -> Run {
+        let succeeded = lastAttempt.flatMap { $0.failed ? nil : $0.started }
+        let schedule = BackupStrategy.schedule(backups: backups, strategy: strategy, now: now, lastAttempt: succeeded)
+        // With a strategy there is always a next backup.
+        let next = schedule.next ?? .init(at: now, type: .full, reason: BackupStrategy.noChainReason)
+        var run = Run(at: next.at, kind: next.type.rawValue, reason: next.reason)
+        // Without a chain the run is due from the moment it was first planned, not from each `now`.
+        if next.reason == BackupStrategy.noChainReason, let previous, previous.kind == run.kind,
+           previous.reason.hasPrefix(BackupStrategy.noChainReason), previous.due < run.due {
+            run.due = previous.due
         }
         if let lastAttempt, lastAttempt.failed {
             let retry = (lastAttempt.ended ?? lastAttempt.started).addingTimeInterval(retryDelay(strategy))
-            if retry > run.at {
-                run.at = retry
+            // `>=`: a run anchored at an earlier plan's retry time is still that retry.
+            if retry >= run.due {
+                run.due = retry
                 run.reason += "; retrying after the failed attempt"
             }
         }
+        run.at = run.due
         // Overdue (first run, or slots missed while ctld was down): run once,
-        // soon, at this shard's offset, rather than all shards at once.
-        if run.at <= now {
-            run.at = now.addingTimeInterval(offset)
+        // soon, at this shard's offset, rather than all shards at once. Planned
+        // again, it keeps the time it got when it first fell overdue.
+        if run.due <= now {
+            if let previous, previous.isSameRun(as: run) {
+                run.at = previous.at
+            } else {
+                run.at = now.addingTimeInterval(offset(for: shard, window: spreadWindow(strategy)))
+            }
         }
         return run
     }

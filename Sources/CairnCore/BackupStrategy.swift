@@ -25,10 +25,22 @@ public enum BackupDecision: Sendable, Hashable {
     }
 }
 
-/// When the next backups are due under the configured strategy.
+/// When the next backups are due under the configured strategy: the one
+/// computation behind both `cairn backups` (next full and incremental) and
+/// the scheduler (``next``, what it runs), so the two cannot disagree.
 public struct BackupSchedule: Sendable, Hashable {
+    /// One backup falling due.
+    public struct Due: Sendable, Hashable {
+        public var at: Date
+        /// `.full` or `.incremental`.
+        public var type: RequestedBackupType
+        public var reason: String
+    }
+
     public var nextFull: Date?
     public var nextIncremental: Date?
+    /// The backup due first, nil without a strategy.
+    public var next: Due?
 }
 
 /// The full/incremental strategy: pure, driven by the list of complete backups.
@@ -53,7 +65,7 @@ public enum BackupStrategy {
             return .incremental(parent: parent, reason: "an incremental backup was requested")
         case .auto:
             guard let full = latestFull, let parent = chainEnd else {
-                return .full(reason: "no complete chain exists")
+                return .full(reason: noChainReason)
             }
             if let strategy {
                 let age = now.timeIntervalSince(full.startTime)
@@ -65,19 +77,34 @@ public enum BackupStrategy {
         }
     }
 
-    /// When the next full and incremental backups are due.
-    public static func schedule(backups: [BackupManifest], strategy: BackupStrategyConfig?, now: Date) -> BackupSchedule {
-        guard let strategy else { return BackupSchedule(nextFull: nil, nextIncremental: nil) }
+    /// When the next full and incremental backups are due. An incremental is
+    /// due an interval after the newest restorable backup, or after
+    /// `lastAttempt` (a scheduled attempt that did not fail, even one that
+    /// found nothing new, so an idle shard is not retried every tick), unless
+    /// the full backup is due first. Without a chain a full backup is due `now`.
+    public static func schedule(backups: [BackupManifest], strategy: BackupStrategyConfig?, now: Date,
+                                lastAttempt: Date? = nil) -> BackupSchedule {
+        guard let strategy else { return BackupSchedule(nextFull: nil, nextIncremental: nil, next: nil) }
         let chains = BackupChains(backups)
-        guard let full = chains.restorable.last(where: { !$0.incremental }) else {
-            return BackupSchedule(nextFull: now, nextIncremental: nil)
+        guard let full = chains.restorable.last(where: { !$0.incremental }), let newest = chains.newestRestorable else {
+            return BackupSchedule(nextFull: now, nextIncremental: nil,
+                                  next: .init(at: now, type: .full, reason: noChainReason))
         }
         let nextFull = full.startTime.addingTimeInterval(strategy.fullBackupInterval.timeInterval)
-        var nextIncremental: Date? = nil
-        if let interval = strategy.incrementalBackupInterval, let newest = chains.newestRestorable {
-            let due = newest.startTime.addingTimeInterval(interval.timeInterval)
-            nextIncremental = due < nextFull ? due : nil
+        var schedule = BackupSchedule(nextFull: nextFull, nextIncremental: nil,
+                                      next: .init(at: nextFull, type: .full, reason: "full_backup_interval after \(full.backupName)"))
+        if let interval = strategy.incrementalBackupInterval {
+            var base = newest.startTime
+            if let lastAttempt, lastAttempt > base { base = lastAttempt }
+            let due = base.addingTimeInterval(interval.timeInterval)
+            if due < nextFull {
+                schedule.nextIncremental = due
+                schedule.next = .init(at: due, type: .incremental, reason: "incremental_backup_interval after \(newest.backupName)")
+            }
         }
-        return BackupSchedule(nextFull: nextFull, nextIncremental: nextIncremental)
+        return schedule
     }
+
+    /// Why a full backup is due at once.
+    public static let noChainReason = "no complete chain exists"
 }

@@ -54,8 +54,21 @@ public struct CairnError: Error, Sendable, Equatable, CustomStringConvertible {
 
     public init(_ code: Code, _ message: String) {
         self.code = code
-        self.message = message
+        self.message = clip(message, limit: CairnError.maximumMessageLength, keepingEnd: 300)
     }
 
     public var description: String { message }
+
+    /// Longer messages lose their middle: a message that quotes a huge
+    /// input (a request, a file) stays readable and keeps its advice at the end.
+    public static let maximumMessageLength = 2_000
+}
+
+/// `text`, or when longer than `limit` characters, its start and (with
+/// `keepingEnd`) its end around an ellipsis, `limit` characters in all: for
+/// echoing user input, which can be of any length, in messages.
+public func clip(_ text: some StringProtocol, limit: Int = 200, keepingEnd end: Int = 0) -> String {
+    guard text.count > limit else { return String(text) }
+    let tail = min(max(end, 0), limit - 1)
+    return String(text.prefix(limit - 1 - tail)) + "…" + String(text.suffix(tail))
 }

@@ -120,6 +120,12 @@ public struct CairnConfiguration: Hashable, Sendable {
     public var replicationPasswordFile: String?
     /// `retention`: the retention policy; nil when none is configured (nothing is pruned).
     public var retention: RetentionPolicy?
+    /// `storage_file_mode`: permissions of the files file storage writes, an
+    /// octal string such as `"0640"` (default `0600`: only the owner).
+    public var storageFileMode: Int = 0o600
+    /// `storage_directory_mode`: permissions of the directories file storage
+    /// creates, e.g. `"0750"` (default `0700`).
+    public var storageDirectoryMode: Int = 0o700
 
     public init() {}
 
@@ -129,7 +135,7 @@ public struct CairnConfiguration: Hashable, Sendable {
         "s3_endpoint", "s3_force_path_style", "s3_ca_file", "s3_max_retries", "s3_part_size",
         "aws_shared_credentials_file", "aws_profile", "ctld", "mysql_user", "mysql_password_file",
         "replication_user", "replication_password_file",
-        "retention",
+        "retention", "storage_file_mode", "storage_directory_mode",
     ]
 
     /// Parses a configuration file's contents. `source` names the file in errors.
@@ -198,6 +204,8 @@ public struct CairnConfiguration: Hashable, Sendable {
         if let retention = try reader.object("retention") {
             c.retention = try RetentionPolicy.parse(retention)
         }
+        c.storageFileMode = try reader.mode("storage_file_mode", required: 0o600, allowed: 0o666, example: "0640") ?? c.storageFileMode
+        c.storageDirectoryMode = try reader.mode("storage_directory_mode", required: 0o700, allowed: 0o777, example: "0750") ?? c.storageDirectoryMode
         return c
     }
 }
@@ -292,6 +300,17 @@ struct ConfigReader {
             break
         }
         throw CairnError(.configuration, "\(name(key)) in \(source) must be a size such as \"8MiB\" or a number of bytes")
+    }
+
+    /// Permissions as an octal string (`"0640"`): at least the `required`
+    /// bits, at most the `allowed` ones.
+    func mode(_ key: String, required: Int, allowed: Int, example: String) throws -> Int? {
+        guard let s = try string(key) else { return nil }
+        guard !s.isEmpty, s.count <= 4, s.allSatisfy({ ("0"..."7").contains($0) }), let mode = Int(s, radix: 8),
+              mode & required == required, mode & ~allowed == 0 else {
+            throw CairnError(.configuration, "\(name(key)) in \(source) is \"\(clip(s, limit: 40))\"; write octal permissions between \"0\(String(required, radix: 8))\" and \"0\(String(allowed, radix: 8))\", e.g. \"\(example)\"")
+        }
+        return mode
     }
 
     func object(_ key: String) throws -> ConfigReader? {

@@ -7,10 +7,10 @@ public struct KeyspaceShard: Hashable, Sendable, Codable, Comparable, CustomStri
 
     public init(keyspace: String, shard: String) throws {
         guard Self.isValidKeyspace(keyspace) else {
-            throw CairnError(.usage, "invalid keyspace \"\(keyspace)\": use letters, digits, '_' and '-' (at most 64 characters), e.g. commerce")
+            throw CairnError(.usage, "invalid keyspace \"\(clip(keyspace))\": use letters, digits, '_' and '-' (at most 64 characters), e.g. commerce")
         }
         guard Self.isValidShard(shard) else {
-            throw CairnError(.usage, "invalid shard \"\(shard)\": use a key range such as 0, -80, 80- or 40-80, or a name of letters, digits and '_'")
+            throw CairnError(.usage, "invalid shard \"\(clip(shard))\": use a key range such as 0, -80, 80- or 40-80, or a name of letters, digits and '_'")
         }
         self.keyspace = keyspace
         self.shard = shard
@@ -20,15 +20,12 @@ public struct KeyspaceShard: Hashable, Sendable, Codable, Comparable, CustomStri
     public init(parsing text: String) throws {
         let parts = text.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
-            throw CairnError(.usage, "invalid keyspace/shard \"\(text)\": expected <keyspace>/<shard>, e.g. commerce/0")
+            throw CairnError(.usage, "invalid keyspace/shard \"\(clip(text))\": expected <keyspace>/<shard>, e.g. commerce/0")
         }
         try self.init(keyspace: String(parts[0]), shard: String(parts[1]))
     }
 
     public var description: String { "\(keyspace)/\(shard)" }
-
-    /// The storage prefix of this shard's backups, relative to the storage root.
-    public var storagePrefix: String { "\(keyspace)/\(shard)/" }
 
     public static func < (lhs: KeyspaceShard, rhs: KeyspaceShard) -> Bool {
         (lhs.keyspace, lhs.shard) < (rhs.keyspace, rhs.shard)
@@ -82,12 +79,12 @@ public struct TabletAlias: Hashable, Sendable, Codable, Comparable, CustomString
             return
         }
         guard let dash = text.lastIndex(of: "-") else {
-            throw CairnError(.usage, "invalid tablet alias \"\(text)\": expected <cell>-<uid>, e.g. zone1-100, or the uid alone")
+            throw CairnError(.usage, "invalid tablet alias \"\(clip(text))\": expected <cell>-<uid>, e.g. zone1-100, or the uid alone")
         }
         let cell = String(text[..<dash])
         let uidText = text[text.index(after: dash)...]
         guard !cell.isEmpty, cell.unicodeScalars.allSatisfy(isWordScalar), let uid = UInt32(uidText) else {
-            throw CairnError(.usage, "invalid tablet alias \"\(text)\": expected <cell>-<uid>, e.g. zone1-100, or the uid alone")
+            throw CairnError(.usage, "invalid tablet alias \"\(clip(text))\": expected <cell>-<uid>, e.g. zone1-100, or the uid alone")
         }
         self.init(cell: cell, uid: uid)
     }
@@ -135,13 +132,13 @@ public struct BackupName: Hashable, Sendable, Codable, Comparable, CustomStringC
         // 2026-11-25.194154.zone1-100
         let stampLength = 17
         guard text.count > stampLength + 1 else {
-            throw CairnError(.usage, "invalid backup name \"\(text)\": expected <YYYY-MM-DD.HHMMSS>.<tablet-alias>, e.g. 2026-11-25.194154.zone1-100")
+            throw CairnError(.usage, "invalid backup name \"\(clip(text))\": expected <YYYY-MM-DD.HHMMSS>.<tablet-alias>, e.g. 2026-11-25.194154.zone1-100")
         }
         let stamp = String(text.prefix(stampLength))
         let rest = text.dropFirst(stampLength)
         guard rest.first == ".", let time = UTCTime.parseNameStamp(stamp),
               let alias = try? TabletAlias(parsing: String(rest.dropFirst())) else {
-            throw CairnError(.usage, "invalid backup name \"\(text)\": expected <YYYY-MM-DD.HHMMSS>.<tablet-alias>, e.g. 2026-11-25.194154.zone1-100")
+            throw CairnError(.usage, "invalid backup name \"\(clip(text))\": expected <YYYY-MM-DD.HHMMSS>.<tablet-alias>, e.g. 2026-11-25.194154.zone1-100")
         }
         self.init(time: time, tabletAlias: alias)
     }

@@ -178,7 +178,79 @@ public struct BackupManifest: Sendable, Codable, Hashable {
         guard manifest.formatVersion <= currentFormatVersion else {
             throw CairnError(.manifest, "the MANIFEST of backup \(name) has format version \(manifest.formatVersion), newer than this Cairn understands (\(currentFormatVersion)); upgrade Cairn to read it")
         }
+        if let problem = manifest.validationProblem() {
+            throw CairnError(.manifest, "the MANIFEST of backup \(name) is not valid (\(problem)); the backup cannot be used, check the file or remove the backup")
+        }
         return manifest
+    }
+
+    /// The most files a manifest may list. A physical backup has one, a
+    /// logical one two; a binlog backup one per binary log file rotated since
+    /// its parent, which stays far below this.
+    public static let maximumFileCount = 10_000
+
+    /// The data files a full backup of each method writes, before the
+    /// compression suffix: what a manifest of that method must list, exactly.
+    public static func requiredFileStems(_ method: BackupMethod) -> [String]? {
+        switch method {
+        case .physical: return ["backup.mbstream"]
+        case .logical: return ["dump.sql", "accounts.sql"]
+        case .binlog: return nil
+        }
+    }
+
+    /// What is wrong with this manifest's contents, or nil when it can be
+    /// used: every file name a plain, unique name; sizes and hashes
+    /// well-formed; and exactly the files its method writes. A manifest is
+    /// stored beside the data it describes, so a damaged or edited one must
+    /// not make a restore skip a file or a reader walk out of the backup.
+    public func validationProblem() -> String? {
+        guard files.count <= Self.maximumFileCount else {
+            return "it lists \(files.count) files, more than the \(Self.maximumFileCount) any backup has"
+        }
+        let suffix: String
+        switch compression.algorithm {
+        case "zstd": suffix = ".zst"
+        case "none": suffix = ""
+        default: return "unknown compression \"\(clip(compression.algorithm, limit: 40))\""
+        }
+        var names = Set<String>()
+        for file in files {
+            if let problem = Self.fileNameProblem(file.name) { return problem }
+            guard names.insert(file.name).inserted else { return "the file \(file.name) is listed twice" }
+            guard file.rawSize >= 0, file.storedSize >= 0 else { return "the file \(file.name) has a negative size" }
+            guard file.sha256.utf8.count == 64, file.sha256.utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }) else {
+                return "the file \(file.name) has no valid SHA-256"
+            }
+            if let binlog = file.binlogFile, let problem = Self.fileNameProblem(binlog) { return problem }
+        }
+        switch method {
+        case .physical, .logical:
+            guard !incremental, parentBackup == nil else { return "a \(method.rawValue) backup is a full backup but is marked incremental" }
+            let expected = Self.requiredFileStems(method)!.map { $0 + suffix }
+            guard names == Set(expected) else {
+                let missing = expected.filter { !names.contains($0) }
+                if !missing.isEmpty {
+                    return "a \(method.rawValue) backup must list \(expected.joined(separator: " and ")), but \(missing.joined(separator: " and ")) is missing"
+                }
+                let extra = files.map(\.name).filter { !expected.contains($0) }
+                return "a \(method.rawValue) backup lists only \(expected.joined(separator: " and ")), not \(extra.first ?? "")"
+            }
+        case .binlog:
+            guard incremental, parentBackup != nil, fromPosition != nil else {
+                return "a binlog backup must be an incremental with a parent backup and a starting position"
+            }
+            guard !files.isEmpty else { return "a binlog backup lists no binary log files" }
+        }
+        return nil
+    }
+
+    /// Why `name` cannot be a data file's name inside a backup directory, or nil.
+    static func fileNameProblem(_ name: String) -> String? {
+        let valid = !name.isEmpty && name.utf8.count <= 255 && name != "." && name != ".."
+            && name != fileName && name != "REMOVING" && name != "STARTED" && !name.hasPrefix(".")
+            && name.unicodeScalars.allSatisfy { $0.value > 0x20 && $0.value != 0x7F && $0 != "/" && $0 != "\\" }
+        return valid ? nil : "the file name \"\(clip(name, limit: 80))\" is not a plain file name"
     }
 }
 

@@ -21,7 +21,7 @@ public struct MariaDBGTID: Hashable, Sendable, CustomStringConvertible {
     public init(parsing text: some StringProtocol) throws {
         let parts = text.split(separator: "-", omittingEmptySubsequences: false)
         guard parts.count == 3, let d = UInt32(parts[0]), let s = UInt32(parts[1]), let q = UInt64(parts[2]) else {
-            throw CairnError(.usage, "invalid MariaDB GTID \"\(text)\": expected domain-server-sequence, e.g. 0-1-250")
+            throw CairnError(.usage, "invalid MariaDB GTID \"\(clip(text))\": expected domain-server-sequence, e.g. 0-1-250")
         }
         self.init(domain: d, server: s, sequence: q)
     }
@@ -52,7 +52,7 @@ public struct MariaDBGTIDList: Hashable, Sendable, CustomStringConvertible {
             for item in trimmed.split(separator: ",") {
                 let gtid = try MariaDBGTID(parsing: item.trimmingCharacters(in: .whitespacesAndNewlines))
                 guard map[gtid.domain] == nil else {
-                    throw CairnError(.usage, "invalid MariaDB GTID position \"\(text)\": domain \(gtid.domain) appears twice")
+                    throw CairnError(.usage, "invalid MariaDB GTID position \"\(clip(text))\": domain \(gtid.domain) appears twice")
                 }
                 map[gtid.domain] = gtid
             }
@@ -135,7 +135,7 @@ public struct ReplicationPosition: Hashable, Sendable, Codable, CustomStringConv
         if let slash = body.firstIndex(of: "/") {
             let prefix = body[..<slash]
             guard let f = ReplicationFlavor.allCases.first(where: { $0.rawValue.lowercased() == prefix.lowercased() }) else {
-                throw CairnError(.usage, "invalid position \"\(text)\": unknown flavor \"\(prefix)\"; use MariaDB/<domain-server-sequence>[,...]")
+                throw CairnError(.usage, "invalid position \"\(clip(text))\": unknown flavor \"\(clip(prefix, limit: 40))\"; use MariaDB/<domain-server-sequence>[,...]")
             }
             flavor = f
             body = body[body.index(after: slash)...]
@@ -145,7 +145,7 @@ public struct ReplicationPosition: Hashable, Sendable, Codable, CustomStringConv
             do {
                 value = .mariadb(try MariaDBGTIDList(parsing: body))
             } catch let error as CairnError {
-                throw CairnError(.usage, "invalid position \"\(text)\": \(error.message)")
+                throw CairnError(.usage, "invalid position \"\(clip(text))\": \(error.message)")
             }
         }
     }

@@ -43,93 +43,6 @@ public struct RestorePlan: Sendable, Hashable {
     public var backups: [BackupManifest] { [full] + incrementals }
 }
 
-/// The complete backups of one shard, arranged as chains: each full backup
-/// starts one, each incremental continues its parent when it starts exactly
-/// where the parent ended.
-public struct BackupChains: Sendable {
-    public let backups: [BackupManifest]
-    let byName: [String: BackupManifest]
-    let children: [String: [BackupManifest]]
-
-    public init(_ backups: [BackupManifest]) {
-        let sorted = backups.sorted { ($0.startTime, $0.backupName) < ($1.startTime, $1.backupName) }
-        self.backups = sorted
-        var byName: [String: BackupManifest] = [:]
-        for b in sorted { byName[b.backupName] = b }
-        self.byName = byName
-        var children: [String: [BackupManifest]] = [:]
-        for b in sorted where b.incremental {
-            if let parent = b.parentBackup { children[parent, default: []].append(b) }
-        }
-        self.children = children
-    }
-
-    public func backup(named name: String) -> BackupManifest? { byName[name] }
-
-    /// Why `backup` cannot be restored, or nil when its chain back to a full backup is whole.
-    public func brokenLink(of backup: BackupManifest) -> String? {
-        var current = backup
-        var seen: Set<String> = []
-        while current.incremental {
-            guard seen.insert(current.backupName).inserted else {
-                return "backup \(current.backupName) is part of a cycle of parents"
-            }
-            guard let parentName = current.parentBackup else {
-                return "incremental backup \(current.backupName) names no parent"
-            }
-            guard let parent = byName[parentName] else {
-                return "backup \(current.backupName) continues backup \(parentName), which is missing or incomplete"
-            }
-            guard let from = current.fromPosition, from == parent.position else {
-                return "backup \(current.backupName) starts at \(current.fromPosition?.description ?? "an unknown position"), not where its parent \(parentName) ends (\(parent.position))"
-            }
-            current = parent
-        }
-        return nil
-    }
-
-    /// The chain from a full backup to `backup`, oldest first, when it is whole.
-    public func chain(to backup: BackupManifest) -> [BackupManifest]? {
-        guard brokenLink(of: backup) == nil else { return nil }
-        var result = [backup]
-        var current = backup
-        while current.incremental, let parent = current.parentBackup.flatMap({ byName[$0] }) {
-            result.append(parent)
-            current = parent
-        }
-        return result.reversed()
-    }
-
-    /// Backups whose chain is whole.
-    public var restorable: [BackupManifest] { backups.filter { brokenLink(of: $0) == nil } }
-
-    public var fullBackups: [BackupManifest] { backups.filter { !$0.incremental } }
-
-    /// The newest restorable backup: the end of the latest chain.
-    public var newestRestorable: BackupManifest? {
-        restorable.max { ($0.startTime, $0.backupName) < ($1.startTime, $1.backupName) }
-    }
-
-    /// From `full`, the shortest run of linked incrementals to the first backup
-    /// satisfying `reaches`; nil when no whole chain from `full` gets there.
-    func shortestRun(from full: BackupManifest, reaches: (BackupManifest) -> Bool) -> [BackupManifest]? {
-        if reaches(full) { return [] }
-        var queue: [[BackupManifest]] = [[full]]
-        var visited: Set<String> = [full.backupName]
-        while !queue.isEmpty {
-            let path = queue.removeFirst()
-            let last = path.last!
-            for child in children[last.backupName] ?? [] where child.fromPosition == last.position {
-                guard visited.insert(child.backupName).inserted else { continue }
-                let next = path + [child]
-                if reaches(child) { return Array(next.dropFirst()) }
-                queue.append(next)
-            }
-        }
-        return nil
-    }
-}
-
 /// Chooses what to restore: pure, so every rule is unit-tested without I/O.
 public enum RestorePlanner {
     public static func plan(backups: [BackupManifest], target: RestoreTarget) throws -> RestorePlan {
@@ -150,7 +63,7 @@ public enum RestorePlanner {
         case .backup(let name):
             guard let backup = chains.backup(named: name) else {
                 let known = chains.backups.suffix(5).map(\.backupName).joined(separator: ", ")
-                throw CairnError(.notFound, "there is no complete backup named \(name); list them with `cairn backups` (newest: \(known))")
+                throw CairnError(.notFound, "there is no complete backup named \(clip(name)); list them with `cairn backups` (newest: \(known))")
             }
             if let broken = chains.brokenLink(of: backup) {
                 throw CairnError(.chain, "cannot restore backup \(name): \(broken); \(rangeSentence(chains))")

@@ -1,16 +1,23 @@
 import Foundation
 
+/// What storage holds for one backup directory.
+public enum StoredBackupState: Sendable, Hashable {
+    /// A readable `MANIFEST`.
+    case complete(BackupManifest)
+    /// No `MANIFEST`: the backup failed, was interrupted, is still running,
+    /// or is being removed.
+    case incomplete
+    /// A `MANIFEST` exists but cannot be used; the text says why.
+    case unreadable(String)
+
+    public var manifest: BackupManifest? {
+        if case .complete(let m) = self { return m }
+        return nil
+    }
+}
+
 /// One backup directory as retention sees it.
 public struct RetentionCandidate: Sendable, Hashable {
-    public enum State: Sendable, Hashable {
-        /// A readable `MANIFEST`.
-        case complete(BackupManifest)
-        /// No `MANIFEST`: failed, interrupted, still running, or being removed.
-        case incomplete
-        /// A `MANIFEST` that cannot be used; the text says why.
-        case unreadable(String)
-    }
-
     /// The directory's name, `<YYYY-MM-DD.HHMMSS>.<tablet alias>`.
     public var name: String
     /// When it started, from its name.
@@ -19,9 +26,9 @@ public struct RetentionCandidate: Sendable, Hashable {
     public var lastModified: Date?
     /// A removal already began (a `REMOVING` marker): every reader treats it as gone.
     public var removalStarted: Bool
-    public var state: State
+    public var state: StoredBackupState
 
-    public init(name: String, nameTime: Date?, lastModified: Date?, removalStarted: Bool = false, state: State) {
+    public init(name: String, nameTime: Date?, lastModified: Date?, removalStarted: Bool = false, state: StoredBackupState) {
         self.name = name
         self.nameTime = nameTime
         self.lastModified = lastModified
@@ -29,10 +36,7 @@ public struct RetentionCandidate: Sendable, Hashable {
         self.state = state
     }
 
-    public var manifest: BackupManifest? {
-        if case .complete(let m) = state { return m }
-        return nil
-    }
+    public var manifest: BackupManifest? { state.manifest }
 
     /// Whether a backup may still be writing this directory: its start (its
     /// name's time, unknown counting as recent) or its last write is more
@@ -154,32 +158,21 @@ public enum RetentionPlanner {
     /// of parents, followed by name, passes through it. Newest first, so
     /// removing them in this order removes dependents before their parents.
     public static func dependents(of name: String, among manifests: [BackupManifest]) -> [BackupManifest] {
-        let byParent = BackupChains(manifests).children
-        var result: [BackupManifest] = []
-        var seen: Set<String> = [name]
-        var queue = [name]
-        while let next = queue.popLast() {
-            for child in byParent[next] ?? [] where seen.insert(child.backupName).inserted {
-                result.append(child)
-                queue.append(child.backupName)
-            }
-        }
-        return result.sorted { ($0.startTime, $0.backupName) > ($1.startTime, $1.backupName) }
+        BackupChains(manifests).descendants(of: name)
+            .sorted { ($0.startTime, $0.backupName) > ($1.startTime, $1.backupName) }
     }
 
     /// `names` ordered so that each backup comes after every backup in
     /// `names` that continues it (children before parents), newest first
     /// otherwise. `times` gives the start of backups without a manifest.
     public static func dependentsFirst(_ names: [String], manifests: [BackupManifest], times: [String: Date] = [:]) -> [String] {
-        let byName = Dictionary(manifests.map { ($0.backupName, $0) }, uniquingKeysWith: { a, _ in a })
+        let chains = BackupChains(manifests)
         let wanted = Set(names)
         var children: [String: [String]] = [:]
-        for name in names {
-            if let parent = byName[name]?.parentBackup, wanted.contains(parent), byName[name]?.incremental == true {
-                children[parent, default: []].append(name)
-            }
+        for name in wanted {
+            children[name] = chains.children(of: name).map(\.backupName).filter { wanted.contains($0) }
         }
-        func key(_ n: String) -> (Date, String) { (byName[n]?.startTime ?? times[n] ?? .distantPast, n) }
+        func key(_ n: String) -> (Date, String) { (chains.backup(named: n)?.startTime ?? times[n] ?? .distantPast, n) }
         let newestFirst = names.sorted { key($0) > key($1) }
         var emitted: Set<String> = []
         var inProgress: Set<String> = []
@@ -270,11 +263,8 @@ private struct Planning {
     }
 
     mutating func keepChain(to backup: BackupManifest, _ rule: RetentionRule, _ detail: String) {
-        var current: BackupManifest? = backup
-        var seen: Set<String> = []
-        while let b = current, seen.insert(b.backupName).inserted {
+        for b in chains.ancestry(of: backup).backups {
             keep(b.backupName, RetentionReason(rule, detail))
-            current = b.incremental ? b.parentBackup.flatMap { chains.backup(named: $0) } : nil
         }
     }
 
@@ -319,15 +309,8 @@ private struct Planning {
                 if let later = unreadable.first(where: { ($0.nameTime ?? .distantFuture) > m.startTime }) {
                     keep(m.backupName, RetentionReason(.unreadableChain, "backup \(later.name), which started after it, has an unreadable MANIFEST and may continue its chain; kept until that is resolved"))
                 }
-                var current = m
-                var seen: Set<String> = []
-                while current.incremental, let parent = current.parentBackup, seen.insert(current.backupName).inserted {
-                    if unreadableNames.contains(parent) {
-                        keep(m.backupName, RetentionReason(.unreadableChain, "its chain goes through backup \(parent), whose MANIFEST cannot be read; kept until that is resolved"))
-                        break
-                    }
-                    guard let next = chains.backup(named: parent) else { break }
-                    current = next
+                if case .missingParent(let parent) = chains.ancestry(of: m).end, unreadableNames.contains(parent) {
+                    keep(m.backupName, RetentionReason(.unreadableChain, "its chain goes through backup \(parent), whose MANIFEST cannot be read; kept until that is resolved"))
                 }
             }
         }
@@ -440,12 +423,16 @@ private struct Planning {
     func closure(of names: Set<String>) -> (kept: Set<String>, children: [String: Set<String>]) {
         var kept = names
         var children: [String: Set<String>] = [:]
-        var work = Array(names)
-        while let name = work.popLast() {
-            guard let m = chains.backup(named: name), m.incremental, let parent = m.parentBackup,
-                  chains.backup(named: parent) != nil else { continue }
-            children[parent, default: []].insert(name)
-            if kept.insert(parent).inserted { work.append(parent) }
+        var walked: Set<String> = []
+        for name in names {
+            guard let m = chains.backup(named: name) else { continue }
+            let path = chains.ancestry(of: m).backups
+            for (child, parent) in zip(path, path.dropFirst()) {
+                // From a backup already walked, the rest of the way is known.
+                guard walked.insert(child.backupName).inserted else { break }
+                children[parent.backupName, default: []].insert(child.backupName)
+                kept.insert(parent.backupName)
+            }
         }
         return (kept, children)
     }
@@ -472,16 +459,7 @@ private struct Planning {
         }
         var intervals: [Interval] = []
         for full in chains.fullBackups {
-            var found: [BackupManifest] = []
-            var queue = [full]
-            var visited: Set<String> = [full.backupName]
-            while let last = queue.popLast() {
-                for child in chains.children[last.backupName] ?? [] where child.fromPosition == last.position {
-                    guard visited.insert(child.backupName).inserted else { continue }
-                    found.append(child)
-                    queue.append(child)
-                }
-            }
+            var found = chains.descendants(of: full.backupName, linkedOnly: true)
             guard !found.isEmpty else { continue }
             found.sort { ($0.startTime, $0.backupName) < ($1.startTime, $1.backupName) }
             // Kept incrementals keep their chain, so a kept one linked here is reachable through kept backups.

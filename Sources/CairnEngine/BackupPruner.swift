@@ -35,18 +35,13 @@ public struct BackupPruner: Sendable {
     }
 
     /// The shard's backups as the planner sees them.
-    public static func candidates(_ stored: [StoredBackup]) -> [RetentionCandidate] {
+    public static func candidates(_ stored: some Sequence<StoredBackup>) -> [RetentionCandidate] {
         stored.map(candidate)
     }
 
     static func candidate(_ b: StoredBackup) -> RetentionCandidate {
-        let state: RetentionCandidate.State = switch b.state {
-        case .complete(let m): .complete(m)
-        case .incomplete: .incomplete
-        case .unreadable(let why): .unreadable(why)
-        }
-        return RetentionCandidate(name: b.name, nameTime: b.parsedName?.time, lastModified: b.lastModified,
-                                  removalStarted: b.removalStarted, state: state)
+        RetentionCandidate(name: b.name, nameTime: b.parsedName?.time, lastModified: b.lastModified,
+                           removalStarted: b.removalStarted, state: b.state)
     }
 
     /// Lists the shard, plans with `policy` at `now`, and (unless `dryRun`)
@@ -55,7 +50,12 @@ public struct BackupPruner: Sendable {
     /// the run at once (a later one may be the parent of the failed one)
     /// and is thrown; the next prune picks up where this one stopped.
     public func prune(policy: RetentionPolicy, now: Date, dryRun: Bool) async throws -> Report {
-        let stored = try await repository.list(shard)
+        try await prune(repository.list(shard), policy: policy, now: now, dryRun: dryRun)
+    }
+
+    /// ``prune(policy:now:dryRun:)`` on a listing already taken, such as the
+    /// one a backup planned with, its own committed backup added.
+    public func prune(_ stored: ShardListing, policy: RetentionPolicy, now: Date, dryRun: Bool) async throws -> Report {
         let plan = RetentionPlanner.plan(Self.candidates(stored), policy: policy, now: now)
         var report = Report(plan: plan, removed: [], freedBytes: 0, dryRun: dryRun)
         guard !dryRun else { return report }
@@ -70,7 +70,7 @@ public struct BackupPruner: Sendable {
     /// Deletes the backups named in `order`, one by one, logging each with its
     /// reason. A failed deletion stops the run at once and is thrown, saying
     /// how far it got and what to do `then`.
-    private func delete(_ order: [String], of stored: [StoredBackup], reason: (String) -> String,
+    private func delete(_ order: [String], of stored: ShardListing, reason: (String) -> String,
                         then next: String) async throws -> (removed: [String], freedBytes: Int64) {
         let byName = Dictionary(stored.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         var removed: [String] = []
@@ -90,28 +90,17 @@ public struct BackupPruner: Sendable {
         return (removed, freedBytes)
     }
 
-    /// What `remove-backup` did or would do.
-    public struct Removal: Sendable {
-        public var backup: String
-        /// Complete backups that continue it, newest first.
-        public var dependents: [String]
-        /// Removed (or, in a dry run, to remove), dependents first.
-        public var removed: [String]
-        public var freedBytes: Int64
-        public var dryRun: Bool
-    }
-
     /// Removes the backup `name`. Refuses when complete backups continue it
     /// (naming them) unless `force`, which removes them first; refuses an
     /// incomplete backup that may still be running (by `incompleteAfter`)
     /// unless `force`.
     public func remove(_ name: String, force: Bool, dryRun: Bool, now: Date,
-                       incompleteAfter: ConfigDuration = RetentionPolicy.defaultIncompleteAfter) async throws -> Removal {
+                       incompleteAfter: ConfigDuration = RetentionPolicy.defaultIncompleteAfter) async throws -> BackupRemoval {
         let stored = try await repository.list(shard)
         guard let target = stored.first(where: { $0.name == name }) else {
             throw CairnError(.notFound, "there is no backup named \(name) of \(shard) in \(storage.displayURL); list them with `cairn backups \(shard)`")
         }
-        let manifests = stored.compactMap(\.manifest)
+        let manifests = stored.manifests
         let dependents = RetentionPlanner.dependents(of: name, among: manifests).map(\.backupName)
         if !dependents.isEmpty && !force {
             let list = dependents.sorted().joined(separator: ", ")
@@ -124,7 +113,7 @@ public struct BackupPruner: Sendable {
             throw CairnError(.inUse, "backup \(name) of \(shard) is incomplete and may still be running (started \(UTCTime.rfc3339(started, fractional: false)), last written \(UTCTime.rfc3339(written, fractional: false)), incomplete_after \(incompleteAfter)); wait until it has stopped, or pass --force if you know it has")
         }
         let order = RetentionPlanner.dependentsFirst(dependents + [name], manifests: manifests)
-        var result = Removal(backup: name, dependents: dependents, removed: [], freedBytes: 0, dryRun: dryRun)
+        var result = BackupRemoval(backup: name, dependents: dependents, removed: [], freedBytes: 0, dryRun: dryRun)
         if dryRun {
             let toRemove = Set(order)
             result.removed = order
@@ -135,5 +124,32 @@ public struct BackupPruner: Sendable {
                                                                reason: { $0 == name ? "requested" : "continues \(name), --force" },
                                                                then: "run the same command again to finish")
         return result
+    }
+}
+
+/// What removing one backup did or, in a dry run, would do: what
+/// `remove-backup` prints and what the control server returns for
+/// `DELETE /backups/{keyspace}/{shard}/{name}`.
+public struct BackupRemoval: Codable, Sendable, Hashable {
+    public var backup: String
+    /// Complete backups that continue it, newest first.
+    public var dependents: [String]
+    /// Removed (or, in a dry run, to remove), dependents first.
+    public var removed: [String]
+    public var freedBytes: Int64
+    public var dryRun: Bool
+
+    public init(backup: String, dependents: [String], removed: [String], freedBytes: Int64, dryRun: Bool) {
+        self.backup = backup
+        self.dependents = dependents
+        self.removed = removed
+        self.freedBytes = freedBytes
+        self.dryRun = dryRun
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case backup, dependents, removed
+        case freedBytes = "freed_bytes"
+        case dryRun = "dry_run"
     }
 }

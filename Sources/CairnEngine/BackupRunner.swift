@@ -89,8 +89,9 @@ public struct BackupRunner: Sendable {
 
         try advance(.planning)
         let repository = context.repository
-        let manifests = try await repository.completeManifests(context.shard)
-        var decision = try BackupStrategy.decide(requested: request.type, backups: manifests,
+        // The one listing of the shard this backup makes: it decides, names and prunes with it.
+        var listing = try await repository.list(context.shard)
+        var decision = try BackupStrategy.decide(requested: request.type, backups: listing.manifests,
                                                  strategy: request.strategy, now: now())
         logger.info("backup decision", metadata: ["shard": "\(context.shard)", "decision": "\(decision.reason)"])
         var binlogPlan: BinlogEngine.Plan? = nil
@@ -108,17 +109,11 @@ public struct BackupRunner: Sendable {
         }
 
         try advance(.copying)
-        // Whatever an earlier, interrupted backup of this shard left half-uploaded goes first.
-        let discarded = try await context.storage.discardUnfinishedUploads(prefix: context.shard.storagePrefix)
-        if discarded > 0 {
-            logger.info("discarded unfinished uploads of an earlier backup", metadata: ["count": "\(discarded)"])
-        }
-        let start = now()
         let alias = context.tabletAlias ?? TabletAlias(cell: "local", uid: info.serverID)
-        let name = try await uniqueName(startingAt: start, alias: alias)
+        let started = try await repository.start(in: listing, alias: alias, now: now)
+        let name = started.name
+        let start = started.startTime
         logger.info("backup started", metadata: ["backup": "\(name)", "shard": "\(context.shard)"])
-        // Visible at once, so an interrupted backup is listed as incomplete rather than not at all.
-        try await writeStartedMarker(name: name, start: start)
 
         var files: [ManifestFile]
         var position: ReplicationPosition
@@ -166,23 +161,24 @@ public struct BackupRunner: Sendable {
             firstEventTime: firstEvent, lastEventTime: lastEvent, serverID: info.serverID,
             serverVersion: info.version, flavor: info.flavor, compression: context.compression.info,
             encryption: "none", files: files)
-        try await repository.commit(manifest, shard: context.shard)
+        listing.add(try await repository.commit(manifest, of: started))
         logger.info("backup completed", metadata: ["backup": "\(name)", "position": "\(position)",
                                                    "stored_bytes": "\(manifest.storedSize)"])
         if let policy = request.retention {
             try advance(.pruning)
-            await prune(policy: policy, now: now())
+            await prune(listing, policy: policy, now: now())
         }
         try advance(.completed)
         return .completed(manifest)
     }
 
-    /// Applies the retention policy after a committed backup. Its failure is
-    /// reported and logged, never thrown: the backup itself succeeded.
-    func prune(policy: RetentionPolicy, now: Date) async {
+    /// Applies the retention policy after a committed backup, to the
+    /// backup's listing with the backup added. Its failure is reported and
+    /// logged, never thrown: the backup itself succeeded.
+    func prune(_ listing: ShardListing, policy: RetentionPolicy, now: Date) async {
         let pruner = BackupPruner(shard: context.shard, storage: context.storage, logger: context.logger)
         do {
-            let report = try await pruner.prune(policy: policy, now: now, dryRun: false)
+            let report = try await pruner.prune(listing, policy: policy, now: now, dryRun: false)
             for problem in report.plan.problems {
                 context.logger.warning("a backup's MANIFEST cannot be read; the prune kept it, inspect it and remove it with `cairn remove-backup`",
                                        metadata: ["shard": "\(context.shard)", "backup": "\(problem.name)",
@@ -200,19 +196,6 @@ public struct BackupRunner: Sendable {
         }
     }
 
-    /// The object that makes a backup's directory visible from its first
-    /// moment: who started it and when. It is not a data file.
-    public static let startedMarker = "STARTED"
-
-    func writeStartedMarker(name: BackupName, start: Date) async throws {
-        let text = """
-            {"backup_name": "\(name)", "start_time": "\(UTCTime.rfc3339(start))", "hostname": "\(FileSystem.hostname)", "pid": \(getpid())}
-
-            """
-        try await context.storage.writeAll(key: context.repository.key(context.shard, name.description, BackupRunner.startedMarker),
-                                           data: Data(text.utf8))
-    }
-
     /// The operator's `--mysql-datadir` must be the server's own.
     func checkDataDirectory(_ info: ServerInfo) throws -> String {
         let serverDir = (info.dataDirectory as NSString).resolvingSymlinksInPath
@@ -223,20 +206,5 @@ public struct BackupRunner: Sendable {
             throw CairnError(.usage, "--mysql-datadir \(given) is not the data directory of the server at \(context.mysql.endpoint) (it reports \(info.dataDirectory)); pass the server's own data directory")
         }
         return given
-    }
-
-    /// A name no other backup of the shard has: the start second, moved on
-    /// by a second while taken.
-    func uniqueName(startingAt start: Date, alias: TabletAlias) async throws -> BackupName {
-        let existing = Set(try await context.storage.list(prefix: context.shard.storagePrefix).compactMap { object -> String? in
-            let rest = object.key.dropFirst(context.shard.storagePrefix.count)
-            return rest.split(separator: "/").first.map(String.init)
-        })
-        var time = start
-        while true {
-            let name = BackupName(time: time, tabletAlias: alias)
-            if !existing.contains(name.description) { return name }
-            time = time.addingTimeInterval(1)
-        }
     }
 }

@@ -18,7 +18,7 @@ enum PhysicalEngine {
     static let fileStem = "backup.mbstream"
 
     static func backup(_ context: BackupContext, name: String, dataDirectory: String) async throws -> FullBackupResult {
-        let scratch = try FileSystem.makeTemporaryDirectory(prefix: "cairn-mariabackup")
+        let scratch = try await FileSystem.Async.makeTemporaryDirectory(prefix: "cairn-mariabackup")
         defer { try? FileManager.default.removeItem(atPath: scratch) }
         // One file at a time (no --parallel): interleaving files' pages in the
         // stream measured 3% worse compression and no faster backups.

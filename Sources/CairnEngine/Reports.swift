@@ -57,7 +57,7 @@ public struct BackupListing: Codable, Sendable {
     public static func make(shard: KeyspaceShard, storage: any BackupStorage, strategy: BackupStrategyConfig?,
                      logger: Logger) async throws -> BackupListing {
         let stored = try await BackupRepository(storage: storage, logger: logger).list(shard)
-        let chains = BackupChains(stored.compactMap(\.manifest))
+        let chains = BackupChains(stored.manifests)
         let entries = stored.map { b -> Entry in
             switch b.state {
             case .complete(let m):

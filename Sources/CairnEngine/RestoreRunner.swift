@@ -35,17 +35,21 @@ public struct RestoreRunner: Sendable {
 
     /// Checks that `directory` can receive a restore: missing or empty.
     public static func checkTarget(_ directory: String) throws {
-        guard try FileSystem.isMissingOrEmptyDirectory(directory) else {
-            throw CairnError(.restoreTarget, "the target directory \(directory) is not empty; Cairn restores only into an empty or new directory, empty it or choose another")
-        }
+        guard try FileSystem.isMissingOrEmptyDirectory(directory) else { throw targetNotEmpty(directory) }
+    }
+
+    static func targetNotEmpty(_ directory: String) -> CairnError {
+        CairnError(.restoreTarget, "the target directory \(directory) is not empty; Cairn restores only into an empty or new directory, empty it or choose another")
     }
 
     /// Runs `plan` into `directory`, which must be missing or empty. On
     /// failure the directory is emptied again.
     public func run(_ plan: RestorePlan, into directory: String) async throws -> RestoreResult {
         let logger = context.logger
-        try RestoreRunner.checkTarget(directory)
-        try FileSystem.createDirectory(directory)
+        guard try await FileSystem.Async.isMissingOrEmptyDirectory(directory) else {
+            throw RestoreRunner.targetNotEmpty(directory)
+        }
+        try await FileSystem.Async.createDirectory(directory)
         let marker = "\(directory)/\(RestoreRunner.inProgressMarker)"
         guard FileManager.default.createFile(atPath: marker, contents: Data("A Cairn restore is writing this directory; if no restore is running, it was interrupted: empty the directory and restore again.\n".utf8)) else {
             throw CairnError(.restoreTarget, "cannot write into the target directory \(directory); check its permissions")
@@ -93,7 +97,7 @@ public struct RestoreRunner: Sendable {
                 await server.abandon()
             }
             // Nothing half-restored stays behind to be mistaken for a data directory.
-            try? FileSystem.emptyDirectory(directory)
+            try? await FileSystem.Async.emptyDirectory(directory)
             throw error
         }
     }

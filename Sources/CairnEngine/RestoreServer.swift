@@ -9,6 +9,12 @@ import Logging
 /// reaches it through a throw-away account created by `--init-file`, so the
 /// restore works whatever accounts the backup carries, and drops it before
 /// handing the directory over.
+///
+/// What it loads comes from storage, so it may have been edited: the server
+/// reads and writes files only in an empty private `secure_file_priv`
+/// directory (``Mysqld/start`` makes one), and neither it nor the client
+/// feeding it honours `LOAD DATA LOCAL`, so a dump cannot read or write the
+/// restore host's files that way.
 final class RestoreServer: Sendable {
     static let account = "cairn_restore"
 
@@ -17,7 +23,7 @@ final class RestoreServer: Sendable {
     let password: String
     let logger: Logger
 
-    var clientArguments: [String] { ["--socket=\(mysqld.socketPath)", "--user=\(RestoreServer.account)"] }
+    var clientArguments: [String] { ["--socket=\(mysqld.socketPath)", "--user=\(RestoreServer.account)", "--local-infile=0"] }
     var clientEnvironment: [String: String] { ["MYSQL_PWD": password] }
 
     private init(mysqld: Mysqld, scratch: String, password: String, logger: Logger) {

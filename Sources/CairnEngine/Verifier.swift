@@ -28,11 +28,11 @@ public struct BackupVerifier: Sendable {
     /// Verifies the named backup, or every complete one.
     public func verify(backup name: String?) async throws -> Report {
         let stored = try await context.repository.list(context.shard)
-        var selected = stored
+        var selected = Array(stored)
         if let name {
             selected = stored.filter { $0.name == name }
             guard !selected.isEmpty else {
-                throw CairnError(.notFound, "there is no backup named \(name) of \(context.shard) in \(context.storage.displayURL); list them with `cairn backups \(context.shard)`")
+                throw CairnError(.notFound, "there is no backup named \(clip(name)) of \(context.shard) in \(context.storage.displayURL); list them with `cairn backups \(context.shard)`")
             }
         }
         var problems: [Problem] = []

@@ -21,6 +21,11 @@ public struct MysqldOptions: Sendable, Hashable {
     public var innodbLogFileSize: String? = nil
     public var errorLogPath: String
     public var pidFilePath: String
+    /// `secure_file_priv`: the only directory `SELECT ... INTO OUTFILE`,
+    /// `LOAD DATA INFILE` and `LOAD_FILE()` may touch. Nil makes ``Mysqld/start``
+    /// create an empty private one for the server's lifetime; Cairn never
+    /// starts a server that may read or write any file its OS user can.
+    public var secureFileDirectory: String? = nil
     public var extraArguments: [String] = []
 
     /// Defaults that keep every file of the instance under `dataDirectory`
@@ -49,7 +54,10 @@ public struct MysqldOptions: Sendable, Hashable {
             "--skip-name-resolve",
             "--gtid-strict-mode=ON",
             "--log-slave-updates=ON",
+            // Clients may not make the server read files from their host.
+            "--local-infile=0",
         ]
+        if let secureFileDirectory { args.append("--secure-file-priv=\(secureFileDirectory)") }
         if let innodbLogFileSize { args.append("--innodb-log-file-size=\(innodbLogFileSize)") }
         if let port {
             args += ["--port=\(port)", "--bind-address=\(bindAddress)"]
@@ -73,6 +81,8 @@ public final class Mysqld: Sendable {
     public let options: MysqldOptions
     let process: ChildProcess
     let logger: Logger
+    /// The private `secure_file_priv` directory made for this server, removed when it stops.
+    let ownedFileDirectory: String?
 
     public var socketPath: String { options.socketPath }
     public var pid: Int32 { process.pid }
@@ -84,18 +94,22 @@ public final class Mysqld: Sendable {
 
     /// Who can log in to a freshly initialized data directory.
     public enum RootAuthentication: Sendable {
-        /// root@localhost without a password (tests, the local cluster).
+        /// root without a password at localhost, 127.0.0.1 and ::1: anyone on
+        /// the host is root in MariaDB, over TCP too when networking is on.
+        /// For test servers only.
         case noPassword
-        /// root and the current OS user through the Unix socket only (restored data directories).
+        /// root and the current OS user, through the Unix socket only
+        /// (`unix_socket`: the OS user must match) and no account on TCP.
+        /// Servers the tablet initializes, restored data directories.
         case unixSocket
     }
 
     /// Creates a new data directory with `mariadb-install-db`.
-    public static func initializeDataDirectory(_ path: String, rootAuthentication: RootAuthentication = .noPassword,
+    public static func initializeDataDirectory(_ path: String, rootAuthentication: RootAuthentication,
                                                logger: Logger) async throws {
-        try FileSystem.createDirectory(path)
+        try await FileSystem.Async.createDirectory(path)
         // A private temporary directory: bootstraps running side by side must not share /tmp's temporary tables.
-        let scratch = try FileSystem.makeTemporaryDirectory(prefix: "cairn-install-db")
+        let scratch = try await FileSystem.Async.makeTemporaryDirectory(prefix: "cairn-install-db")
         defer { try? FileManager.default.removeItem(atPath: scratch) }
         var args = ["--no-defaults", "--datadir=\(path)", "--skip-test-db", "--tmpdir=\(scratch)"]
         switch rootAuthentication {
@@ -115,9 +129,10 @@ public final class Mysqld: Sendable {
         return "root"
     }
 
-    private init(options: MysqldOptions, process: ChildProcess, logger: Logger) {
+    private init(options: MysqldOptions, process: ChildProcess, ownedFileDirectory: String?, logger: Logger) {
         self.options = options
         self.process = process
+        self.ownedFileDirectory = ownedFileDirectory
         self.logger = logger
     }
 
@@ -125,15 +140,29 @@ public final class Mysqld: Sendable {
     public static func start(_ options: MysqldOptions, user: String = "root", password: String? = nil,
                              timeoutSeconds: Double = 120, logger: Logger) async throws -> Mysqld {
         try? FileManager.default.removeItem(atPath: options.socketPath)
-        let process = try ChildProcess("mariadbd", arguments: options.arguments,
+        var options = options
+        var ownedFileDirectory: String? = nil
+        if options.secureFileDirectory == nil {
+            let directory = try FileSystem.makeTemporaryDirectory(prefix: "cairn-mysqld-files")
+            options.secureFileDirectory = directory
+            ownedFileDirectory = directory
+        }
+        let process: ChildProcess
+        do {
+            process = try ChildProcess("mariadbd", arguments: options.arguments,
                                        stdout: .null, stderr: .capture(limit: 16 * 1024), logger: logger)
-        let server = Mysqld(options: options, process: process, logger: logger)
+        } catch {
+            if let ownedFileDirectory { try? FileManager.default.removeItem(atPath: ownedFileDirectory) }
+            throw error
+        }
+        let server = Mysqld(options: options, process: process, ownedFileDirectory: ownedFileDirectory, logger: logger)
         logger.debug("starting mariadbd", metadata: ["datadir": "\(options.dataDirectory)", "pid": "\(process.pid)"])
         let deadline = Date().addingTimeInterval(timeoutSeconds)
         let config = MySQLConnectionConfiguration(endpoint: .socket(options.socketPath), user: user, password: password,
                                                   connectTimeoutSeconds: 2)
         while true {
             if let exit = server.process.exitedStatus() {
+                server.removeFileDirectory()
                 throw CairnError(.mysql, "mariadbd on \(options.dataDirectory) stopped while starting (\(exit))\(ChildProcess.summarize(server.errorLogTail()))")
             }
             if FileManager.default.fileExists(atPath: options.socketPath),
@@ -144,6 +173,7 @@ public final class Mysqld: Sendable {
             if Date() > deadline {
                 process.kill(SIGKILL)
                 _ = await process.wait()
+                server.removeFileDirectory()
                 throw CairnError(.mysql, "mariadbd on \(options.dataDirectory) did not accept connections within \(Int(timeoutSeconds))s\(ChildProcess.summarize(server.errorLogTail()))")
             }
             try await Task.sleep(for: .milliseconds(100))
@@ -168,6 +198,7 @@ public final class Mysqld: Sendable {
     public func stop(timeoutSeconds: Double = 120) async throws {
         if let exit = process.exitedStatus() {
             logger.debug("mariadbd already stopped", metadata: ["status": "\(exit)"])
+            removeFileDirectory()
             return
         }
         process.kill(SIGTERM)
@@ -178,6 +209,7 @@ public final class Mysqld: Sendable {
         }
         let exit = await waiter.value
         timer.cancel()
+        removeFileDirectory()
         guard exit.succeeded else {
             throw CairnError(.mysql, "mariadbd on \(options.dataDirectory) did not shut down cleanly (\(exit))\(ChildProcess.summarize(errorLogTail()))")
         }
@@ -187,5 +219,11 @@ public final class Mysqld: Sendable {
     public func kill() async {
         process.kill(SIGKILL)
         _ = await process.wait()
+        removeFileDirectory()
+    }
+
+    /// Removes the `secure_file_priv` directory made for this server (once it has stopped).
+    func removeFileDirectory() {
+        if let ownedFileDirectory { try? FileManager.default.removeItem(atPath: ownedFileDirectory) }
     }
 }

@@ -1,32 +1,20 @@
 import CairnCore
+import CairnSystem
 import Foundation
 import Logging
 
 /// What storage holds for one backup directory.
 public struct StoredBackup: Sendable {
-    public enum State: Sendable {
-        /// `MANIFEST` present and readable.
-        case complete(BackupManifest)
-        /// No `MANIFEST`: the backup failed, was interrupted, is still running,
-        /// or is being removed (``StoredBackup/removalStarted``).
-        case incomplete
-        /// A `MANIFEST` exists but cannot be used; the reason says why.
-        case unreadable(String)
-    }
-
     public var name: String
     public var parsedName: BackupName?
-    public var state: State
+    public var state: StoredBackupState
     /// Every object of the backup, `MANIFEST` included.
     public var objects: [StorageObject]
     /// A removal of it began (a `REMOVING` marker is present): it is
     /// incomplete whatever else is left, and the next prune finishes removing it.
     public var removalStarted: Bool = false
 
-    public var manifest: BackupManifest? {
-        if case .complete(let m) = state { return m }
-        return nil
-    }
+    public var manifest: BackupManifest? { state.manifest }
 
     public var isComplete: Bool { manifest != nil }
 
@@ -39,8 +27,61 @@ public struct StoredBackup: Sendable {
     public var startTime: Date? { manifest?.startTime ?? parsedName?.time }
 }
 
-/// The storage layout of the spec, on any backend:
-/// `<root>/<keyspace>/<shard>/<YYYY-MM-DD.HHMMSS>.<tablet-alias>/{MANIFEST,<data files>}`.
+/// One listing of a shard: every backup directory, complete or not, oldest
+/// first. A backup lists its shard once and plans with this value: the
+/// strategy's decision, its name (``uniqueName(startingAt:alias:)``) and,
+/// with the backup it committed added (``add(_:)``), the prune after it.
+public struct ShardListing: Sendable, RandomAccessCollection {
+    public let shard: KeyspaceShard
+    public private(set) var backups: [StoredBackup]
+    /// Every directory name under the shard, backups or not: names a new backup must not take.
+    private var directoryNames: Set<String>
+
+    init(shard: KeyspaceShard, backups: [StoredBackup], directoryNames: Set<String>) {
+        self.shard = shard
+        self.backups = backups
+        self.directoryNames = directoryNames
+    }
+
+    public var startIndex: Int { backups.startIndex }
+    public var endIndex: Int { backups.endIndex }
+    public subscript(position: Int) -> StoredBackup { backups[position] }
+
+    /// The complete backups, oldest first.
+    public var manifests: [BackupManifest] { backups.compactMap(\.manifest) }
+
+    /// A name no other directory of the shard has: the start second, moved
+    /// on by a second while taken.
+    public func uniqueName(startingAt start: Date, alias: TabletAlias) -> BackupName {
+        var time = start
+        while true {
+            let name = BackupName(time: time, tabletAlias: alias)
+            if !directoryNames.contains(name.description) { return name }
+            time = time.addingTimeInterval(1)
+        }
+    }
+
+    /// Adds (or replaces) a backup written since the listing was taken, keeping the order.
+    public mutating func add(_ backup: StoredBackup) {
+        backups.removeAll { $0.name == backup.name }
+        backups.append(backup)
+        backups.sort(by: BackupRepository.listingOrder)
+        directoryNames.insert(backup.name)
+    }
+}
+
+/// A backup that has begun: its name is taken and its `STARTED` marker written.
+public struct StartedBackup: Sendable {
+    public let shard: KeyspaceShard
+    public let name: BackupName
+    public let startTime: Date
+    /// The `STARTED` marker as stored.
+    let marker: StorageObject
+}
+
+/// The storage layout of the spec, on any backend, and the one place that knows it:
+/// `<root>/<keyspace>/<shard>/<YYYY-MM-DD.HHMMSS>.<tablet-alias>/{STARTED,<data files>,MANIFEST}`.
+/// Starting a backup, listing, committing and removing all go through it.
 public struct BackupRepository: Sendable {
     public let storage: any BackupStorage
     let logger: Logger
@@ -50,19 +91,32 @@ public struct BackupRepository: Sendable {
         self.logger = logger
     }
 
-    public func key(_ shard: KeyspaceShard, _ backup: String, _ file: String) -> String {
-        "\(shard.keyspace)/\(shard.shard)/\(backup)/\(file)"
+    /// The prefix of every object of `shard`'s backups, relative to the storage root.
+    public static func prefix(_ shard: KeyspaceShard) -> String {
+        "\(shard.keyspace)/\(shard.shard)/"
     }
 
-    /// Every backup directory of `shard`, complete or not, oldest first.
-    public func list(_ shard: KeyspaceShard) async throws -> [StoredBackup] {
-        let prefix = shard.storagePrefix
+    public func key(_ shard: KeyspaceShard, _ backup: String, _ file: String) -> String {
+        "\(Self.prefix(shard))\(backup)/\(file)"
+    }
+
+    static func listingOrder(_ a: StoredBackup, _ b: StoredBackup) -> Bool {
+        (a.parsedName!, a.name) < (b.parsedName!, b.name)
+    }
+
+    /// Every backup directory of `shard`, complete or not, oldest first: one
+    /// listing of the prefix and one read of each `MANIFEST`.
+    public func list(_ shard: KeyspaceShard) async throws -> ShardListing {
+        let prefix = Self.prefix(shard)
         let objects = try await storage.list(prefix: prefix)
         var groups: [String: [StorageObject]] = [:]
+        var directoryNames: Set<String> = []
         for object in objects {
             let rest = object.key.dropFirst(prefix.count)
             guard let slash = rest.firstIndex(of: "/") else { continue }
-            groups[String(rest[..<slash]), default: []].append(object)
+            let name = String(rest[..<slash])
+            directoryNames.insert(name)
+            groups[name, default: []].append(object)
         }
         var result: [StoredBackup] = []
         for (name, files) in groups {
@@ -74,7 +128,7 @@ public struct BackupRepository: Sendable {
             let manifestKey = key(shard, name, BackupManifest.fileName)
             let removingKey = key(shard, name, BackupRepository.removingMarker)
             let removing = files.contains { $0.key == removingKey }
-            var state = StoredBackup.State.incomplete
+            var state = StoredBackupState.incomplete
             if !removing, files.contains(where: { $0.key == manifestKey }) {
                 do {
                     let data = try await storage.readAll(key: manifestKey, limit: 16 * 1024 * 1024)
@@ -93,12 +147,12 @@ public struct BackupRepository: Sendable {
             }
             result.append(StoredBackup(name: name, parsedName: parsed, state: state, objects: files, removalStarted: removing))
         }
-        return result.sorted { ($0.parsedName!, $0.name) < ($1.parsedName!, $1.name) }
+        return ShardListing(shard: shard, backups: result.sorted(by: Self.listingOrder), directoryNames: directoryNames)
     }
 
     /// The complete backups of `shard`, oldest first.
     public func completeManifests(_ shard: KeyspaceShard) async throws -> [BackupManifest] {
-        try await list(shard).compactMap(\.manifest)
+        try await list(shard).manifests
     }
 
     /// The keyspace/shard pairs that have anything stored.
@@ -114,15 +168,101 @@ public struct BackupRepository: Sendable {
         return result.sorted()
     }
 
+    // MARK: - Writing a backup
+
+    /// The object that makes a backup's directory visible from its first
+    /// moment: who started it and when. It is not a data file.
+    public static let startedMarker = "STARTED"
+
+    /// What the `STARTED` marker says.
+    public struct StartedMarker: Codable, Sendable, Hashable {
+        public var backupName: String
+        public var startTime: Date
+        public var hostname: String
+        public var pid: Int32
+
+        public init(backupName: String, startTime: Date, hostname: String, pid: Int32) {
+            self.backupName = backupName
+            self.startTime = startTime
+            self.hostname = hostname
+            self.pid = pid
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case backupName = "backup_name"
+            case startTime = "start_time"
+            case hostname, pid
+        }
+    }
+
+    /// Begins a backup of the shard of `listing`: discards what an earlier,
+    /// interrupted backup left half-uploaded, takes a name no directory in
+    /// `listing` has, and writes the `STARTED` marker, so that from here on
+    /// an interrupted backup is listed as incomplete rather than not at all.
+    /// The backup starts at `now()` once the leftovers are gone.
+    public func start(in listing: ShardListing, alias: TabletAlias,
+                      now: () -> Date = { Date() }) async throws -> StartedBackup {
+        let shard = listing.shard
+        // Pending multipart uploads and temporary files are not objects: the listing cannot show them.
+        let discarded = try await storage.discardUnfinishedUploads(prefix: Self.prefix(shard))
+        if discarded > 0 {
+            logger.info("discarded unfinished uploads of an earlier backup", metadata: ["count": "\(discarded)"])
+        }
+        let start = now()
+        let name = listing.uniqueName(startingAt: start, alias: alias)
+        let marker = StartedMarker(backupName: name.description, startTime: start, hostname: FileSystem.hostname, pid: getpid())
+        let data = try Self.markerData(marker)
+        let key = key(shard, name.description, Self.startedMarker)
+        try await storage.writeAll(key: key, data: data)
+        return StartedBackup(shard: shard, name: name, startTime: start,
+                             marker: StorageObject(key: key, size: Int64(data.count), lastModified: start))
+    }
+
     /// Writes the manifest: the last step of a backup, the one that makes it complete.
     public func commit(_ manifest: BackupManifest, shard: KeyspaceShard) async throws {
-        let data = try manifest.encoded()
-        try await storage.writeAll(key: key(shard, manifest.backupName, BackupManifest.fileName), data: data)
+        _ = try await writeManifest(manifest, shard: shard)
     }
+
+    /// Commits `started` with its manifest, and returns the backup as a
+    /// listing would now show it, for ``ShardListing/add(_:)``.
+    public func commit(_ manifest: BackupManifest, of started: StartedBackup) async throws -> StoredBackup {
+        let shard = started.shard
+        let manifestObject = try await writeManifest(manifest, shard: shard)
+        let files = manifest.files.map {
+            StorageObject(key: key(shard, manifest.backupName, $0.name), size: $0.storedSize, lastModified: manifest.finishTime)
+        }
+        return StoredBackup(name: manifest.backupName, parsedName: started.name, state: .complete(manifest),
+                            objects: [started.marker] + files + [manifestObject])
+    }
+
+    private func writeManifest(_ manifest: BackupManifest, shard: KeyspaceShard) async throws -> StorageObject {
+        let data = try manifest.encoded()
+        let key = key(shard, manifest.backupName, BackupManifest.fileName)
+        try await storage.writeAll(key: key, data: data)
+        return StorageObject(key: key, size: Int64(data.count), lastModified: manifest.finishTime)
+    }
+
+    // MARK: - Removing a backup
 
     /// The object that marks a backup whose removal began. While it is
     /// there the backup is incomplete to every reader, whatever else is left.
     public static let removingMarker = "REMOVING"
+
+    /// What the `REMOVING` marker says.
+    public struct RemovingMarker: Codable, Sendable, Hashable {
+        public var backupName: String
+        public var removalStarted: Date
+
+        public init(backupName: String, removalStarted: Date) {
+            self.backupName = backupName
+            self.removalStarted = removalStarted
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case backupName = "backup_name"
+            case removalStarted = "removal_started"
+        }
+    }
 
     /// Deletes one backup so that, stopped at any point, it leaves either the
     /// whole backup or one that is plainly incomplete and marked for removal:
@@ -133,11 +273,8 @@ public struct BackupRepository: Sendable {
         let manifestKey = key(shard, backup.name, BackupManifest.fileName)
         let markerKey = key(shard, backup.name, Self.removingMarker)
         if !backup.removalStarted {
-            let text = """
-                {"backup_name": "\(backup.name)", "removal_started": "\(UTCTime.rfc3339(Date()))"}
-
-                """
-            try await storage.writeAll(key: markerKey, data: Data(text.utf8))
+            let data = try Self.markerData(RemovingMarker(backupName: backup.name, removalStarted: Date()))
+            try await storage.writeAll(key: markerKey, data: data)
         }
         if backup.objects.contains(where: { $0.key == manifestKey }) {
             try await storage.delete(keys: [manifestKey])
@@ -145,5 +282,17 @@ public struct BackupRepository: Sendable {
         let rest = backup.objects.map(\.key).filter { $0 != manifestKey && $0 != markerKey }
         if !rest.isEmpty { try await storage.delete(keys: rest) }
         try await storage.delete(keys: [markerKey])
+    }
+
+    /// A marker's bytes: one line of JSON.
+    static func markerData<Marker: Encodable>(_ marker: Marker) throws -> Data {
+        var data = try CairnJSON.encoder().encode(marker)
+        data.append(UInt8(ascii: "\n"))
+        return data
+    }
+
+    /// Reads a marker's bytes, as this or an earlier Cairn wrote them.
+    public static func decodeMarker<Marker: Decodable>(_ type: Marker.Type, from data: Data) throws -> Marker {
+        try CairnJSON.decoder().decode(type, from: data)
     }
 }

@@ -13,14 +13,28 @@ import Synchronization
 /// A file is written to a hidden temporary name beside its final name,
 /// `fsync`ed, renamed into place, and its directory `fsync`ed: a crash leaves
 /// either nothing or the whole file, never a partial one under the real name.
+///
+/// Backups hold every row and the accounts' password hashes, so files are
+/// created `0600` and directories `0700` unless the configuration widens
+/// them (`storage_file_mode`, `storage_directory_mode`), e.g. for a group of
+/// operators. Directories that already exist keep their permissions.
 public struct FileStorage: BackupStorage {
     public let root: String
+    /// Permissions of the files written.
+    public let fileMode: mode_t
+    /// Permissions of the directories created under the root.
+    public let directoryMode: mode_t
     static let temporaryPrefix = ".cairn-tmp-"
+    public static let defaultFileMode: mode_t = 0o600
+    public static let defaultDirectoryMode: mode_t = 0o700
 
-    public init(root: String) {
+    public init(root: String, fileMode: mode_t = FileStorage.defaultFileMode,
+                directoryMode: mode_t = FileStorage.defaultDirectoryMode) {
         var r = root
         while r.count > 1 && r.hasSuffix("/") { r.removeLast() }
         self.root = r
+        self.fileMode = fileMode
+        self.directoryMode = directoryMode
     }
 
     public var displayURL: String { "file://\(root)" }
@@ -74,18 +88,21 @@ public struct FileStorage: BackupStorage {
         let final = path(key)
         let display = displayURL
         let root = self.root
+        let (fileMode, directoryMode) = (self.fileMode, self.directoryMode)
         let fd = try await Blocking.run { () throws -> (Int32, String) in
             let dir = (final as NSString).deletingLastPathComponent
             do {
-                try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+                try FileSystem.createDirectory(dir, mode: directoryMode)
             } catch {
                 throw CairnError(.storage, "cannot write to \(display): creating \(dir) failed (\(FileSystem.describe(error))); check that \(root) exists and is writable")
             }
             let temp = "\(dir)/\(FileStorage.temporaryPrefix)\((final as NSString).lastPathComponent).\(UInt64.random(in: 0...UInt64.max))"
-            let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+            let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, fileMode)
             guard fd >= 0 else {
                 throw CairnError(.storage, "cannot write to \(display): creating a file in \(dir) failed (\(String(cString: strerror(errno)))); check that \(root) is writable")
             }
+            // The umask may have narrowed a widened mode; the configured one is what the operator asked for.
+            if fileMode != FileStorage.defaultFileMode { _ = fchmod(fd, fileMode) }
             return (fd, temp)
         }
         return FileStorageWriter(fd: fd.0, temporaryPath: fd.1, finalPath: final, root: root, displayURL: display)

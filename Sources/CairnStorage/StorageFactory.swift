@@ -14,7 +14,8 @@ public enum StorageFactory {
         let location = try StorageLocation(parsing: url)
         switch location {
         case .file(let path):
-            return FileStorage(root: path)
+            return FileStorage(root: path, fileMode: mode_t(configuration.storageFileMode),
+                               directoryMode: mode_t(configuration.storageDirectoryMode))
         case .s3, .gcs:
             let settings = try S3Settings.resolve(location: location, configuration: configuration, environment: environment)
             return S3Storage(settings: settings, logger: logger)

@@ -27,6 +27,76 @@ public enum FileSystem {
         }
     }
 
+    /// Creates `path` and its missing parents with permissions `mode` (exactly,
+    /// whatever the umask); directories that exist are left as they are.
+    public static func createDirectory(_ path: String, mode: mode_t) throws {
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue { return }
+        let parent = (path as NSString).deletingLastPathComponent
+        if !parent.isEmpty, parent != path { try createDirectory(parent, mode: mode) }
+        if mkdir(path, mode) != 0 {
+            let code = errno
+            if code == EEXIST, FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue { return }
+            throw CairnError(.fileSystem, "could not create directory \(path): \(String(cString: strerror(code))); check that its parent exists and is writable")
+        }
+        _ = chmod(path, mode)
+    }
+
+    /// Creates `path` (and its parents) if missing and makes it `0700`: a
+    /// directory for secrets and private state that only its owner may enter.
+    public static func createPrivateDirectory(_ path: String) throws {
+        try createDirectory(path)
+        guard chmod(path, 0o700) == 0 else {
+            throw CairnError(.fileSystem, "could not make directory \(path) private (mode 0700): \(String(cString: strerror(errno))); check its owner")
+        }
+    }
+
+    /// Creates the secret file `path` holding `contents`: `O_CREAT|O_EXCL` at
+    /// mode `0600`, so no other user can open it at any moment, and nothing
+    /// already there (a file or a planted link) is followed or reused. Returns
+    /// false, writing nothing, when `path` already exists.
+    @discardableResult
+    public static func createSecretFile(_ path: String, contents: String) throws -> Bool {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            if errno == EEXIST { return false }
+            throw CairnError(.fileSystem, "could not create the secret file \(path): \(String(cString: strerror(errno))); check that its directory exists and is writable")
+        }
+        var failure: Int32? = nil
+        let bytes = Array(contents.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, bytes.count - offset) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                failure = errno
+                break
+            }
+            offset += n
+        }
+        if failure == nil, fsync(fd) != 0 { failure = errno }
+        close(fd)
+        if let failure {
+            unlink(path)
+            throw CairnError(.fileSystem, "could not write the secret file \(path): \(String(cString: strerror(failure))); check free space")
+        }
+        return true
+    }
+
+    /// Makes sure the private file `path` exists with mode `0600` (creating it
+    /// empty when missing, narrowing it when wider), before a library such as
+    /// SQLite opens it with its own, wider default.
+    public static func ensurePrivateFile(_ path: String) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            throw CairnError(.fileSystem, "could not create \(path): \(String(cString: strerror(errno))); check that its directory exists and is writable")
+        }
+        defer { close(fd) }
+        guard fchmod(fd, 0o600) == 0 else {
+            throw CairnError(.fileSystem, "could not make \(path) private (mode 0600): \(String(cString: strerror(errno))); check its owner")
+        }
+    }
+
     /// Removes everything inside `path`, keeping the directory itself.
     public static func emptyDirectory(_ path: String) throws {
         let fm = FileManager.default
@@ -81,5 +151,32 @@ public enum FileSystem {
         var buf = [UInt8](repeating: 0, count: 256)
         gethostname(&buf, buf.count)
         return String(decoding: buf.prefix { $0 != 0 }, as: UTF8.self)
+    }
+}
+
+extension FileSystem {
+    /// The same helpers for async code: each runs on the blocking pool
+    /// (``Blocking/run(_:)``), so walking or emptying a large directory never
+    /// holds one of Swift's few cooperative threads.
+    public enum Async {
+        /// ``FileSystem/isMissingOrEmptyDirectory(_:)`` off the cooperative pool.
+        public static func isMissingOrEmptyDirectory(_ path: String) async throws -> Bool {
+            try await Blocking.run { try FileSystem.isMissingOrEmptyDirectory(path) }
+        }
+
+        /// ``FileSystem/createDirectory(_:)`` off the cooperative pool.
+        public static func createDirectory(_ path: String) async throws {
+            try await Blocking.run { try FileSystem.createDirectory(path) }
+        }
+
+        /// ``FileSystem/emptyDirectory(_:)`` off the cooperative pool.
+        public static func emptyDirectory(_ path: String) async throws {
+            try await Blocking.run { try FileSystem.emptyDirectory(path) }
+        }
+
+        /// ``FileSystem/makeTemporaryDirectory(prefix:in:)`` off the cooperative pool.
+        public static func makeTemporaryDirectory(prefix: String, in parent: String? = nil) async throws -> String {
+            try await Blocking.run { try FileSystem.makeTemporaryDirectory(prefix: prefix, in: parent) }
+        }
     }
 }

@@ -18,8 +18,8 @@ struct BackupCommand: AsyncParsableCommand {
         aliases: ["Backup", "BackupShard"]
     )
 
-    @Argument(help: ArgumentHelp("The shard, <keyspace>/<shard>.", valueName: "keyspace/shard"))
-    var shard: String
+    @Argument(help: .shard, transform: KeyspaceShard.init(parsing:))
+    var shard: KeyspaceShard
 
     @Flag(name: .long, help: "Direct mode: back up the mysqld on this host, in this process.")
     var local = false
@@ -27,11 +27,11 @@ struct BackupCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("The mysqld's data directory (checked against the server's own).", valueName: "path"))
     var mysqlDatadir: String?
 
-    @Option(name: .long, help: ArgumentHelp("auto, full or incremental.", valueName: "type"))
-    var type: String = "auto"
+    @Option(name: .long, help: ArgumentHelp("The kind of backup to take.", valueName: "type"))
+    var type: RequestedBackupType = .auto
 
     @Option(name: .long, help: ArgumentHelp("Full-backup engine: physical (mariadb-backup) or logical (mariadb-dump). Default: the configuration's engine, else physical.", valueName: "engine"))
-    var engine: String?
+    var engine: FullBackupEngine?
 
     @Option(name: .long, help: ArgumentHelp("Name the backup after this tablet alias (direct mode; default local-<server id>).", valueName: "alias"))
     var tabletAlias: String?
@@ -40,7 +40,7 @@ struct BackupCommand: AsyncParsableCommand {
     var tablet: String?
 
     @Option(name: .long, help: ArgumentHelp("Through ctld: the type of tablet to back up on, primary (default) or replica (the most caught-up one).", valueName: "type"))
-    var tabletType: String?
+    var tabletType: ClusterAPI.TabletType?
 
     @Flag(name: .long, help: "Through ctld: return once the backup has started.")
     var async = false
@@ -52,23 +52,13 @@ struct BackupCommand: AsyncParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() async throws {
-        let shard = try parseShard(shard)
-        guard let type = RequestedBackupType(rawValue: type) else {
-            throw CairnError(.usage, "--type \(self.type) is not known; use auto, full or incremental")
-        }
         let configuration = try storageOptions.loadConfiguration()
-        var engine = configuration.engine
-        if let name = self.engine {
-            guard let e = FullBackupEngine(rawValue: name) else {
-                throw CairnError(.usage, "--engine \(name) is not known; use physical or logical")
-            }
-            engine = e
-        }
         let alias = try tabletAlias.map { try TabletAlias(parsing: $0) }
         guard local else {
-            try await runThroughControlServer(shard: shard, type: type, engine: self.engine.map { _ in engine }, configuration: configuration)
+            try await runThroughControlServer(configuration: configuration)
             return
         }
+        let engine = self.engine ?? configuration.engine
         let logger = output.makeLogger()
         let mysql = try mysqlOptions.connection(configuration)
         let progress = TransferProgress()
@@ -113,40 +103,24 @@ struct BackupCommand: AsyncParsableCommand {
 }
 
 extension BackupCommand {
-    func runThroughControlServer(shard: KeyspaceShard, type: RequestedBackupType, engine: FullBackupEngine?,
-                                 configuration: CairnConfiguration) async throws {
-        var tabletType: ClusterAPI.TabletType? = nil
-        if let name = self.tabletType {
-            guard let t = ClusterAPI.TabletType(rawValue: name) else {
-                throw CairnError(.usage, "--tablet-type \(name) is not known; use primary, replica or rdonly")
-            }
-            tabletType = t
-        }
+    func runThroughControlServer(configuration: CairnConfiguration) async throws {
         _ = output.makeLogger()
         let client = try cluster.client(configuration)
         let job = try await client.startBackup(ClusterAPI.BackupRequest(keyspace: shard.keyspace, shard: shard.shard, tablet: tablet,
                                                                         tabletType: tabletType, type: type, engine: engine))
-        let tabletName = shortTablet(job.tablet)
-        if async {
-            if output.json { try Output.json(job) } else {
-                Output.line("Backup initiated, please check tablet \(tabletName) logs for progress.")
-            }
-            return
-        }
-        if !output.json {
-            Output.line("Starting backup for keyspace \"\(shard.keyspace)\", shard \"\(shard.shard)\" on tablet \(tabletName)")
-        }
-        let finished = try await waitForJob(job, client: client, showProgress: !output.json)
-        if output.json { try Output.json(finished) }
+        let follower = JobFollower(noun: "backup", client: client, output: output, async: async)
+        guard let finished = try await follower.follow(
+            job, starting: "Starting backup for keyspace \"\(shard.keyspace)\", shard \"\(shard.shard)\" on tablet \(shortTablet(job.tablet))")
+        else { return }
         switch finished.result {
         case .completed?:
             if !output.json {
-                Output.line("Backup \(finished.backupName ?? "?") completed on tablet \(tabletName): \(finished.note ?? "done"), position \(finished.position ?? "?").")
+                Output.line("Backup \(finished.backupName ?? "?") completed on tablet \(shortTablet(finished.tablet)): \(finished.note ?? "done"), position \(finished.position ?? "?").")
             }
         case .nothingToDo?:
             if !output.json { Output.line("No backup was needed: \(finished.note ?? "nothing new").") }
         default:
-            throw CairnError(.cluster, "backup job \(finished.id) on tablet \(finished.tablet) failed: \(finished.error ?? "no reason given")")
+            throw follower.failure(finished)
         }
     }
 }

@@ -14,15 +14,14 @@ struct BackupsCommand: AsyncParsableCommand {
         aliases: ["ListBackups", "GetBackups"]
     )
 
-    @Argument(help: ArgumentHelp("The shard, <keyspace>/<shard>.", valueName: "keyspace/shard"))
-    var shard: String
+    @Argument(help: .shard, transform: KeyspaceShard.init(parsing:))
+    var shard: KeyspaceShard
 
     @OptionGroup var storageOptions: StorageOptions
     @OptionGroup var cluster: ClusterOptions
     @OptionGroup var output: OutputOptions
 
     func run() async throws {
-        let shard = try parseShard(shard)
         let configuration = try storageOptions.loadConfiguration()
         let logger = output.makeLogger()
         let listing: BackupListing

@@ -42,7 +42,7 @@ struct CtldCommand: AsyncParsableCommand {
         let logger = output.makeLogger(label: "ctld", defaultLevel: "info")
         let configuration = try storageOptions.loadConfiguration()
         let dataDir = URL(fileURLWithPath: dataDir).standardizedFileURL.path
-        try FileSystem.createDirectory(dataDir)
+        try FileSystem.createPrivateDirectory(dataDir)
         let token = try authTokenFile.map(AuthToken.read) ?? AuthToken.loadOrCreate("\(dataDir)/auth-token")
         var options = ControlServerOptions(dataDirectory: dataDir, configuration: configuration, authToken: token,
                                            schedulerEnabled: !noScheduler)
@@ -78,8 +78,8 @@ struct TabletCommand: AsyncParsableCommand {
     @Option(name: .long, parsing: .unconditional, help: "The shard (key ranges such as -80 are taken as values).")
     var shard: String
 
-    @Option(name: .long, help: "primary, replica or rdonly.")
-    var type: String
+    @Option(name: .long, help: "The tablet's type.")
+    var type: ClusterAPI.TabletType
 
     @Option(name: .long, help: ArgumentHelp("The mysqld's data directory.", valueName: "path"))
     var mysqlDatadir: String
@@ -99,11 +99,7 @@ struct TabletCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Restore into the empty data directory before registering.")
     var restoreFromBackup = false
 
-    @Option(name: .long, help: ArgumentHelp("With --restore-from-backup: everything committed before this second (RFC 3339).", valueName: "time"))
-    var toTime: String?
-
-    @Option(name: .long, help: ArgumentHelp("With --restore-from-backup: up to and including this GTID position.", valueName: "gtid"))
-    var toPosition: String?
+    @OptionGroup(title: "With --restore-from-backup") var restoreTarget: RestoreTargetOptions
 
     @Option(name: .long, help: ArgumentHelp("Seconds between heartbeats.", valueName: "seconds"))
     var heartbeatInterval: Double = 2
@@ -112,6 +108,12 @@ struct TabletCommand: AsyncParsableCommand {
     @OptionGroup var mysqlOptions: MySQLOptions
     @OptionGroup var output: OutputOptions
 
+    func validate() throws {
+        if restoreTarget.isGiven && !restoreFromBackup {
+            throw ValidationError("--backup, --to-time and --to-position go with --restore-from-backup")
+        }
+    }
+
     func run() async throws {
         let logger = output.makeLogger(label: "tablet \(alias)", defaultLevel: "info")
         let shard = try KeyspaceShard(keyspace: keyspace, shard: self.shard)
@@ -119,23 +121,12 @@ struct TabletCommand: AsyncParsableCommand {
         guard alias.cell != nil else {
             throw CairnError(.usage, "--alias \(self.alias) needs a cell: write <cell>-<uid>, e.g. zone1-100")
         }
-        guard let type = ClusterAPI.TabletType(rawValue: type) else {
-            throw CairnError(.usage, "--type \(self.type) is not known; use primary, replica or rdonly")
-        }
-        if (toTime != nil || toPosition != nil) && !restoreFromBackup {
-            throw CairnError(.usage, "--to-time and --to-position go with --restore-from-backup")
-        }
         let configuration = try storageOptions.loadConfiguration()
         let mysql = try mysqlOptions.connection(configuration)
         guard case .socket(let socket) = mysql.endpoint else {
             throw CairnError(.usage, "a tablet reaches its mysqld through --mysql-socket")
         }
-        let token: String
-        if let authTokenFile {
-            token = try AuthToken.read(authTokenFile)
-        } else if let env = ProcessInfo.processInfo.environment["CAIRN_AUTH_TOKEN"], !env.isEmpty {
-            token = env
-        } else {
+        guard let token = try AuthToken.lookUp(file: authTokenFile) else {
             throw CairnError(.usage, "no auth token for ctld: pass --auth-token-file or set CAIRN_AUTH_TOKEN")
         }
         var options = TabletAgentOptions(alias: alias, shard: shard, type: type, mysqlSocket: socket,
@@ -149,10 +140,7 @@ struct TabletCommand: AsyncParsableCommand {
         options.storageURL = storageOptions.storage
         options.heartbeatInterval = .milliseconds(Int(heartbeatInterval * 1000))
         if restoreFromBackup {
-            var parameters = ClusterAPI.RestoreParameters()
-            if let toTime { parameters.toTime = try parseRestoreTime(toTime) }
-            if let toPosition { parameters.toPosition = try ReplicationPosition(parsing: toPosition).description }
-            options.restoreFromBackup = parameters
+            options.restoreFromBackup = ClusterAPI.RestoreParameters(try restoreTarget.target())
         }
         try await TabletAgent(options: options, logger: logger).run()
     }
@@ -165,16 +153,15 @@ struct TabletsCommand: AsyncParsableCommand {
         aliases: ["ListAllTablets", "GetTablets"]
     )
 
-    @Argument(help: ArgumentHelp("Only this shard, <keyspace>/<shard>.", valueName: "keyspace/shard"))
-    var shard: String?
+    @Argument(help: .shardFilter, transform: KeyspaceShard.init(parsing:))
+    var shard: KeyspaceShard?
 
     @OptionGroup var cluster: ClusterOptions
     @OptionGroup var output: OutputOptions
 
     func run() async throws {
-        let filter = try shard.map(parseShard)
         _ = output.makeLogger()
-        let tablets = try await cluster.client().tablets().filter { filter == nil || $0.shardID == filter!.description }
+        let tablets = try await cluster.client().tablets().filter { shard == nil || $0.shardID == shard?.description }
         if output.json {
             try Output.json(tablets)
             return
@@ -199,8 +186,8 @@ struct JobsCommand: AsyncParsableCommand {
         aliases: ["ListJobs", "GetJobs"]
     )
 
-    @Argument(help: ArgumentHelp("Only this shard, <keyspace>/<shard>.", valueName: "keyspace/shard"))
-    var shard: String?
+    @Argument(help: .shardFilter, transform: KeyspaceShard.init(parsing:))
+    var shard: KeyspaceShard?
 
     @Option(name: .long, help: "How many jobs to show.")
     var limit: Int = 20
@@ -209,9 +196,8 @@ struct JobsCommand: AsyncParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() async throws {
-        let filter = try shard.map(parseShard)
         _ = output.makeLogger()
-        let response = try await cluster.client().jobs(shard: filter, limit: limit)
+        let response = try await cluster.client().jobs(shard: shard, limit: limit)
         if output.json {
             try Output.json(response)
             return

@@ -145,8 +145,3 @@ func parseRestoreTime(_ text: String) throws -> Date {
     }
     return Date(timeIntervalSince1970: floor(date.timeIntervalSince1970))
 }
-
-/// Parses `<keyspace>/<shard>` with the library's own sentence on failure.
-func parseShard(_ text: String) throws -> KeyspaceShard {
-    try KeyspaceShard(parsing: text)
-}

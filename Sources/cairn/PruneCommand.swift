@@ -16,8 +16,8 @@ struct PruneCommand: AsyncParsableCommand {
         aliases: ["PruneBackups"]
     )
 
-    @Argument(help: ArgumentHelp("The shard, <keyspace>/<shard>.", valueName: "keyspace/shard"))
-    var shard: String
+    @Argument(help: .shard, transform: KeyspaceShard.init(parsing:))
+    var shard: KeyspaceShard
 
     @Flag(name: .long, help: "Print what would be removed and change nothing.")
     var dryRun = false
@@ -26,7 +26,6 @@ struct PruneCommand: AsyncParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() async throws {
-        let shard = try parseShard(shard)
         let configuration = try storageOptions.loadConfiguration()
         guard let policy = configuration.retention else {
             throw CairnError(.configuration, "no retention policy is configured; add a \"retention\" object to the configuration file given with --config (see docs/RETENTION.md)")

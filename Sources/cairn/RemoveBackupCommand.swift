@@ -17,8 +17,8 @@ struct RemoveBackupCommand: AsyncParsableCommand {
         aliases: ["RemoveBackup"]
     )
 
-    @Argument(help: ArgumentHelp("The shard, <keyspace>/<shard>.", valueName: "keyspace/shard"))
-    var shard: String
+    @Argument(help: .shard, transform: KeyspaceShard.init(parsing:))
+    var shard: KeyspaceShard
 
     @Argument(help: ArgumentHelp("The backup's name, as `cairn backups` lists it.", valueName: "name"))
     var name: String
@@ -33,43 +33,43 @@ struct RemoveBackupCommand: AsyncParsableCommand {
     @OptionGroup var cluster: ClusterOptions
     @OptionGroup var output: OutputOptions
 
+    /// The removal with the shard and --force beside its own keys.
     struct ResultJSON: Encodable {
         var shard: String
-        var backup: String
-        var dependents: [String]
-        var removed: [String]
         var forced: Bool
-        var dryRun: Bool
-        var freedBytes: Int64
+        var removal: BackupRemoval
 
         enum CodingKeys: String, CodingKey {
-            case shard, backup, dependents, removed, forced
-            case dryRun = "dry_run"
-            case freedBytes = "freed_bytes"
+            case shard, forced
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            try removal.encode(to: encoder)
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(shard, forKey: .shard)
+            try container.encode(forced, forKey: .forced)
         }
     }
 
     func run() async throws {
-        let shard = try parseShard(shard)
         let configuration = try storageOptions.loadConfiguration()
         let logger = output.makeLogger()
-        let removal: (backup: String, dependents: [String], removed: [String], freedBytes: Int64)
+        let removal: BackupRemoval
         let displayURL: String
         if storageOptions.isDirect {
             let incompleteAfter = configuration.retention?.incompleteAfter ?? RetentionPolicy.defaultIncompleteAfter
             (removal, displayURL) = try await storageOptions.withStorage(configuration, logger: logger) { storage in
                 let pruner = BackupPruner(shard: shard, storage: storage, logger: logger)
-                let r = try await pruner.remove(name, force: force, dryRun: dryRun, now: Date(), incompleteAfter: incompleteAfter)
-                return ((r.backup, r.dependents, r.removed, r.freedBytes), storage.displayURL)
+                let removal = try await pruner.remove(name, force: force, dryRun: dryRun, now: Date(), incompleteAfter: incompleteAfter)
+                return (removal, storage.displayURL)
             }
         } else {
             let client = try cluster.client(configuration)
-            let r = try await client.removeBackup(shard, name: name, force: force, dryRun: dryRun)
-            (removal, displayURL) = ((r.backup, r.dependents, r.removed, r.freedBytes), "the storage of ctld at \(client.baseURL)")
+            removal = try await client.removeBackup(shard, name: name, force: force, dryRun: dryRun)
+            displayURL = "the storage of ctld at \(client.baseURL)"
         }
         if output.json {
-            try Output.json(ResultJSON(shard: shard.description, backup: removal.backup, dependents: removal.dependents,
-                                       removed: removal.removed, forced: force, dryRun: dryRun, freedBytes: removal.freedBytes))
+            try Output.json(ResultJSON(shard: shard.description, forced: force, removal: removal))
             return
         }
         let verb = dryRun ? "Would remove" : "Removed"

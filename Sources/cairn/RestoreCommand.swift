@@ -16,8 +16,8 @@ struct RestoreCommand: AsyncParsableCommand {
         aliases: ["Restore", "RestoreFromBackup"]
     )
 
-    @Argument(help: ArgumentHelp("The shard, <keyspace>/<shard>.", valueName: "keyspace/shard"))
-    var shard: String
+    @Argument(help: .shard, transform: KeyspaceShard.init(parsing:))
+    var shard: KeyspaceShard
 
     @Flag(name: .long, help: "Direct mode: restore into a data directory on this host.")
     var local = false
@@ -25,14 +25,7 @@ struct RestoreCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("The new data directory (empty or missing).", valueName: "path"))
     var targetDatadir: String?
 
-    @Option(name: .long, help: ArgumentHelp("Restore exactly this backup (and the chain under it).", valueName: "name"))
-    var backup: String?
-
-    @Option(name: .long, help: ArgumentHelp("Restore everything committed before this second (RFC 3339, e.g. 2026-11-25T14:00:00Z).", valueName: "time"))
-    var toTime: String?
-
-    @Option(name: .long, help: ArgumentHelp("Restore up to and including this GTID position (with or without the MariaDB/ prefix).", valueName: "gtid"))
-    var toPosition: String?
+    @OptionGroup var restoreTarget: RestoreTargetOptions
 
     @Flag(name: .long, help: "Print the chosen chain and change nothing.")
     var dryRun = false
@@ -48,20 +41,8 @@ struct RestoreCommand: AsyncParsableCommand {
     @OptionGroup var storageOptions: StorageOptions
     @OptionGroup var output: OutputOptions
 
-    func target() throws -> RestoreTarget {
-        let chosen = [backup != nil, toTime != nil, toPosition != nil].filter { $0 }.count
-        guard chosen <= 1 else {
-            throw CairnError(.usage, "choose one of --backup, --to-time and --to-position")
-        }
-        if let backup { return .backup(backup) }
-        if let toTime { return .time(try parseRestoreTime(toTime)) }
-        if let toPosition { return .position(try ReplicationPosition(parsing: toPosition)) }
-        return .latest
-    }
-
     func run() async throws {
-        let shard = try parseShard(shard)
-        let target = try target()
+        let target = try restoreTarget.target()
         guard local else {
             try await runThroughControlServer(shard: shard, target: target)
             return
@@ -125,23 +106,13 @@ extension RestoreCommand {
         guard let job = response.job else {
             throw CairnError(.cluster, "ctld started no restore job")
         }
-        let tabletName = shortTablet(job.tablet)
-        if async {
-            if output.json { try Output.json(job) } else {
-                Output.line("Restore initiated, please check tablet \(tabletName) logs for progress.")
-            }
-            return
-        }
+        let follower = JobFollower(noun: "restore", client: client, output: output, async: async)
+        guard let finished = try await follower.follow(
+            job, starting: "Starting restore of keyspace \"\(shard.keyspace)\", shard \"\(shard.shard)\" into tablet \(shortTablet(job.tablet))")
+        else { return }
+        guard finished.result == .completed else { throw follower.failure(finished) }
         if !output.json {
-            Output.line("Starting restore of keyspace \"\(shard.keyspace)\", shard \"\(shard.shard)\" into tablet \(tabletName)")
-        }
-        let finished = try await waitForJob(job, client: client, showProgress: !output.json)
-        if output.json { try Output.json(finished) }
-        guard finished.result == .completed else {
-            throw CairnError(.cluster, "restore job \(finished.id) on tablet \(finished.tablet) failed: \(finished.error ?? "no reason given")")
-        }
-        if !output.json {
-            Output.line("Restored tablet \(tabletName) to \(finished.position ?? "?"): \(finished.note ?? "done").")
+            Output.line("Restored tablet \(shortTablet(finished.tablet)) to \(finished.position ?? "?"): \(finished.note ?? "done").")
         }
     }
 }

@@ -11,8 +11,8 @@ struct VerifyCommand: AsyncParsableCommand {
         aliases: ["Verify", "VerifyBackups"]
     )
 
-    @Argument(help: ArgumentHelp("The shard, <keyspace>/<shard>.", valueName: "keyspace/shard"))
-    var shard: String
+    @Argument(help: .shard, transform: KeyspaceShard.init(parsing:))
+    var shard: KeyspaceShard
 
     @Option(name: .long, help: ArgumentHelp("Verify only this backup (default: every complete one).", valueName: "name"))
     var backup: String?
@@ -40,7 +40,6 @@ struct VerifyCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let shard = try parseShard(shard)
         let configuration = try storageOptions.loadConfiguration()
         let logger = output.makeLogger()
         let progress = TransferProgress()

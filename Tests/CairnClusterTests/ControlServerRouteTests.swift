@@ -1,4 +1,5 @@
 import CairnCore
+import CairnEngine
 import CairnStorage
 import CairnTestSupport
 import Foundation
@@ -198,7 +199,7 @@ struct ControlServerRouteTests {
             let refused = try await client.call(.delete, "/backups/commerce/0/\(full.backupName)?dry_run=true")
             #expect(refused.status == .conflict)
             let dry = try await client.call(.delete, "/backups/commerce/0/\(full.backupName)?force=true&dry_run=true")
-                .decode(ClusterAPI.RemoveResponse.self)
+                .decode(BackupRemoval.self)
             #expect(dry.dryRun && dry.dependents == [incremental.backupName])
             #expect(dry.removed == [incremental.backupName, full.backupName])
             // A dry run removes nothing.

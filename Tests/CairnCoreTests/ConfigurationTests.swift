@@ -48,6 +48,12 @@ struct ConfigurationTests {
         (#"{"engine": "xtrabackup"}"#, "engine"),
         (#"{"s3_force_path_style": 1}"#, "s3_force_path_style"),
         (#"{"compression_level": 40}"#, "compression_level"),
+        (#"{"storage_file_mode": "0400"}"#, "storage_file_mode"),
+        (#"{"storage_file_mode": "0755"}"#, "storage_file_mode"),
+        (#"{"storage_file_mode": "rw-r-----"}"#, "storage_file_mode"),
+        (#"{"storage_file_mode": 640}"#, "storage_file_mode"),
+        (#"{"storage_directory_mode": "0600"}"#, "storage_directory_mode"),
+        (#"{"storage_directory_mode": "01777"}"#, "storage_directory_mode"),
     ])
     func badValues(_ json: String, _ key: String) {
         #expect {
@@ -55,6 +61,14 @@ struct ConfigurationTests {
         } throws: { error in
             (error as? CairnError)?.message.contains(key) == true
         }
+    }
+
+    @Test("file storage permissions are private by default and can be widened for a group")
+    func storageModes() throws {
+        let defaults = try parse("{}")
+        #expect(defaults.storageFileMode == 0o600 && defaults.storageDirectoryMode == 0o700)
+        let group = try parse(#"{"storage_file_mode": "0640", "storage_directory_mode": "750"}"#)
+        #expect(group.storageFileMode == 0o640 && group.storageDirectoryMode == 0o750)
     }
 
     @Test("not JSON, or not an object, is refused")

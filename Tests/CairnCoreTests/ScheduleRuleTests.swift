@@ -63,4 +63,77 @@ struct ScheduleRuleTests {
         #expect(a == BackupScheduleRule.offset(for: "commerce/-80", window: 100))
         #expect((0..<100).contains(a) && (0..<100).contains(b))
     }
+
+    @Test("re-planned every minute, 100 new shards on 24h/1h each get a first backup within the spread window plus one tick, spread apart")
+    func noStarvation() {
+        // The scheduler's loop, on a test clock: a tick every 0.5 s, a shard's plan recomputed when older than 60 s.
+        let tick: TimeInterval = 0.5
+        let refresh: TimeInterval = 60
+        let window = BackupScheduleRule.spreadWindow(strategy)
+        let begin = Date(timeIntervalSince1970: 1_700_000_000)
+        let shards = (0..<100).map { "commerce/\($0)" }
+        var plans: [String: (run: BackupScheduleRule.Run, computedAt: Date)] = [:]
+        var started: [String: Date] = [:]
+        var now = begin
+        while now <= begin.addingTimeInterval(window + 3 * refresh) {
+            for shard in shards where started[shard] == nil {
+                var plan = plans[shard]
+                if plan == nil || now.timeIntervalSince(plan!.computedAt) > refresh {
+                    let run = BackupScheduleRule.nextRun(shard: shard, backups: [], strategy: strategy, lastAttempt: nil,
+                                                         previous: plan?.run, now: now)
+                    plan = (run, now)
+                    plans[shard] = plan
+                }
+                if plan!.run.at <= now { started[shard] = now }
+            }
+            now = now.addingTimeInterval(tick)
+        }
+        #expect(started.count == shards.count, "never started: \(shards.filter { started[$0] == nil })")
+        let late = started.filter { $0.value > begin.addingTimeInterval(window + tick) }
+        #expect(late.isEmpty, "started after the spread window: \(late.keys.sorted())")
+        // Spread: at most two shards start in the same tick, and the starts cover most of the window.
+        let perTick = Dictionary(grouping: started.values, by: { $0 }).values.map(\.count)
+        #expect(perTick.max() ?? 0 <= 2)
+        let times = started.values.sorted()
+        #expect(times.last!.timeIntervalSince(times.first!) >= window * 0.8)
+    }
+
+    @Test("a run that is due stays due when planned again, and a new backup moves it on")
+    func dueStaysDue() {
+        var b = ChainBuilder()
+        let f = b.full(at: 0, seq: 100)
+        // ctld comes back five hours later: the incremental is overdue and spread by the shard's offset.
+        let now = b.time(5 * 60)
+        let first = BackupScheduleRule.nextRun(shard: "commerce/7", backups: b.backups, strategy: strategy, lastAttempt: nil, now: now)
+        #expect(first.kind == "incremental" && first.at >= now)
+        for minutes in 1...10 {
+            let again = BackupScheduleRule.nextRun(shard: "commerce/7", backups: b.backups, strategy: strategy, lastAttempt: nil,
+                                                   previous: first, now: now.addingTimeInterval(Double(minutes) * 60))
+            #expect(again.at == first.at, "re-planned after \(minutes) min, the run moved from \(first.at) to \(again.at)")
+        }
+        // A plan made before the run fell due keeps its time once it is due.
+        let before = BackupScheduleRule.nextRun(shard: "commerce/7", backups: b.backups, strategy: strategy, lastAttempt: nil, now: b.time(59))
+        let after = BackupScheduleRule.nextRun(shard: "commerce/7", backups: b.backups, strategy: strategy, lastAttempt: nil,
+                                               previous: before, now: b.time(61))
+        #expect(before.at == f.startTime.addingTimeInterval(3600) && after.at == before.at)
+        // Once the incremental is taken, the previous plan no longer applies.
+        b.incremental(after: f, at: 5 * 60 + 2, seq: 200)
+        let next = BackupScheduleRule.nextRun(shard: "commerce/7", backups: b.backups, strategy: strategy, lastAttempt: nil,
+                                              previous: first, now: b.time(5 * 60 + 3))
+        #expect(next.at == b.time(5 * 60 + 2).addingTimeInterval(3600))
+    }
+
+    @Test("the scheduler's next run is the schedule `cairn backups` shows")
+    func oneComputation() {
+        var b = ChainBuilder()
+        let f = b.full(at: 0, seq: 100)
+        b.incremental(after: f, at: 60, seq: 200)
+        for minutes: Double in [61, 90, 23 * 60 + 59] {
+            let now = b.time(minutes)
+            let schedule = BackupStrategy.schedule(backups: b.backups, strategy: strategy, now: now)
+            let run = BackupScheduleRule.nextRun(shard: "s", backups: b.backups, strategy: strategy, lastAttempt: nil, now: now)
+            let shown = schedule.nextIncremental.map { ("incremental", $0) } ?? ("full", schedule.nextFull!)
+            #expect(run.kind == shown.0 && run.due == shown.1)
+        }
+    }
 }

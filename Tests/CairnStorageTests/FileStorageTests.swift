@@ -27,6 +27,31 @@ struct FileStorageTests {
         await writer.abort()
     }
 
+    /// The permission bits of `path`.
+    func mode(_ path: String) throws -> Int {
+        let attributes = try FileManager.default.attributesOfItem(atPath: path)
+        return (attributes[.posixPermissions] as? Int ?? -1) & 0o7777
+    }
+
+    @Test("backups are written 0600 in 0700 directories unless the configuration widens them")
+    func permissions() async throws {
+        let dir = try TemporaryDirectory(prefix: "cairn-filestorage")
+        defer { dir.remove() }
+        let root = dir.file("private")
+        try await FileStorage(root: root).writeAll(key: "ks/0/b/accounts.sql", data: Data("password hashes\n".utf8))
+        for path in ["\(root)/ks", "\(root)/ks/0", "\(root)/ks/0/b"] {
+            #expect(try mode(path) == 0o700, "\(path)")
+        }
+        #expect(try mode("\(root)/ks/0/b/accounts.sql") == 0o600)
+
+        let configuration = try CairnConfiguration.parse(Data(#"{"storage_file_mode": "0640", "storage_directory_mode": "0750"}"#.utf8), source: "test")
+        let group = dir.file("group")
+        let storage = try StorageFactory.make(url: "file://\(group)", configuration: configuration, logger: testLogger)
+        try await storage.writeAll(key: "ks/0/b/dump.sql", data: Data("rows\n".utf8))
+        #expect(try mode("\(group)/ks/0/b") == 0o750)
+        #expect(try mode("\(group)/ks/0/b/dump.sql") == 0o640)
+    }
+
     @Test("an unwritable root fails with a sentence naming it")
     func unwritableRoot() async throws {
         let storage = FileStorage(root: "/proc/cairn-cannot-write-here")

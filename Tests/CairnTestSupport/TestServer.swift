@@ -46,7 +46,7 @@ public final class TestServer: Sendable {
         let dir = try TemporaryDirectory(prefix: "cairn-test-mysql")
         let datadir = dir.file("data")
         do {
-            try await Mysqld.initializeDataDirectory(datadir, logger: testLogger)
+            try await Mysqld.initializeDataDirectory(datadir, rootAuthentication: .noPassword, logger: testLogger)
             var options = MysqldOptions(dataDirectory: datadir, socketPath: dir.file("mysqld.sock"), port: port, serverID: serverID)
             options.innodbBufferPoolSize = "64M"
             options.innodbLogFileSize = "48M"

@@ -1,0 +1,29 @@
+import ArgumentParser
+import CairnCluster
+import CairnCore
+
+// Values the parser checks, so a verb's run() starts from typed values. An
+// unknown value is a usage error (exit 2) naming the values that are known.
+
+extension RequestedBackupType: ExpressibleByArgument {}
+extension FullBackupEngine: ExpressibleByArgument {}
+extension ClusterAPI.TabletType: ExpressibleByArgument {}
+
+// `<keyspace>/<shard>` is parsed with `@Argument(transform: KeyspaceShard.init(parsing:))`
+// rather than through `ExpressibleByArgument`: `init?(argument:)` cannot say
+// why it refused a value, and the library's sentence ("invalid shard ...: use
+// a key range such as ...") is what tells the user what to write.
+extension ArgumentHelp {
+    /// The help of a verb's `<keyspace>/<shard>` argument.
+    static let shard = ArgumentHelp("The shard, <keyspace>/<shard>.", valueName: "keyspace/shard")
+    /// The help of the `tablets` and `jobs` filter.
+    static let shardFilter = ArgumentHelp("Only this shard, <keyspace>/<shard>.", valueName: "keyspace/shard")
+}
+
+extension ValidationError {
+    /// A usage error found before the verb runs, with the same sentence the
+    /// verb's own check says.
+    init(_ error: CairnError) {
+        self.init(error.message)
+    }
+}
