@@ -194,6 +194,17 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "CairnClusterTests",
+            dependencies: [
+                "CairnCluster", "CairnTestSupport", "CairnCore", "CairnStorage", "CairnEngine", "CairnMySQL",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "CairnCLITests",
             dependencies: [
                 "cairn", "CairnTestSupport", "CairnCore", "CairnStorage", "CairnMySQL", "CairnSystem", "CairnCluster",

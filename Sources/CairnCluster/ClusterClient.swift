@@ -30,8 +30,8 @@ public struct ClusterClient: Sendable {
         let _: Empty = try await send(.POST, "/tablets", body: registration)
     }
 
-    public func heartbeat(_ heartbeat: ClusterAPI.Heartbeat) async throws {
-        let _: Empty = try await send(.POST, "/tablets/\(heartbeat.alias)/heartbeat", body: heartbeat)
+    public func heartbeat(_ heartbeat: ClusterAPI.Heartbeat, timeout: TimeAmount? = nil) async throws {
+        let _: Empty = try await send(.POST, "/tablets/\(heartbeat.alias)/heartbeat", body: heartbeat, timeout: timeout)
     }
 
     public func tablets() async throws -> [ClusterAPI.Tablet] {
@@ -56,8 +56,9 @@ public struct ClusterClient: Sendable {
         return try await send(.GET, "/jobs" + query, body: Optional<Empty>.none)
     }
 
-    public func reportJob(_ update: ClusterAPI.JobUpdate) async throws {
-        let _: Empty = try await send(.POST, "/jobs/\(update.id)/progress", body: update)
+    /// `timeout`: how long the call may take (default 30 s).
+    public func reportJob(_ update: ClusterAPI.JobUpdate, timeout: TimeAmount? = nil) async throws {
+        let _: Empty = try await send(.POST, "/jobs/\(update.id)/progress", body: update, timeout: timeout)
     }
 
     public func backups(_ shard: KeyspaceShard) async throws -> BackupListing {
@@ -79,7 +80,8 @@ public struct ClusterClient: Sendable {
 
     struct Empty: Codable, Sendable {}
 
-    func send<Body: Encodable & Sendable, Result: Decodable>(_ method: HTTPMethod, _ path: String, body: Body?) async throws -> Result {
+    func send<Body: Encodable & Sendable, Result: Decodable>(_ method: HTTPMethod, _ path: String, body: Body?,
+                                                             timeout: TimeAmount? = nil) async throws -> Result {
         var request = HTTPClientRequest(url: baseURL + ClusterAPI.prefix + path)
         request.method = method
         request.headers.add(name: "Authorization", value: "Bearer \(token)")
@@ -90,7 +92,7 @@ public struct ClusterClient: Sendable {
         }
         let response: HTTPClientResponse
         do {
-            response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+            response = try await HTTPClient.shared.execute(request, timeout: timeout ?? .seconds(30))
         } catch {
             throw CairnError(.cluster, "cannot reach \(peer) at \(baseURL): \(ClusterClient.describe(error)); check that it is running and the address is right")
         }
@@ -109,6 +111,7 @@ public struct ClusterClient: Sendable {
         do {
             return try CairnJSON.decoder().decode(Result.self, from: bytes)
         } catch {
+            if let unknown = WireEnumError.from("\(peer) at \(baseURL)", error) { throw unknown }
             throw CairnError(.cluster, "\(peer) at \(baseURL) sent an answer this client cannot read; check that both run the same Cairn version")
         }
     }

@@ -54,16 +54,22 @@ public final class ControlServer: Sendable {
 
     /// Serves until SIGTERM or SIGINT. `onListening` gets the bound port.
     public func run(onListening: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
-        let router = Router()
-        router.add(middleware: ErrorMiddleware(logger: logger))
-        router.add(middleware: BearerTokenMiddleware(token: options.authToken, logger: logger))
-        addRoutes(router)
+        let app = buildApplication(onListening: onListening)
+        logger.info("ctld starting", metadata: ["address": "\(options.bindAddress):\(options.port)",
+                                                "storage": "\(storage?.displayURL ?? "none")",
+                                                "scheduler": "\(options.schedulerEnabled && options.configuration.backupStrategy != nil ? "on" : "off")"])
+        try await app.runService()
+        await storage?.shutdown()
+    }
+
+    /// The server with its services (heartbeat monitor, scheduler), not yet bound.
+    func buildApplication(onListening: @escaping @Sendable (Int) async -> Void) -> some ApplicationProtocol {
         let services: [any Service] = [
             HeartbeatMonitor(server: self),
             Scheduler(server: self),
         ]
-        let app = Application(
-            router: router,
+        return Application(
+            router: buildRouter(),
             configuration: .init(address: .hostname(options.bindAddress, port: options.port), serverName: "cairn-ctld"),
             services: services,
             onServerRunning: { channel in
@@ -71,11 +77,15 @@ public final class ControlServer: Sendable {
             },
             logger: logger
         )
-        logger.info("ctld starting", metadata: ["address": "\(options.bindAddress):\(options.port)",
-                                                "storage": "\(storage?.displayURL ?? "none")",
-                                                "scheduler": "\(options.schedulerEnabled && options.configuration.backupStrategy != nil ? "on" : "off")"])
-        try await app.runService()
-        await storage?.shutdown()
+    }
+
+    /// The API: authentication, errors as JSON, and the routes.
+    func buildRouter() -> Router<BasicRequestContext> {
+        let router = Router()
+        router.add(middleware: ErrorMiddleware(logger: logger))
+        router.add(middleware: BearerTokenMiddleware(token: options.authToken, logger: logger))
+        addRoutes(router)
+        return router
     }
 
     func requireStorage() throws -> any BackupStorage {
@@ -148,15 +158,9 @@ public final class ControlServer: Sendable {
     func register(_ registration: ClusterAPI.TabletRegistration) async throws {
         _ = try KeyspaceShard(keyspace: registration.keyspace, shard: registration.shard)
         _ = try TabletAlias(parsing: registration.alias)
+        // A tablet registering again keeps its health until the next heartbeat.
         var tablet = try await store.tablet(registration.alias) ?? ClusterAPI.Tablet(registration: registration)
-        let fresh = ClusterAPI.Tablet(registration: registration)
-        tablet.keyspace = fresh.keyspace
-        tablet.shard = fresh.shard
-        tablet.type = fresh.type
-        tablet.agentURL = fresh.agentURL
-        tablet.mysqlHost = fresh.mysqlHost
-        tablet.mysqlPort = fresh.mysqlPort
-        tablet.hostname = fresh.hostname
+        tablet.registration = registration
         tablet.lastHeartbeat = Date()
         try await store.saveTablet(tablet)
         logger.info("tablet registered", metadata: ["tablet": "\(registration.alias)", "shard": "\(registration.keyspace)/\(registration.shard)",
@@ -169,7 +173,7 @@ public final class ControlServer: Sendable {
         }
         let now = Date()
         try await store.updateTablet(heartbeat.alias) { t in
-            t.type = heartbeat.type
+            t.registration.type = heartbeat.type
             t.healthy = heartbeat.healthy
             t.serving = heartbeat.serving
             t.replication = heartbeat.replication
@@ -196,12 +200,7 @@ public final class ControlServer: Sendable {
     }
 
     func failJob(_ id: Int64, _ message: String) async throws {
-        try await store.updateJob(id) { job in
-            job.phase = "failed"
-            job.result = .failed
-            job.error = message
-            job.endedAt = Date()
-        }
+        try await store.updateJob(id) { $0.fail(message) }
         logger.warning("job failed", metadata: ["job": "\(id)", "error": "\(message)"])
     }
 

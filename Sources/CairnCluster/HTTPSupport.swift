@@ -63,6 +63,7 @@ func decodeBody<T: Decodable>(_ type: T.Type, from request: Request) async throw
     do {
         return try CairnJSON.decoder().decode(type, from: Data(buffer: buffer))
     } catch {
+        if let unknown = WireEnumError.from("the request", error) { throw unknown }
         throw CairnError(.usage, "the request body is not a valid \(type) (\(error))")
     }
 }

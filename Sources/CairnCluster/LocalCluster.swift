@@ -6,7 +6,6 @@ import CairnMySQL
 import CairnSystem
 import Foundation
 import Logging
-import Synchronization
 import UnixSignals
 
 /// `cairn up`: the embedded default. ctld plus keyspace `commerce`, shard
@@ -108,13 +107,7 @@ public struct LocalCluster: Sendable {
         func stopAll() async {
             for (part, child) in children.reversed() {
                 child.kill(SIGTERM)
-                let done = Task { await child.wait() }
-                let timer = Task {
-                    try await Task.sleep(for: .seconds(60))
-                    child.kill(SIGKILL)
-                }
-                _ = await done.value
-                timer.cancel()
+                await LocalCluster.wait(for: child, killingAfter: .seconds(60))
                 logger.info("stopped \(part.name)")
             }
         }
@@ -152,29 +145,43 @@ public struct LocalCluster: Sendable {
             Logs are in \(dir)/logs. Press Ctrl-C to stop everything.
             """)
         // Until a signal, or until a part dies.
-        let signalled = Mutex<String?>(nil)
-        let signalTask = Task {
-            for await signal in signals {
-                signalled.withLock { $0 = "\(signal)" }
-                break
+        let running = children
+        let reason = await withTaskGroup(of: String?.self) { group in
+            group.addTask {
+                for await signal in signals { return "\(signal)" }
+                return nil
             }
+            group.addTask {
+                while !Task.isCancelled {
+                    if let died = exitedPart(running) { return died }
+                    try? await Task.sleep(for: .milliseconds(200))
+                }
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first ?? "signal"
         }
-        var reason = "signal"
-        while true {
-            if let s = signalled.withLock({ $0 }) {
-                reason = s
-                break
-            }
-            if let died = exitedPart(children) {
-                reason = died
-                break
-            }
-            try? await Task.sleep(for: .milliseconds(200))
-        }
-        signalTask.cancel()
         say("stopping the local cluster (\(reason))...")
         await stopAll()
         say("stopped.")
+    }
+
+    /// Waits for `child` to exit; kills it when it has not after `limit`.
+    static func wait(for child: ChildProcess, killingAfter limit: Duration) async {
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                _ = await child.wait()
+                return true
+            }
+            group.addTask {
+                try? await Task.sleep(for: limit)
+                return false
+            }
+            if await group.next() == false { child.kill(SIGKILL) }
+            group.cancelAll()
+            await group.waitForAll()
+        }
     }
 
     func waitForControlServer(children: [(Part, ChildProcess)]) async throws {

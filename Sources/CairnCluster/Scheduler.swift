@@ -22,9 +22,8 @@ final class SchedulerState: Sendable {
 
     func summary(_ only: KeyspaceShard?) -> [ClusterAPI.ShardSchedule] {
         entries.withLock { entries in
-            entries.keys.sorted().filter { only == nil || $0 == only!.description }.map { shard in
-                let e = entries[shard]!
-                return ClusterAPI.ShardSchedule(shard: shard, nextRun: e.run?.at, nextKind: e.run?.kind, note: e.note ?? e.run?.reason)
+            entries.sorted { $0.key < $1.key }.filter { only == nil || $0.key == only?.description }.map { shard, e in
+                ClusterAPI.ShardSchedule(shard: shard, nextRun: e.run?.at, nextKind: e.run?.kind, note: e.note ?? e.run?.reason)
             }
         }
     }
@@ -77,8 +76,6 @@ struct HeartbeatMonitor: Service {
 struct Scheduler: Service {
     let server: ControlServer
     static let tick: Duration = .milliseconds(500)
-    /// How long a computed plan is trusted before storage is listed again.
-    static let refresh: TimeInterval = 60
 
     func run() async throws {
         guard server.options.schedulerEnabled, let strategy = server.options.configuration.backupStrategy, server.storage != nil else {
@@ -108,35 +105,70 @@ struct Scheduler: Service {
         let shard = try KeyspaceShard(parsing: shardText)
         let now = Date()
         let running = try await server.store.unfinishedJobs().contains { $0.shardID == shardText }
-        if running {
-            // The plan is recomputed once the job ends.
-            server.schedulerState.set(shardText, .init(run: nil, computedAt: now, note: "a job is running"))
-            return
-        }
-        var entry = server.schedulerState.get(shardText)
-        if entry?.run == nil || now.timeIntervalSince(entry!.computedAt) > Scheduler.refresh {
+        let cached = server.schedulerState.get(shardText)
+        var step = ShardSchedulePlanner.step(jobRunning: running, plan: cached, now: now)
+        if step == .replan {
             let manifests = try await BackupRepository(storage: try server.requireStorage(), logger: server.logger).completeManifests(shard)
             let last = try await server.store.lastScheduledJob(shard)
             let attempt = last.map {
                 BackupScheduleRule.Attempt(started: $0.startedAt ?? $0.createdAt, ended: $0.endedAt, failed: $0.result == .failed)
             }
-            let run = BackupScheduleRule.nextRun(shard: shardText, backups: manifests, strategy: strategy, lastAttempt: attempt, previous: entry?.run, now: now)
-            entry = .init(run: run, computedAt: now, note: nil)
-            server.schedulerState.set(shardText, entry!)
+            // The run planned before stays due once its time has come (see BackupScheduleRule.nextRun).
+            let run = BackupScheduleRule.nextRun(shard: shardText, backups: manifests, strategy: strategy, lastAttempt: attempt,
+                                                 previous: cached?.run, now: now)
+            let plan = SchedulerState.Entry(run: run, computedAt: now, note: nil)
+            server.schedulerState.set(shardText, plan)
+            step = ShardSchedulePlanner.step(jobRunning: false, plan: plan, now: now)
         }
-        guard let run = entry?.run, run.at <= now else { return }
-        server.logger.info("scheduled backup due", metadata: ["shard": "\(shardText)", "kind": "\(run.kind)", "reason": "\(run.reason)"])
-        server.schedulerState.invalidate(shardText)
-        do {
-            _ = try await server.startBackup(ClusterAPI.BackupRequest(keyspace: shard.keyspace, shard: shard.shard, tablet: nil,
-                                                                      tabletType: server.options.scheduledTabletType,
-                                                                      type: .auto, engine: nil), scheduled: true)
-        } catch let error as CairnError {
-            // Recorded as a failed scheduled attempt so the rule backs off.
-            server.logger.warning("scheduled backup could not start", metadata: ["shard": "\(shardText)", "error": "\(error.message)"])
-            server.schedulerState.set(shardText, .init(run: BackupScheduleRule.Run(at: now.addingTimeInterval(BackupScheduleRule.retryDelay(strategy)),
-                                                                                   kind: run.kind, reason: "retrying: \(error.message)"),
-                                                       computedAt: now, note: nil))
+        switch step {
+        case .busy:
+            // The plan is recomputed once the job ends.
+            server.schedulerState.set(shardText, .init(run: nil, computedAt: now, note: "a job is running"))
+        case .replan, .wait:
+            return
+        case .start(let run):
+            server.logger.info("scheduled backup due", metadata: ["shard": "\(shardText)", "kind": "\(run.kind)", "reason": "\(run.reason)"])
+            server.schedulerState.invalidate(shardText)
+            do {
+                _ = try await server.startBackup(ClusterAPI.BackupRequest(keyspace: shard.keyspace, shard: shard.shard, tablet: nil,
+                                                                          tabletType: server.options.scheduledTabletType,
+                                                                          type: .auto, engine: nil), scheduled: true)
+            } catch let error as CairnError {
+                // Recorded as a failed scheduled attempt so the rule backs off.
+                server.logger.warning("scheduled backup could not start", metadata: ["shard": "\(shardText)", "error": "\(error.message)"])
+                server.schedulerState.set(shardText, ShardSchedulePlanner.retry(run, after: error, strategy: strategy, now: now))
+            }
         }
+    }
+}
+
+/// The scheduler's decision for one shard at one moment, from what it knows
+/// (a job running, the plan it computed last) and the time, without I/O.
+enum ShardSchedulePlanner {
+    /// How long a computed plan is trusted before storage is listed again.
+    static let refresh: TimeInterval = 60
+
+    enum Step: Equatable {
+        /// A job runs on the shard: nothing starts, the plan is recomputed once it ends.
+        case busy
+        /// No plan, or one too old: list storage and plan again.
+        case replan
+        /// The planned run is not due yet (or nothing is planned).
+        case wait
+        /// The planned run is due: start it.
+        case start(BackupScheduleRule.Run)
+    }
+
+    static func step(jobRunning: Bool, plan: SchedulerState.Entry?, now: Date) -> Step {
+        if jobRunning { return .busy }
+        guard let plan, let run = plan.run, now.timeIntervalSince(plan.computedAt) <= refresh else { return .replan }
+        return run.at <= now ? .start(run) : .wait
+    }
+
+    /// The plan after `run` could not start: the same kind again after the strategy's retry delay.
+    static func retry(_ run: BackupScheduleRule.Run, after error: CairnError, strategy: BackupStrategyConfig, now: Date) -> SchedulerState.Entry {
+        SchedulerState.Entry(run: BackupScheduleRule.Run(at: now.addingTimeInterval(BackupScheduleRule.retryDelay(strategy)),
+                                                         kind: run.kind, reason: "retrying: \(error.message)"),
+                             computedAt: now, note: nil)
     }
 }

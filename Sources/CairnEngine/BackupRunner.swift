@@ -57,6 +57,10 @@ public struct BackupRunner: Sendable {
     public func run(_ request: BackupRequest, now: @Sendable () -> Date = { Date() }) async throws -> BackupOutcome {
         var state = BackupJobState()
         func advance(_ phase: BackupPhase) throws {
+            // Cancelled (the tablet shutting down) before its commit, a backup goes no further.
+            if Task.isCancelled, phase == .planning || phase == .copying || phase == .committing {
+                throw CairnError(.cancelled, "the backup was cancelled before \(phase.rawValue)")
+            }
             try state.advance(to: phase)
             context.progress?.setPhase(phase.rawValue)
             onPhase?(phase)

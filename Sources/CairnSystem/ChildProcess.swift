@@ -345,13 +345,17 @@ public final class ChildProcess: Sendable {
     }
 
     /// Runs a program to completion and returns its standard output; throws
-    /// with its error output when it fails.
+    /// with its error output when it fails. Cancelled, the program is killed.
     @discardableResult
     public static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:],
                            doing what: String, logger: Logger? = nil) async throws -> String {
         let child = try ChildProcess(executable, arguments: arguments, environment: environment,
                                      stdout: .capture(limit: 4 * 1024 * 1024), logger: logger)
-        try await child.checkSuccess(doing: what)
+        try await withTaskCancellationHandler {
+            try await child.checkSuccess(doing: what)
+        } onCancel: {
+            child.kill()
+        }
         return await child.capturedOutput()
     }
 }

@@ -204,7 +204,7 @@ struct JobsCommand: AsyncParsableCommand {
         }
         var table = TextTable(header: ["ID", "SHARD", "TABLET", "KIND", "BY", "PHASE", "STARTED", "ENDED", "RESULT", "BACKUP", "ERROR"])
         for j in response.jobs {
-            table.rows.append([String(j.id), j.shardID, j.tablet, j.kind.rawValue, j.scheduled ? "scheduler" : "client", j.phase,
+            table.rows.append([String(j.id), j.shardID, j.tablet, j.kind.rawValue, j.scheduled ? "scheduler" : "client", j.phase.rawValue,
                                UTCTime.rfc3339(j.startedAt ?? j.createdAt, fractional: false),
                                j.endedAt.map { UTCTime.rfc3339($0, fractional: false) } ?? "-",
                                j.result?.rawValue ?? "running", j.backupName ?? "-", j.error ?? ""])
