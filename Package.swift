@@ -4,11 +4,15 @@ import PackageDescription
 let strict: [SwiftSetting] = [
     .swiftLanguageMode(.v6),
     .enableUpcomingFeature("ExistentialAny"),
+    // An import makes only the members of the modules a file imports visible.
+    .enableUpcomingFeature("MemberImportVisibility"),
 ]
 
+// Linux only: Cairn runs beside mariadbd on Linux hosts, and its system
+// layer uses glibc (posix_spawn file actions, pipe2, F_SETPIPE_SZ, mallopt,
+// sync_file_range). No Apple platform is claimed.
 let package = Package(
     name: "Cairn",
-    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "cairn", targets: ["cairn"]),
         .executable(name: "cairn-fleet-sim", targets: ["FleetSimulator"]),
@@ -112,6 +116,7 @@ let package = Package(
                 "CairnEngine",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationEssentialsCompat", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "GRDB", package: "GRDB.swift"),
@@ -147,6 +152,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationEssentialsCompat", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -201,6 +207,8 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "NIOFoundationEssentialsCompat", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),
@@ -209,6 +217,8 @@ let package = Package(
             dependencies: [
                 "cairn", "CairnTestSupport", "CairnCore", "CairnStorage", "CairnMySQL", "CairnSystem", "CairnCluster",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),

@@ -4,6 +4,7 @@ import CairnEngine
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOFoundationEssentialsCompat
 
 /// A typed client of the cluster API, for the command line, for tablets
 /// talking to ctld, and for ctld talking to tablets. Every call carries the

@@ -5,6 +5,7 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOCore
+import NIOFoundationEssentialsCompat
 
 /// Refuses every request without `Authorization: Bearer <token>`, with 401,
 /// and logs the refusal (never the token offered).

@@ -292,7 +292,7 @@ public final class TabletAgent: Sendable {
         try advance(.stoppingMysqld)
         await mysqld.stopReplication()
         try await mysqld.stop()
-        try FileSystem.emptyDirectory(options.mysqlDataDirectory)
+        try await FileSystem.Async.emptyDirectory(options.mysqlDataDirectory)
         try advance(.restoring)
         let result = try await runner.run(plan, into: options.mysqlDataDirectory)
         try advance(.startingMysqld)
@@ -330,7 +330,7 @@ public final class TabletAgent: Sendable {
 
     /// `--restore-from-backup`: fill the empty data directory, then start mysqld.
     func restoreBeforeStart(_ parameters: ClusterAPI.RestoreParameters) async throws {
-        guard try FileSystem.isMissingOrEmptyDirectory(options.mysqlDataDirectory) else {
+        guard try await FileSystem.Async.isMissingOrEmptyDirectory(options.mysqlDataDirectory) else {
             throw CairnError(.restoreTarget, "--restore-from-backup needs an empty or new --mysql-datadir, but \(options.mysqlDataDirectory) is not empty")
         }
         let runner = RestoreRunner(context: RestoreContext(shard: options.shard, storage: storage, logger: logger, progress: nil))

@@ -5,6 +5,7 @@ import Crypto
 import Foundation
 import NIOCore
 import Synchronization
+import CairnMySQL
 
 /// Streams one data file of a backup into storage: compress, hash the
 /// stored bytes, count sizes, write. Memory holds a chunk or two whatever

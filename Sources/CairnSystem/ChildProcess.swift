@@ -3,7 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import CCairnSystem
+internal import CCairnSystem
 import CairnCore
 import Foundation
 import Logging
@@ -53,7 +53,7 @@ public final class ChildProcess: Sendable {
         }
     }
 
-    public let pid: pid_t
+    public let pid: Glibc.pid_t
     /// The program's name, for messages.
     public let name: String
     private let stdinFD: Mutex<Int32?>

@@ -4,6 +4,7 @@ import CairnCore
 import CairnStorage
 import Foundation
 import Logging
+import Synchronization
 
 /// `cairn-fleet-sim`: N simulated tablets against a real ctld, for
 /// `make bench-scale` (docs/BENCHMARKS.md). A tool, not a test double: the

@@ -10,6 +10,8 @@ import NIOCore
 import NIOHTTP1
 import ServiceLifecycle
 import Synchronization
+import NIOFoundationEssentialsCompat
+import UnixSignals
 
 /// How the simulation runs.
 struct FleetSettings: Sendable {

@@ -5,6 +5,7 @@ import CairnEngine
 import CairnMySQL
 import CairnSystem
 import Foundation
+import Logging
 
 struct CtldCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

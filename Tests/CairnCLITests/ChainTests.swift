@@ -2,6 +2,7 @@ import CairnCore
 import CairnTestSupport
 import Foundation
 import Testing
+import CairnMySQL
 
 /// Issue 3: incrementals chain onto a full backup; restores reach the
 /// latest point, a position inside a link, and a time between links.

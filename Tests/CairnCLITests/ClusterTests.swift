@@ -8,6 +8,8 @@ import CairnSystem
 import CairnTestSupport
 import Foundation
 import Testing
+import NIOCore
+import NIOHTTP1
 
 /// Issue 5: the cluster, as separate processes with real mariadbd.
 @Suite("The cluster: ctld, tablets, client verbs", .serialized)

@@ -6,6 +6,7 @@ import CairnStorage
 import CairnTestSupport
 import Foundation
 import Testing
+import CairnSystem
 
 /// Issue 2: bad input gets one clear sentence and a non-zero exit with
 /// nothing written; damage is found; an interrupted backup is never complete.

@@ -8,6 +8,8 @@ import HummingbirdTesting
 import NIOCore
 import Testing
 @testable import CairnCluster
+import GRDB
+import NIOFoundationEssentialsCompat
 
 /// A control server on a temporary data directory and file storage, its
 /// routes called through Hummingbird's router test framework: no sockets.
