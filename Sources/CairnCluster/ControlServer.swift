@@ -25,6 +25,8 @@ public struct ControlServerOptions: Sendable {
 
     public init(dataDirectory: String, configuration: CairnConfiguration, authToken: String, schedulerEnabled: Bool) {
         self.dataDirectory = dataDirectory
+    /// Timeouts and the connection cap of its HTTP server.
+    public var httpLimits: HTTPServerLimits = .controlServer
         self.configuration = configuration
         self.authToken = authToken
         self.schedulerEnabled = schedulerEnabled
@@ -73,6 +75,7 @@ public final class ControlServer: Sendable {
         )
         logger.info("ctld starting", metadata: ["address": "\(options.bindAddress):\(options.port)",
                                                 "storage": "\(storage?.displayURL ?? "none")",
+            server: options.httpLimits.server(logger: logger),
                                                 "scheduler": "\(options.schedulerEnabled && options.configuration.backupStrategy != nil ? "on" : "off")"])
         try await app.runService()
         await storage?.shutdown()

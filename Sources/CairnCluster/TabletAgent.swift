@@ -33,6 +33,8 @@ public struct TabletAgentOptions: Sendable {
 
     public init(alias: TabletAlias, shard: KeyspaceShard, type: ClusterAPI.TabletType, mysqlSocket: String,
                 mysqlDataDirectory: String, mysql: MySQLConnectionConfiguration, ctldAddress: String,
+    /// Timeouts and the connection cap of its HTTP server.
+    public var httpLimits: HTTPServerLimits = .tabletAgent
                 authToken: String, configuration: CairnConfiguration) {
         self.alias = alias
         self.shard = shard
@@ -110,6 +112,7 @@ public final class TabletAgent: Sendable {
             services: [HeartbeatService(agent: self)],
             onServerRunning: { channel in
                 self.listeningPort.withLock { $0 = channel.localAddress?.port ?? 0 }
+            server: options.httpLimits.server(logger: logger),
             },
             logger: logger
         )
