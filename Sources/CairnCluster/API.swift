@@ -48,11 +48,13 @@ public enum ClusterAPI {
         public var mysqlHost: String?
         public var mysqlPort: Int?
         public var hostname: String
+        /// Take the alias over even while another agent holds it (`cairn tablet --replace`).
+        public var replace: Bool?
 
         public var shardID: String { "\(keyspace)/\(shard)" }
 
         public init(alias: String, keyspace: String, shard: String, type: TabletType, agentURL: String,
-                    mysqlHost: String?, mysqlPort: Int?, hostname: String) {
+                    mysqlHost: String?, mysqlPort: Int?, hostname: String, replace: Bool? = nil) {
             self.alias = alias
             self.keyspace = keyspace
             self.shard = shard
@@ -61,6 +63,7 @@ public enum ClusterAPI {
             self.mysqlHost = mysqlHost
             self.mysqlPort = mysqlPort
             self.hostname = hostname
+            self.replace = replace
         }
 
         enum CodingKeys: String, CodingKey {
@@ -68,7 +71,7 @@ public enum ClusterAPI {
             case agentURL = "agent_url"
             case mysqlHost = "mysql_host"
             case mysqlPort = "mysql_port"
-            case hostname
+            case hostname, replace
         }
     }
 

@@ -15,14 +15,18 @@ public struct ClusterClient: Sendable {
     let token: String
     /// What the server is, for messages: "the control server", "tablet zone1-100".
     let peer: String
+    /// What is wrong and what to do when the server refuses the token.
+    let tokenAdvice: String
 
-    public init(address: String, token: String, peer: String = "the control server") {
+    public init(address: String, token: String, peer: String = "the control server",
+                tokenAdvice: String = "the auth token is missing or wrong; pass that server's token with --auth-token-file or CAIRN_AUTH_TOKEN") {
         var url = address
         if !url.hasPrefix("http://") && !url.hasPrefix("https://") { url = "http://" + url }
         while url.hasSuffix("/") { url.removeLast() }
         self.baseURL = url
         self.token = token
         self.peer = peer
+        self.tokenAdvice = tokenAdvice
     }
 
     // MARK: - Control server calls
@@ -101,7 +105,7 @@ public struct ClusterClient: Sendable {
         let bytes = Data(buffer: data)
         guard (200..<300).contains(response.status.code) else {
             if response.status == .unauthorized {
-                throw CairnError(.unauthorized, "\(peer) at \(baseURL) refused the request: the auth token is missing or wrong; pass that server's token with --auth-token-file or CAIRN_AUTH_TOKEN")
+                throw CairnError(.unauthorized, "\(peer) at \(baseURL) refused the request: \(tokenAdvice)")
             }
             if let body = try? CairnJSON.decoder().decode(ClusterAPI.ErrorBody.self, from: bytes) {
                 throw CairnError(CairnError.Code(body.error.code), body.error.message)

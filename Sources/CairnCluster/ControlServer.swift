@@ -16,12 +16,17 @@ public struct ControlServerOptions: Sendable {
     public var configuration: CairnConfiguration
     /// Overrides the configuration's bucket.
     public var storageURL: String?
+    /// The clients' token (`auth-token`).
     public var authToken: String
+    /// The tablets' token; nil: `<data-dir>/tablet-token`, created when missing.
+    public var tabletToken: String?
     /// A tablet silent for this long is unhealthy, and its running job failed.
     public var heartbeatTimeout: TimeInterval = 10
     public var schedulerEnabled: Bool
     /// Which tablet type scheduled backups run on.
     public var scheduledTabletType: ClusterAPI.TabletType = .primary
+    /// Timeouts and the connection cap of its HTTP server.
+    public var httpLimits: HTTPServerLimits = .controlServer
 
     public init(dataDirectory: String, configuration: CairnConfiguration, authToken: String, schedulerEnabled: Bool) {
         self.dataDirectory = dataDirectory
@@ -36,6 +41,8 @@ public struct ControlServerOptions: Sendable {
 /// the scheduler.
 public final class ControlServer: Sendable {
     let options: ControlServerOptions
+    /// What tablets present, and what ctld presents to tablets.
+    let tabletToken: String
     let store: CtldStore
     let storage: (any BackupStorage)?
     let logger: Logger
@@ -44,6 +51,10 @@ public final class ControlServer: Sendable {
         self.options = options
         self.logger = logger
         try FileSystem.createPrivateDirectory(options.dataDirectory)
+        tabletToken = try options.tabletToken ?? AuthToken.loadOrCreate("\(options.dataDirectory)/\(TabletToken.fileName)")
+        guard tabletToken != options.authToken else {
+            throw CairnError(.configuration, "the tablet token is the client auth token; give tablets their own token (ctld creates tablet-token in its data directory)")
+        }
         store = try CtldStore(path: "\(options.dataDirectory)/ctld.sqlite")
         if let url = options.storageURL ?? options.configuration.bucket {
             storage = try StorageFactory.make(url: url, configuration: options.configuration, logger: logger)
@@ -70,6 +81,7 @@ public final class ControlServer: Sendable {
         ]
         return Application(
             router: buildRouter(),
+            server: options.httpLimits.server(logger: logger),
             configuration: .init(address: .hostname(options.bindAddress, port: options.port), serverName: "cairn-ctld"),
             services: services,
             onServerRunning: { channel in
@@ -83,7 +95,7 @@ public final class ControlServer: Sendable {
     func buildRouter() -> Router<BasicRequestContext> {
         let router = Router()
         router.add(middleware: ErrorMiddleware(logger: logger))
-        router.add(middleware: BearerTokenMiddleware(token: options.authToken, logger: logger))
+        router.add(middleware: BearerTokenMiddleware(tokens: [options.authToken, tabletToken], refusal: "a valid auth token is required", logger: logger))
         addRoutes(router)
         return router
     }
@@ -98,18 +110,19 @@ public final class ControlServer: Sendable {
     // MARK: - Routes
 
     func addRoutes(_ router: Router<BasicRequestContext>) {
-        let api = router.group(RouterPath(ClusterAPI.prefix))
-        api.post("tablets") { request, _ in
+        let groups = CredentialGroups(router, clientToken: options.authToken, tabletToken: tabletToken, logger: logger)
+        let api = groups.client
+        groups.tablet.post("tablets") { request, _ in
             let registration = try await decodeBody(ClusterAPI.TabletRegistration.self, from: request)
             try await self.register(registration)
             return jsonResponse(ClusterClient.Empty())
         }
-        api.post("tablets/:alias/heartbeat") { request, _ in
-            let heartbeat = try await decodeBody(ClusterAPI.Heartbeat.self, from: request)
+        groups.tablet.post("tablets/:alias/heartbeat") { request, _ in
+            let heartbeat = try await decodeBody(ClusterAPI.Heartbeat.self, from: request, limit: RequestBodyLimit.heartbeat)
             try await self.heartbeat(heartbeat)
             return jsonResponse(ClusterClient.Empty())
         }
-        api.get("tablets") { _, _ in
+        groups.either.get("tablets") { _, _ in
             jsonResponse(try await self.store.tablets())
         }
         api.post("backups") { request, _ in
@@ -131,7 +144,7 @@ public final class ControlServer: Sendable {
             return jsonResponse(try await self.startRestore(body))
         }
         api.get("jobs") { request, _ in
-            let limit = request.uri.queryParameters.get("limit", as: Int.self) ?? 50
+            let limit = try JobListLimit.parse(request.uri.queryParameters.get("limit"))
             var shard: KeyspaceShard? = nil
             if let ks = request.uri.queryParameters.get("keyspace"), let s = request.uri.queryParameters.get("shard") {
                 shard = try KeyspaceShard(keyspace: ks, shard: s)
@@ -146,7 +159,7 @@ public final class ControlServer: Sendable {
             }
             return jsonResponse(job)
         }
-        api.post("jobs/:id/progress") { request, _ in
+        groups.tablet.post("jobs/:id/progress") { request, _ in
             let update = try await decodeBody(ClusterAPI.JobUpdate.self, from: request)
             try await self.record(update)
             return jsonResponse(ClusterClient.Empty())
@@ -158,8 +171,11 @@ public final class ControlServer: Sendable {
     func register(_ registration: ClusterAPI.TabletRegistration) async throws {
         _ = try KeyspaceShard(keyspace: registration.keyspace, shard: registration.shard)
         _ = try TabletAlias(parsing: registration.alias)
+        try TabletRegistrationPolicy.validateAgentURL(registration.agentURL)
+        let existing = try await store.tablet(registration.alias)
+        try TabletRegistrationPolicy.checkMove(existing: existing, to: registration, now: Date(), heartbeatTimeout: options.heartbeatTimeout)
         // A tablet registering again keeps its health until the next heartbeat.
-        var tablet = try await store.tablet(registration.alias) ?? ClusterAPI.Tablet(registration: registration)
+        var tablet = existing ?? ClusterAPI.Tablet(registration: registration)
         tablet.registration = registration
         tablet.lastHeartbeat = Date()
         try await store.saveTablet(tablet)
@@ -290,7 +306,8 @@ public final class ControlServer: Sendable {
 
     /// Hands a created job to its tablet; a refusal fails the job.
     func dispatch(_ job: ClusterAPI.Job, to tablet: ClusterAPI.Tablet) async throws -> ClusterAPI.Job {
-        let client = ClusterClient(address: tablet.agentURL, token: options.authToken, peer: "tablet \(tablet.alias)")
+        let client = ClusterClient(address: tablet.agentURL, token: tabletToken, peer: "tablet \(tablet.alias)",
+                                   tokenAdvice: "it does not hold ctld's tablet token; restart it with --tablet-token-file <ctld data dir>/tablet-token")
         do {
             try await client.assign(job)
         } catch let error as CairnError {

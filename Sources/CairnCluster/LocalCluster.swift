@@ -42,6 +42,8 @@ public struct LocalCluster: Sendable {
 
     var dir: String { options.directory }
     var tokenFile: String { "\(dir)/ctld/auth-token" }
+    /// The tablets' credential, in ctld's data directory where ctld finds it.
+    var tabletTokenFile: String { "\(dir)/ctld/\(TabletToken.fileName)" }
     var configFile: String { "\(dir)/config.json" }
     func socket(_ alias: String) -> String { "\(dir)/\(alias)/mysqld.sock" }
 
@@ -58,6 +60,7 @@ public struct LocalCluster: Sendable {
             throw CairnError(.usage, "the directory \(dir) is too deep for MariaDB's socket paths (107 bytes at most); choose a shorter --dir")
         }
         _ = try AuthToken.loadOrCreate(tokenFile)
+        _ = try AuthToken.loadOrCreate(tabletTokenFile)
         let passwordFile = "\(dir)/replication-password"
         _ = try AuthToken.loadOrCreate(passwordFile)
         if !FileManager.default.fileExists(atPath: configFile) {
@@ -81,16 +84,17 @@ public struct LocalCluster: Sendable {
     }
 
     var parts: [Part] {
-        let common = ["--config", configFile, "--auth-token-file", tokenFile, "--log-level", "info"]
+        let common = ["--config", configFile, "--log-level", "info"]
         func tablet(_ uid: Int, _ type: String) -> Part {
             let alias = "zone1-\(uid)"
             return Part(name: alias, arguments: ["tablet", "--alias", alias, "--keyspace", "commerce", "--shard", "0", "--type", type,
                                                  "--mysql-socket", socket(alias), "--mysql-datadir", "\(dir)/\(alias)/data",
                                                  "--mysql-port", String(options.mysqlBasePort + uid - 100),
-                                                 "--ctld", "localhost:\(options.ctldPort)"] + common)
+                                                 "--ctld", "localhost:\(options.ctldPort)", "--tablet-token-file", tabletTokenFile] + common)
         }
         return [
-            Part(name: "ctld", arguments: ["ctld", "--port", String(options.ctldPort), "--data-dir", "\(dir)/ctld"] + common),
+            Part(name: "ctld", arguments: ["ctld", "--port", String(options.ctldPort), "--data-dir", "\(dir)/ctld",
+                                           "--auth-token-file", tokenFile, "--tablet-token-file", tabletTokenFile] + common),
             tablet(100, "primary"),
             tablet(101, "replica"),
         ]

@@ -25,12 +25,17 @@ public struct TabletAgentOptions: Sendable {
     public var ctldAddress: String
     public var bindAddress: String = "127.0.0.1"
     public var port: Int = 0
+    /// ctld's tablet token: presented to ctld, and required of ctld's calls to this tablet.
     public var authToken: String
+    /// Register even while another agent holds the alias (`--replace`).
+    public var replace = false
     public var configuration: CairnConfiguration
     public var storageURL: String?
     /// Restore into the (empty) data directory before registering.
     public var restoreFromBackup: ClusterAPI.RestoreParameters?
     public var heartbeatInterval: Duration = .seconds(2)
+    /// Timeouts and the connection cap of its HTTP server.
+    public var httpLimits: HTTPServerLimits = .tabletAgent
 
     public init(alias: TabletAlias, shard: KeyspaceShard, type: ClusterAPI.TabletType, mysqlSocket: String,
                 mysqlDataDirectory: String, mysql: MySQLConnectionConfiguration, ctldAddress: String,
@@ -82,7 +87,8 @@ public final class TabletAgent: Sendable {
         storage = try StorageFactory.make(url: url, configuration: options.configuration, logger: logger)
         mysqld = TabletMysqld(socketPath: options.mysqlSocket, dataDirectory: options.mysqlDataDirectory, port: options.mysqlPort,
                               serverID: options.alias.uid, connection: options.mysql, logger: logger)
-        ctld = ClusterClient(address: options.ctldAddress, token: options.authToken)
+        ctld = ClusterClient(address: options.ctldAddress, token: options.authToken,
+                             tokenAdvice: "the tablet token is missing or wrong; pass ctld's tablet token (tablet-token in its data directory) with --tablet-token-file or CAIRN_TABLET_TOKEN")
         state.withLock { $0.replicationOff = TabletAgent.readReplicationOffNote(options.mysqlDataDirectory) }
     }
 
@@ -103,6 +109,7 @@ public final class TabletAgent: Sendable {
         }
         let app = Application(
             router: buildRouter(),
+            server: options.httpLimits.server(logger: logger),
             configuration: .init(address: .hostname(options.bindAddress, port: options.port), serverName: "cairn-tablet"),
             onServerRunning: { channel in
                 self.listeningPort.withLock { $0 = channel.localAddress?.port ?? 0 }
@@ -155,7 +162,7 @@ public final class TabletAgent: Sendable {
         ClusterAPI.TabletRegistration(alias: aliasText, keyspace: options.shard.keyspace, shard: options.shard.shard, type: options.type,
                                       agentURL: "http://\(options.bindAddress == "0.0.0.0" ? FileSystem.hostname : options.bindAddress):\(listeningPort.withLock { $0 })",
                                       mysqlHost: options.mysqlPort == nil ? nil : options.mysqlHost, mysqlPort: options.mysqlPort,
-                                      hostname: FileSystem.hostname)
+                                      hostname: FileSystem.hostname, replace: options.replace ? true : nil)
     }
 
     // MARK: - Heartbeats

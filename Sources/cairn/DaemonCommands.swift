@@ -13,8 +13,9 @@ struct CtldCommand: AsyncParsableCommand {
         abstract: "Run the control server (Vitess: vtctld).",
         discussion: """
             Keeps the topology and job history in SQLite under --data-dir, reads backups from the configured storage, \
-            and runs the scheduler when the configuration has a backup_strategy. Every API call needs the bearer token \
-            from --auth-token-file; without one, a token is generated into <data-dir>/auth-token on first start.
+            and runs the scheduler when the configuration has a backup_strategy. Every API call needs a bearer token: \
+            clients the one from --auth-token-file (default <data-dir>/auth-token, generated on first start), tablets \
+            the one from --tablet-token-file (default <data-dir>/tablet-token, generated on first start).
             """
     )
 
@@ -29,6 +30,9 @@ struct CtldCommand: AsyncParsableCommand {
 
     @Option(name: .long, help: ArgumentHelp("The auth token file (default: <data-dir>/auth-token, created when missing).", valueName: "file"))
     var authTokenFile: String?
+
+    @Option(name: .long, help: ArgumentHelp("The tablets' token file (default: <data-dir>/tablet-token, created when missing).", valueName: "file"))
+    var tabletTokenFile: String?
 
     @Option(name: .long, help: ArgumentHelp("Seconds without a heartbeat before a tablet is unhealthy and its job failed.", valueName: "seconds"))
     var heartbeatTimeout: Double = 10
@@ -51,6 +55,7 @@ struct CtldCommand: AsyncParsableCommand {
         options.port = port
         options.storageURL = storageOptions.storage
         options.heartbeatTimeout = heartbeatTimeout
+        options.tabletToken = try tabletTokenFile.map(TabletToken.read)
         let server = try ControlServer(options: options, logger: logger)
         try await server.run { port in
             logger.info("ctld listening", metadata: ["address": "\(bind):\(port)"])
@@ -94,8 +99,14 @@ struct TabletCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("The address the tablet's API listens on.", valueName: "addr"))
     var bind: String = "127.0.0.1"
 
-    @Option(name: .long, help: ArgumentHelp("The file holding ctld's auth token (default: $CAIRN_AUTH_TOKEN).", valueName: "file"))
+    @Option(name: .long, help: ArgumentHelp("The file holding ctld's tablet token, <ctld data dir>/tablet-token (default: $CAIRN_TABLET_TOKEN).", valueName: "file"))
+    var tabletTokenFile: String?
+
+    @Option(name: .long, help: ArgumentHelp("Before tablet tokens: the file holding the token for ctld; now read as --tablet-token-file.", valueName: "file"))
     var authTokenFile: String?
+
+    @Flag(name: .long, help: "Take the alias over even while another agent holds it (ctld refuses that otherwise).")
+    var replace = false
 
     @Flag(name: .long, help: "Restore into the empty data directory before registering.")
     var restoreFromBackup = false
@@ -127,8 +138,15 @@ struct TabletCommand: AsyncParsableCommand {
         guard case .socket(let socket) = mysql.endpoint else {
             throw CairnError(.usage, "a tablet reaches its mysqld through --mysql-socket")
         }
-        guard let token = try AuthToken.lookUp(file: authTokenFile) else {
-            throw CairnError(.usage, "no auth token for ctld: pass --auth-token-file or set CAIRN_AUTH_TOKEN")
+        // The tablet token; --auth-token-file and CAIRN_AUTH_TOKEN are still read, as the same thing.
+        let token: String
+        let environment = ProcessInfo.processInfo.environment
+        if let file = tabletTokenFile ?? authTokenFile {
+            token = try TabletToken.read(file)
+        } else if let env = environment["CAIRN_TABLET_TOKEN"] ?? environment["CAIRN_AUTH_TOKEN"], !env.isEmpty {
+            token = env
+        } else {
+            throw CairnError(.usage, "no tablet token for ctld: pass --tablet-token-file <ctld data dir>/tablet-token or set CAIRN_TABLET_TOKEN")
         }
         var options = TabletAgentOptions(alias: alias, shard: shard, type: type, mysqlSocket: socket,
                                          mysqlDataDirectory: URL(fileURLWithPath: mysqlDatadir).standardizedFileURL.path,
@@ -138,6 +156,7 @@ struct TabletCommand: AsyncParsableCommand {
         options.mysqlPort = mysqlOptions.mysqlPort
         options.port = port
         options.bindAddress = bind
+        options.replace = replace
         options.storageURL = storageOptions.storage
         options.heartbeatInterval = .milliseconds(Int(heartbeatInterval * 1000))
         if restoreFromBackup {
