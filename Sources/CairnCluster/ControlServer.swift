@@ -177,6 +177,8 @@ public final class ControlServer: Sendable {
         // A tablet registering again keeps its health until the next heartbeat.
         var tablet = existing ?? ClusterAPI.Tablet(registration: registration)
         tablet.registration = registration
+        // "Replace" is a request of this registration, not a property of the tablet.
+        tablet.registration.replace = nil
         tablet.lastHeartbeat = Date()
         try await store.saveTablet(tablet)
         logger.info("tablet registered", metadata: ["tablet": "\(registration.alias)", "shard": "\(registration.keyspace)/\(registration.shard)",

@@ -15,6 +15,14 @@ import NIOFoundationEssentialsCompat
 /// routes called through Hummingbird's router test framework: no sockets.
 struct ControlServerHarness {
     static let token = "route-test-token-0123456789"
+    /// The tablets' credential: registration, heartbeats and job reports take only it.
+    static let tabletToken = "route-test-tablet-token-0123456789"
+
+    /// The credential a route takes: the tablet token for the tablets' own calls, else the client token.
+    static func token(for method: HTTPRequest.Method, _ path: String) -> String {
+        let tabletRoute = method == .post && (path == "/tablets" || path.hasSuffix("/heartbeat") || path.hasSuffix("/progress"))
+        return tabletRoute ? tabletToken : token
+    }
     let directory: TemporaryDirectory
     let server: ControlServer
     let shard = try! KeyspaceShard(keyspace: "commerce", shard: "0")
@@ -24,9 +32,10 @@ struct ControlServerHarness {
         try FileManager.default.createDirectory(atPath: directory.file("backups"), withIntermediateDirectories: true)
         var configuration = CairnConfiguration()
         configuration.bucket = "file://\(directory.file("backups"))"
-        server = try ControlServer(options: ControlServerOptions(dataDirectory: directory.file("ctld"), configuration: configuration,
-                                                                 authToken: ControlServerHarness.token, schedulerEnabled: false),
-                                   logger: testLogger)
+        var options = ControlServerOptions(dataDirectory: directory.file("ctld"), configuration: configuration,
+                                           authToken: ControlServerHarness.token, schedulerEnabled: false)
+        options.tabletToken = ControlServerHarness.tabletToken
+        server = try ControlServer(options: options, logger: testLogger)
     }
 
     var storage: any BackupStorage { FileStorage(root: directory.file("backups")) }
@@ -44,11 +53,13 @@ struct ControlServerHarness {
 }
 
 extension TestClientProtocol {
-    /// A call with the bearer token (unless `token` is nil) and a JSON body.
-    func call(_ method: HTTPRequest.Method, _ path: String, token: String? = ControlServerHarness.token,
+    /// A call with a bearer token and a JSON body: by default the credential
+    /// the route takes; `token: nil` sends none.
+    func call(_ method: HTTPRequest.Method, _ path: String, token: String?? = .none,
               json: (any Encodable & Sendable)? = nil, raw: String? = nil) async throws -> TestResponse {
         var headers: HTTPFields = [:]
-        if let token { headers[.authorization] = "Bearer \(token)" }
+        let bearer: String? = token ?? ControlServerHarness.token(for: method, path)
+        if let bearer { headers[.authorization] = "Bearer \(bearer)" }
         var body: ByteBuffer? = nil
         if let json { body = ByteBuffer(data: try CairnJSON.encoder().encode(json)) }
         if let raw { body = ByteBuffer(string: raw) }
@@ -97,10 +108,13 @@ struct ControlServerRouteTests {
             #expect(tablet["healthy"] as? Bool == true && tablet["position"] as? String == "0-100-5")
             #expect(tablet["registration"] == nil)
 
-            // Registering again changes what was registered and keeps the health.
+            // A live alias does not move to another agent unless the registration says to replace it.
             var moved = ControlServerHarness.registration()
             moved.agentURL = "http://127.0.0.1:10"
-            _ = try await client.call(.post, "/tablets", json: moved)
+            #expect(try await client.call(.post, "/tablets", json: moved).status == .conflict)
+            // Registering again with replace changes what was registered and keeps the health.
+            moved.replace = true
+            #expect(try await client.call(.post, "/tablets", json: moved).status == .ok)
             let again = try await client.call(.get, "/tablets").decode([ClusterAPI.Tablet].self)
             #expect(again.first?.agentURL == "http://127.0.0.1:10" && again.first?.healthy == true)
         }
