@@ -51,7 +51,9 @@ let package = Package(
         // Pure model: no I/O.
         .target(
             name: "CairnCore",
-            swiftSettings: strict
+            // Imports are internal unless marked: the model's public API shows
+            // Foundation's Date and Data, and nothing else it imports.
+            swiftSettings: strict + [.enableUpcomingFeature("InternalImportsByDefault")]
         ),
         // Operating-system plumbing shared by the I/O modules: a thread pool for
         // blocking calls, child processes with streamed pipes, file helpers.
