@@ -174,6 +174,14 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "CairnClusterTests",
+            dependencies: [
+                "CairnCluster", "CairnCore", "CairnTestSupport",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "CairnCLITests",
             dependencies: [
                 "cairn", "CairnTestSupport", "CairnCore", "CairnStorage", "CairnMySQL", "CairnSystem", "CairnCluster",

@@ -51,21 +51,23 @@ struct HeartbeatMonitor: Service {
 
     func check() async throws {
         let now = Date()
-        let timeout = server.options.heartbeatTimeout
-        for tablet in try await server.store.tablets() {
-            let silent = tablet.lastHeartbeat.map { now.timeIntervalSince($0) } ?? .infinity
-            guard silent > timeout else { continue }
+        let cutoff = now.addingTimeInterval(-server.options.heartbeatTimeout)
+        for tablet in try await server.store.silentTablets(heartbeatBefore: cutoff) {
+            let silent = tablet.lastHeartbeat.map { Int(now.timeIntervalSince($0)) }
+            let silentText = silent.map { "none for \($0)s" } ?? "none since it registered"
             if tablet.healthy {
-                server.logger.warning("tablet stopped sending heartbeats", metadata: ["tablet": "\(tablet.alias)", "silent_seconds": "\(Int(silent))"])
+                server.logger.warning("tablet stopped sending heartbeats", metadata: ["tablet": "\(tablet.alias)", "silent_seconds": "\(silent.map(String.init) ?? "-")"])
                 try await server.store.updateTablet(tablet.alias) { t in
+                    // A heartbeat that arrived since the query wins.
+                    guard (t.lastHeartbeat ?? .distantPast) < cutoff else { return }
                     t.healthy = false
                     t.serving = false
                     t.currentJob = nil
                 }
             }
-            for job in try await server.store.unfinishedJobs() where job.tablet == tablet.alias {
-                try await server.failJob(job.id, "tablet \(tablet.alias) stopped sending heartbeats (none for \(Int(silent))s) while running the job; it was lost, check the tablet and retry")
-                server.schedulerState.invalidate(job.shardID)
+            for job in tablet.unfinishedJobs {
+                try await server.failJob(job.id, "tablet \(tablet.alias) stopped sending heartbeats (\(silentText)) while running the job; it was lost, check the tablet and retry")
+                server.schedulerState.invalidate(job.shard.description)
             }
         }
     }
@@ -107,7 +109,7 @@ struct Scheduler: Service {
     func consider(_ shardText: String, strategy: BackupStrategyConfig) async throws {
         let shard = try KeyspaceShard(parsing: shardText)
         let now = Date()
-        let running = try await server.store.unfinishedJobs().contains { $0.shardID == shardText }
+        let running = try await server.store.isBusy(shard)
         if running {
             // The plan is recomputed once the job ends.
             server.schedulerState.set(shardText, .init(run: nil, computedAt: now, note: "a job is running"))
@@ -116,7 +118,7 @@ struct Scheduler: Service {
         var entry = server.schedulerState.get(shardText)
         if entry?.run == nil || now.timeIntervalSince(entry!.computedAt) > Scheduler.refresh {
             let manifests = try await BackupRepository(storage: try server.requireStorage(), logger: server.logger).completeManifests(shard)
-            let last = try await server.store.lastScheduledJob(shard)
+            let last = try await server.store.lastScheduledJobs([shard])[shard]
             let attempt = last.map {
                 BackupScheduleRule.Attempt(started: $0.startedAt ?? $0.createdAt, ended: $0.endedAt, failed: $0.result == .failed)
             }
