@@ -295,6 +295,8 @@ public final class ControlServer: Sendable {
         do {
             try await client.assign(job)
         } catch let error as CairnError {
+            // ctld is stopping: whether the tablet took the job is unknown, and its heartbeats settle it.
+            guard !Task.isCancelled else { throw CancellationError() }
             try await failJob(job.id, "tablet \(tablet.alias) did not take the job: \(error.message)")
             throw CairnError(.cluster, "tablet \(tablet.alias) did not take the \(job.kind.rawValue) job: \(error.message)")
         }

@@ -76,11 +76,18 @@ struct HeartbeatMonitor: Service {
 /// The built-in scheduler: for every shard with tablets, the configured
 /// full/incremental strategy, one job per shard at a time, missed slots run
 /// once, shards spread apart.
+///
+/// Each tick reads all shards' state in one query, then hands the shards
+/// that need a plan or are due to child tasks, at most `concurrency` at
+/// once; a shard whose storage listing or tablet is slow keeps only itself
+/// waiting, and is skipped by later ticks until its task ends.
 struct Scheduler: Service {
     let server: ControlServer
     static let tick: Duration = .milliseconds(500)
     /// How long a computed plan is trusted before storage is listed again.
     static let refresh: TimeInterval = 60
+    /// How many shards are planned or started at once.
+    static let concurrency = 16
 
     func run() async throws {
         guard server.options.schedulerEnabled, let strategy = server.options.configuration.backupStrategy, server.storage != nil else {
@@ -90,43 +97,85 @@ struct Scheduler: Service {
         }
         server.logger.info("scheduler on", metadata: ["full_backup_interval": "\(strategy.fullBackupInterval)",
                                                       "incremental_backup_interval": "\(strategy.incrementalBackupInterval?.description ?? "none")"])
+        let working = ShardsInFlight()
         // Stopping at a graceful shutdown is the normal end, not an error.
-        try? await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                try await Task.sleep(for: Scheduler.tick)
-                for shard in (try? await server.knownShards()) ?? [] {
+        let interrupted = await cancelWhenGracefulShutdown {
+            await withDiscardingTaskGroup { group in
+                while !Task.isCancelled {
                     do {
-                        try await consider(shard, strategy: strategy)
+                        try await Task.sleep(for: Scheduler.tick)
+                        try await pass(strategy: strategy, working: working, group: &group)
                     } catch {
-                        server.logger.warning("scheduler could not plan a shard", metadata: ["shard": "\(shard)", "error": "\(error)"])
-                        server.schedulerState.set(shard, .init(run: nil, computedAt: Date(), note: "\(error)"))
+                        if !Task.isCancelled {
+                            server.logger.warning("scheduler pass failed; the next tick retries", metadata: ["error": "\(error)"])
+                        }
                     }
+                }
+                // The shards still in flight are cancelled with this task.
+                return working.count
+            }
+        }
+        server.logger.info("scheduler stopped", metadata: ["interrupted_shards": "\(interrupted)"])
+    }
+
+    /// One tick: which shards need a plan or are due, from one query, each handed to a child task.
+    func pass(strategy: BackupStrategyConfig, working: ShardsInFlight, group: inout DiscardingTaskGroup) async throws {
+        let now = Date()
+        var due: [KeyspaceShard] = []
+        var stale: [KeyspaceShard] = []
+        for known in try await server.store.knownShards() {
+            let id = known.shard.description
+            guard !working.contains(id) else { continue }
+            if known.busy {
+                // The plan is recomputed once the job ends.
+                server.schedulerState.set(id, .init(run: nil, computedAt: now, note: "a job is running"))
+                continue
+            }
+            let entry = server.schedulerState.get(id)
+            if let entry, let run = entry.run, now.timeIntervalSince(entry.computedAt) <= Scheduler.refresh {
+                if run.at <= now { due.append(known.shard) }
+            } else {
+                stale.append(known.shard)
+            }
+        }
+        // Due shards first: they are late already.
+        let room = max(Scheduler.concurrency - working.count, 0)
+        let startNow = Array(due.prefix(room))
+        let planNow = Array(stale.prefix(room - startNow.count))
+        let lastScheduled = try await server.store.lastScheduledJobs(planNow)
+        for shard in startNow + planNow {
+            let id = shard.description
+            let replan = planNow.contains(shard)
+            let last = lastScheduled[shard]
+            working.insert(id)
+            group.addTask {
+                defer { working.remove(id) }
+                do {
+                    try await consider(shard, replan: replan, lastScheduled: last, strategy: strategy)
+                } catch {
+                    // Cancellation (ctld stopping) is not the shard's failure; `run` says it once.
+                    guard !Task.isCancelled else { return }
+                    server.logger.warning("scheduler could not plan a shard", metadata: ["shard": "\(shard)", "error": "\(error)"])
+                    server.schedulerState.set(id, .init(run: nil, computedAt: Date(), note: "\(error)"))
                 }
             }
         }
     }
 
-    func consider(_ shardText: String, strategy: BackupStrategyConfig) async throws {
-        let shard = try KeyspaceShard(parsing: shardText)
-        let now = Date()
-        let running = try await server.store.isBusy(shard)
-        if running {
-            // The plan is recomputed once the job ends.
-            server.schedulerState.set(shardText, .init(run: nil, computedAt: now, note: "a job is running"))
-            return
-        }
-        var entry = server.schedulerState.get(shardText)
-        if entry?.run == nil || now.timeIntervalSince(entry!.computedAt) > Scheduler.refresh {
+    /// Plans the shard from storage when `replan`, then starts its backup when it is due.
+    func consider(_ shard: KeyspaceShard, replan: Bool, lastScheduled last: ClusterAPI.Job?, strategy: BackupStrategyConfig) async throws {
+        let shardText = shard.description
+        var now = Date()
+        if replan {
             let manifests = try await BackupRepository(storage: try server.requireStorage(), logger: server.logger).completeManifests(shard)
-            let last = try await server.store.lastScheduledJobs([shard])[shard]
             let attempt = last.map {
                 BackupScheduleRule.Attempt(started: $0.startedAt ?? $0.createdAt, ended: $0.endedAt, failed: $0.result == .failed)
             }
+            now = Date()
             let run = BackupScheduleRule.nextRun(shard: shardText, backups: manifests, strategy: strategy, lastAttempt: attempt, now: now)
-            entry = .init(run: run, computedAt: now, note: nil)
-            server.schedulerState.set(shardText, entry!)
+            server.schedulerState.set(shardText, .init(run: run, computedAt: now, note: nil))
         }
-        guard let run = entry?.run, run.at <= now else { return }
+        guard let run = server.schedulerState.get(shardText)?.run, run.at <= now else { return }
         server.logger.info("scheduled backup due", metadata: ["shard": "\(shardText)", "kind": "\(run.kind)", "reason": "\(run.reason)"])
         server.schedulerState.invalidate(shardText)
         do {
@@ -134,6 +183,7 @@ struct Scheduler: Service {
                                                                       tabletType: server.options.scheduledTabletType,
                                                                       type: .auto, engine: nil), scheduled: true)
         } catch let error as CairnError {
+            guard !Task.isCancelled else { throw CancellationError() }
             // Recorded as a failed scheduled attempt so the rule backs off.
             server.logger.warning("scheduled backup could not start", metadata: ["shard": "\(shardText)", "error": "\(error.message)"])
             server.schedulerState.set(shardText, .init(run: BackupScheduleRule.Run(at: now.addingTimeInterval(BackupScheduleRule.retryDelay(strategy)),
@@ -141,4 +191,14 @@ struct Scheduler: Service {
                                                        computedAt: now, note: nil))
         }
     }
+}
+
+/// The shards the scheduler's child tasks are working on.
+final class ShardsInFlight: Sendable {
+    private let shards = Mutex<Set<String>>([])
+
+    var count: Int { shards.withLock { $0.count } }
+    func contains(_ shard: String) -> Bool { shards.withLock { $0.contains(shard) } }
+    func insert(_ shard: String) { _ = shards.withLock { $0.insert(shard) } }
+    func remove(_ shard: String) { _ = shards.withLock { $0.remove(shard) } }
 }
