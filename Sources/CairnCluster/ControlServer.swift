@@ -22,6 +22,8 @@ public struct ControlServerOptions: Sendable {
     public var schedulerEnabled: Bool
     /// Which tablet type scheduled backups run on.
     public var scheduledTabletType: ClusterAPI.TabletType = .primary
+    /// Which finished jobs ctld keeps; the rest are pruned in the background.
+    public var jobRetention = JobRetention()
 
     public init(dataDirectory: String, configuration: CairnConfiguration, authToken: String, schedulerEnabled: Bool) {
         self.dataDirectory = dataDirectory
@@ -61,6 +63,7 @@ public final class ControlServer: Sendable {
         let services: [any Service] = [
             HeartbeatMonitor(server: self),
             Scheduler(server: self),
+            JobHistoryPruner(store: store, retention: options.jobRetention, logger: logger),
         ]
         let app = Application(
             router: router,

@@ -277,4 +277,52 @@ final class CtldStore: Sendable {
         }
         return jobs
     }
+
+    // MARK: Job history
+
+    /// Removes the shard's finished jobs that ``JobRetention`` does not keep,
+    /// in small transactions; returns how many.
+    func pruneJobs(_ shard: KeyspaceShard, retention: JobRetention, now: Date) async throws -> Int {
+        let cutoff = now.addingTimeInterval(-retention.keepYoungerThan).timeIntervalSince1970
+        var removed = 0
+        while true {
+            let batch = try await database.write { db -> Int in
+                // The oldest of the newest `keepPerShard` finished jobs; none when the shard has fewer.
+                guard let oldestKept = try Int64.fetchOne(db, sql: """
+                    SELECT id FROM job WHERE keyspace = ? AND shard = ? AND finished = 1 ORDER BY id DESC LIMIT 1 OFFSET ?
+                    """, arguments: [shard.keyspace, shard.shard, max(retention.keepPerShard - 1, 0)]) else { return 0 }
+                try db.execute(sql: """
+                    DELETE FROM job WHERE id IN (
+                        SELECT id FROM job WHERE keyspace = ? AND shard = ? AND id < ? AND finished = 1 AND created_at < ? LIMIT 500)
+                    """, arguments: [shard.keyspace, shard.shard, retention.keepPerShard > 0 ? oldestKept : oldestKept + 1, cutoff])
+                return db.changesCount
+            }
+            removed += batch
+            if batch < 500 || Task.isCancelled { return removed }
+        }
+    }
+
+    /// Every shard with jobs, one at a time: the next one after `shard` in order.
+    func shardWithJobs(after shard: KeyspaceShard?) async throws -> KeyspaceShard? {
+        try await database.read { db -> KeyspaceShard? in
+            let row = if let shard {
+                try Row.fetchOne(db, sql: "SELECT keyspace, shard FROM job WHERE (keyspace, shard) > (?, ?) ORDER BY keyspace, shard LIMIT 1",
+                                 arguments: [shard.keyspace, shard.shard])
+            } else {
+                try Row.fetchOne(db, sql: "SELECT keyspace, shard FROM job ORDER BY keyspace, shard LIMIT 1")
+            }
+            return try row.map { try KeyspaceShard(keyspace: $0["keyspace"], shard: $0["shard"]) }
+        }
+    }
+
+    /// Prunes every shard's job history, shard by shard; stops between shards when the task is cancelled.
+    func pruneJobs(retention: JobRetention, now: Date) async throws -> Int {
+        var removed = 0
+        var shard: KeyspaceShard? = nil
+        while !Task.isCancelled, let next = try await shardWithJobs(after: shard) {
+            removed += try await pruneJobs(next, retention: retention, now: now)
+            shard = next
+        }
+        return removed
+    }
 }

@@ -120,6 +120,37 @@ struct CtldStoreTests {
         #expect(try await store.lastScheduledJobs([]).isEmpty)
     }
 
+    @Test("job retention keeps each shard's newest finished jobs and every young one, and removes the rest")
+    func retention() async throws {
+        defer { directory.remove() }
+        let now = Date()
+        // ks/0: 130 finished jobs, the oldest 120 eight days old; then one unfinished, also old.
+        var ids: [Int64] = []
+        for _ in 0..<130 { ids.append(try await job("ks/0", on: "zone1-100", finished: true)) }
+        let running = try await job("ks/0", on: "zone1-100", finished: false)
+        // ks/1: 5 finished jobs, all old: fewer than the shard's quota.
+        var few: [Int64] = []
+        for _ in 0..<5 { few.append(try await job("ks/1", on: "zone1-200", finished: true)) }
+        let eightDaysAgo = now.addingTimeInterval(-8 * 86_400).timeIntervalSince1970
+        let lastOld = ids[119]
+        try await store.database.write { db in
+            try db.execute(sql: "UPDATE job SET created_at = ? WHERE id <= ? OR id = ? OR keyspace = 'ks' AND shard = '1'",
+                           arguments: [eightDaysAgo, lastOld, running])
+        }
+
+        let removed = try await store.pruneJobs(retention: JobRetention(keepPerShard: 100, keepYoungerThan: 7 * 86_400), now: now)
+        #expect(removed == 30)
+        let kept = try await store.jobs(shard: try Self.shard("ks/0"), limit: 1000).map(\.id)
+        #expect(kept == ([running] + ids.suffix(100)).sorted(by: >))
+        #expect(try await store.jobs(shard: try Self.shard("ks/1"), limit: 1000).map(\.id) == few.reversed())
+        // Running again removes nothing more.
+        #expect(try await store.pruneJobs(retention: JobRetention(), now: now) == 0)
+
+        // Keeping none by count leaves the young and the unfinished.
+        #expect(try await store.pruneJobs(retention: JobRetention(keepPerShard: 0, keepYoungerThan: 7 * 86_400), now: now) == 95)
+        #expect(try await store.jobs(shard: nil, limit: 1000).map(\.id) == ([running] + ids.suffix(10)).sorted(by: >))
+    }
+
     @Test("a database written by the v1 schema migrates with its tablets and jobs, and the new queries see them")
     func migrationFromV1() async throws {
         defer { directory.remove() }
