@@ -18,3 +18,9 @@ bench-file:
 # S3 only (issue 4), at upload concurrency 1, 4 and 8.
 bench-s3:
 	BENCH_ISSUES="4" bash scripts/bench.sh
+
+# The scheduler at fleet scale (issue 18): the real ctld against 100, 1,000
+# and 10,000 simulated tablets, 10 minutes each; see docs/BENCHMARKS.md.
+.PHONY: bench-scale
+bench-scale:
+	bash scripts/bench-scale.sh
