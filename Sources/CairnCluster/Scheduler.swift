@@ -77,10 +77,11 @@ struct HeartbeatMonitor: Service {
 /// full/incremental strategy, one job per shard at a time, missed slots run
 /// once, shards spread apart.
 ///
-/// Each tick reads all shards' state in one query, then hands the shards
-/// that need a plan or are due to child tasks, at most `concurrency` at
-/// once; a shard whose storage listing or tablet is slow keeps only itself
-/// waiting, and is skipped by later ticks until its task ends.
+/// Each tick reads all shards' state in one query and queues the shards that
+/// are due or need a new plan; `concurrency` workers take them in order,
+/// list storage and hand jobs to tablets. A shard whose storage listing or
+/// tablet is slow keeps only its worker waiting, and ticks leave a queued
+/// shard alone until its worker is done with it.
 struct Scheduler: Service {
     let server: ControlServer
     static let tick: Duration = .milliseconds(500)
@@ -88,6 +89,14 @@ struct Scheduler: Service {
     static let refresh: TimeInterval = 60
     /// How many shards are planned or started at once.
     static let concurrency = 16
+
+    /// A shard handed to a worker.
+    struct Work: Sendable {
+        var shard: KeyspaceShard
+        /// List storage and compute a new plan first.
+        var replan: Bool
+        var lastScheduled: ClusterAPI.Job?
+    }
 
     func run() async throws {
         guard server.options.schedulerEnabled, let strategy = server.options.configuration.backupStrategy, server.storage != nil else {
@@ -97,35 +106,56 @@ struct Scheduler: Service {
         }
         server.logger.info("scheduler on", metadata: ["full_backup_interval": "\(strategy.fullBackupInterval)",
                                                       "incremental_backup_interval": "\(strategy.incrementalBackupInterval?.description ?? "none")"])
-        let working = ShardsInFlight()
+        let queued = ShardsInFlight()
+        let (queue, enqueue) = AsyncStream.makeStream(of: Work.self)
         // Stopping at a graceful shutdown is the normal end, not an error.
         let interrupted = await cancelWhenGracefulShutdown {
-            await withDiscardingTaskGroup { group in
-                while !Task.isCancelled {
-                    do {
-                        try await Task.sleep(for: Scheduler.tick)
-                        try await pass(strategy: strategy, working: working, group: &group)
-                    } catch {
-                        if !Task.isCancelled {
-                            server.logger.warning("scheduler pass failed; the next tick retries", metadata: ["error": "\(error)"])
+            await withDiscardingTaskGroup { ticks in
+                ticks.addTask {
+                    while !Task.isCancelled {
+                        do {
+                            try await Task.sleep(for: Scheduler.tick)
+                            for work in try await pass(queued: queued) { enqueue.yield(work) }
+                        } catch {
+                            if !Task.isCancelled {
+                                server.logger.warning("scheduler pass failed; the next tick retries", metadata: ["error": "\(error)"])
+                            }
                         }
                     }
+                    enqueue.finish()
                 }
-                // The shards still in flight are cancelled with this task.
-                return working.count
+                // At most `concurrency` shards at once, in the order queued; ends when this task is cancelled.
+                await withTaskGroup(of: Void.self) { workers in
+                    var running = 0
+                    for await work in queue {
+                        if running == Scheduler.concurrency {
+                            await workers.next()
+                            running -= 1
+                        }
+                        workers.addTask {
+                            await perform(work, strategy: strategy)
+                            // A shard cut short by the stop stays counted as interrupted.
+                            if !Task.isCancelled { queued.remove(work.shard.description) }
+                        }
+                        running += 1
+                    }
+                }
+                return queued.count
             }
         }
         server.logger.info("scheduler stopped", metadata: ["interrupted_shards": "\(interrupted)"])
     }
 
-    /// One tick: which shards need a plan or are due, from one query, each handed to a child task.
-    func pass(strategy: BackupStrategyConfig, working: ShardsInFlight, group: inout DiscardingTaskGroup) async throws {
+    /// One tick: the shards that are due, then those that need a new plan,
+    /// from one query (and one more for the last scheduled jobs of the latter),
+    /// each marked queued.
+    func pass(queued: ShardsInFlight) async throws -> [Work] {
         let now = Date()
         var due: [KeyspaceShard] = []
         var stale: [KeyspaceShard] = []
         for known in try await server.store.knownShards() {
             let id = known.shard.description
-            guard !working.contains(id) else { continue }
+            guard !queued.contains(id) else { continue }
             if known.busy {
                 // The plan is recomputed once the job ends.
                 server.schedulerState.set(id, .init(run: nil, computedAt: now, note: "a job is running"))
@@ -138,27 +168,22 @@ struct Scheduler: Service {
                 stale.append(known.shard)
             }
         }
+        let lastScheduled = try await server.store.lastScheduledJobs(stale)
         // Due shards first: they are late already.
-        let room = max(Scheduler.concurrency - working.count, 0)
-        let startNow = Array(due.prefix(room))
-        let planNow = Array(stale.prefix(room - startNow.count))
-        let lastScheduled = try await server.store.lastScheduledJobs(planNow)
-        for shard in startNow + planNow {
-            let id = shard.description
-            let replan = planNow.contains(shard)
-            let last = lastScheduled[shard]
-            working.insert(id)
-            group.addTask {
-                defer { working.remove(id) }
-                do {
-                    try await consider(shard, replan: replan, lastScheduled: last, strategy: strategy)
-                } catch {
-                    // Cancellation (ctld stopping) is not the shard's failure; `run` says it once.
-                    guard !Task.isCancelled else { return }
-                    server.logger.warning("scheduler could not plan a shard", metadata: ["shard": "\(shard)", "error": "\(error)"])
-                    server.schedulerState.set(id, .init(run: nil, computedAt: Date(), note: "\(error)"))
-                }
-            }
+        let work = due.map { Work(shard: $0, replan: false, lastScheduled: nil) }
+            + stale.map { Work(shard: $0, replan: true, lastScheduled: lastScheduled[$0]) }
+        for item in work { queued.insert(item.shard.description) }
+        return work
+    }
+
+    func perform(_ work: Work, strategy: BackupStrategyConfig) async {
+        do {
+            try await consider(work.shard, replan: work.replan, lastScheduled: work.lastScheduled, strategy: strategy)
+        } catch {
+            // Cancellation (ctld stopping) is not the shard's failure; `run` says it once.
+            guard !Task.isCancelled else { return }
+            server.logger.warning("scheduler could not plan a shard", metadata: ["shard": "\(work.shard)", "error": "\(error)"])
+            server.schedulerState.set(work.shard.description, .init(run: nil, computedAt: Date(), note: "\(error)"))
         }
     }
 
@@ -193,7 +218,7 @@ struct Scheduler: Service {
     }
 }
 
-/// The shards the scheduler's child tasks are working on.
+/// The shards queued for the scheduler's workers or being worked on.
 final class ShardsInFlight: Sendable {
     private let shards = Mutex<Set<String>>([])
 
