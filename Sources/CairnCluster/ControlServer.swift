@@ -27,6 +27,8 @@ public struct ControlServerOptions: Sendable {
     public var scheduledTabletType: ClusterAPI.TabletType = .primary
     /// Timeouts and the connection cap of its HTTP server.
     public var httpLimits: HTTPServerLimits = .controlServer
+    /// Which finished jobs ctld keeps; the rest are pruned in the background.
+    public var jobRetention = JobRetention()
 
     public init(dataDirectory: String, configuration: CairnConfiguration, authToken: String, schedulerEnabled: Bool) {
         self.dataDirectory = dataDirectory
@@ -78,6 +80,7 @@ public final class ControlServer: Sendable {
         let services: [any Service] = [
             HeartbeatMonitor(server: self),
             Scheduler(server: self),
+            JobHistoryPruner(store: store, retention: options.jobRetention, logger: logger),
         ]
         return Application(
             router: buildRouter(),
@@ -186,11 +189,8 @@ public final class ControlServer: Sendable {
     }
 
     func heartbeat(_ heartbeat: ClusterAPI.Heartbeat) async throws {
-        guard try await store.tablet(heartbeat.alias) != nil else {
-            throw CairnError(.notFound, "tablet \(heartbeat.alias) is not registered; it registers again on its next start")
-        }
         let now = Date()
-        try await store.updateTablet(heartbeat.alias) { t in
+        let registered = try await store.updateTablet(heartbeat.alias) { t in
             t.registration.type = heartbeat.type
             t.healthy = heartbeat.healthy
             t.serving = heartbeat.serving
@@ -199,9 +199,12 @@ public final class ControlServer: Sendable {
             t.currentJob = heartbeat.currentJob
             t.lastHeartbeat = now
         }
+        guard registered else {
+            throw CairnError(.notFound, "tablet \(heartbeat.alias) is not registered; it registers again on its next start")
+        }
         for update in heartbeat.finishedJobs { try await record(update) }
         // A job ctld thinks runs here, that the tablet neither runs nor reports finished, was lost (the tablet restarted).
-        for job in try await store.unfinishedJobs() where job.tablet == heartbeat.alias && job.id != heartbeat.currentJob
+        for job in try await store.unfinishedJobs(tablet: heartbeat.alias) where job.id != heartbeat.currentJob
             && now.timeIntervalSince(job.createdAt) > options.heartbeatTimeout
             && !heartbeat.finishedJobs.contains(where: { $0.id == job.id }) {
             try await failJob(job.id, "tablet \(heartbeat.alias) is no longer running it (the tablet restarted)")
@@ -224,7 +227,7 @@ public final class ControlServer: Sendable {
 
     /// Shards that have tablets.
     func knownShards() async throws -> [String] {
-        Array(Set(try await store.tablets().map(\.shardID))).sorted()
+        try await store.knownShards().map(\.shard.description).sorted()
     }
 
     func unknownShardError(_ shard: KeyspaceShard) async throws -> CairnError {
@@ -234,7 +237,7 @@ public final class ControlServer: Sendable {
 
     /// Picks the tablet for a job: a named one, or the best of a type.
     func pickTablet(_ shard: KeyspaceShard, alias: String?, type: ClusterAPI.TabletType) async throws -> ClusterAPI.Tablet {
-        let tablets = try await store.tablets().filter { $0.keyspace == shard.keyspace && $0.shard == shard.shard }
+        let tablets = try await store.tablets(shard)
         guard !tablets.isEmpty else { throw try await unknownShardError(shard) }
         if let alias {
             let wanted = try TabletAlias(parsing: alias)
@@ -313,6 +316,8 @@ public final class ControlServer: Sendable {
         do {
             try await client.assign(job)
         } catch let error as CairnError {
+            // ctld is stopping: whether the tablet took the job is unknown, and its heartbeats settle it.
+            guard !Task.isCancelled else { throw CancellationError() }
             try await failJob(job.id, "tablet \(tablet.alias) did not take the job: \(error.message)")
             throw CairnError(.cluster, "tablet \(tablet.alias) did not take the \(job.kind.rawValue) job: \(error.message)")
         }
@@ -334,7 +339,7 @@ public final class ControlServer: Sendable {
 
     func removeBackup(_ shard: KeyspaceShard, name: String, force: Bool, dryRun: Bool) async throws -> BackupRemoval {
         let storage = try requireStorage()
-        guard try await store.unfinishedJobs().allSatisfy({ $0.shardID != shard.description }) || dryRun else {
+        guard try await !store.isBusy(shard) || dryRun else {
             throw CairnError(.cluster, "a job is running on \(shard); remove backups once it has ended (see `cairn jobs \(shard)`)")
         }
         let removal = try await BackupPruner(shard: shard, storage: storage, logger: logger).remove(

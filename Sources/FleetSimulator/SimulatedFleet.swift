@@ -227,6 +227,11 @@ final class SimulatedFleet: Sendable {
                 note: manifest.incremental ? "incremental after \(manifest.parentBackup ?? "?")" : "full (physical)"))
             jobsDone.add(1, ordering: .relaxed)
         } catch {
+            // A job cut short by the simulator's own stop is not the cluster's failure: neither counted nor reported.
+            if Task.isCancelled {
+                states.withLock { $0[index].currentJob = nil }
+                return
+            }
             final.report.result = .failed
             final.report.endedAt = Date()
             final.report.error = (error as? CairnError)?.message ?? "\(error)"

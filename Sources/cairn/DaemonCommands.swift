@@ -40,11 +40,20 @@ struct CtldCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Do not run the scheduler even when the configuration has a backup_strategy.")
     var noScheduler = false
 
+    @Option(name: .long, help: ArgumentHelp("Finished jobs kept per shard, the newest, whatever their age.", valueName: "count"))
+    var keepJobsPerShard: Int = JobRetention().keepPerShard
+
+    @Option(name: .long, help: ArgumentHelp("Days finished jobs are kept, whatever their number.", valueName: "days"))
+    var keepJobsDays: Double = JobRetention().keepYoungerThan / 86_400
+
     @OptionGroup var storageOptions: StorageOptions
     @OptionGroup var output: OutputOptions
 
     func run() async throws {
         let logger = output.makeLogger(label: "ctld", defaultLevel: "info")
+        guard keepJobsPerShard >= 0, keepJobsDays >= 0 else {
+            throw CairnError(.usage, "--keep-jobs-per-shard and --keep-jobs-days cannot be negative; use 0 to keep none by that measure")
+        }
         let configuration = try storageOptions.loadConfiguration()
         let dataDir = URL(fileURLWithPath: dataDir).standardizedFileURL.path
         try FileSystem.createPrivateDirectory(dataDir)
@@ -56,6 +65,7 @@ struct CtldCommand: AsyncParsableCommand {
         options.storageURL = storageOptions.storage
         options.heartbeatTimeout = heartbeatTimeout
         options.tabletToken = try tabletTokenFile.map(TabletToken.read)
+        options.jobRetention = JobRetention(keepPerShard: keepJobsPerShard, keepYoungerThan: keepJobsDays * 86_400)
         let server = try ControlServer(options: options, logger: logger)
         try await server.run { port in
             logger.info("ctld listening", metadata: ["address": "\(bind):\(port)"])
