@@ -53,7 +53,7 @@ public final class ChildProcess: Sendable {
         }
     }
 
-    public let pid: Glibc.pid_t
+    public let pid: Int32  // pid_t; spelled out so the public API does not depend on an internally imported C module
     /// The program's name, for messages.
     public let name: String
     private let stdinFD: Mutex<Int32?>
