@@ -4,11 +4,15 @@ import PackageDescription
 let strict: [SwiftSetting] = [
     .swiftLanguageMode(.v6),
     .enableUpcomingFeature("ExistentialAny"),
+    // An import makes only the members of the modules a file imports visible.
+    .enableUpcomingFeature("MemberImportVisibility"),
 ]
 
+// Linux only: Cairn runs beside mariadbd on Linux hosts, and its system
+// layer uses glibc (posix_spawn file actions, pipe2, F_SETPIPE_SZ, mallopt,
+// sync_file_range). No Apple platform is claimed.
 let package = Package(
     name: "Cairn",
-    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "cairn", targets: ["cairn"]),
         .executable(name: "cairn-fleet-sim", targets: ["FleetSimulator"]),
@@ -47,7 +51,9 @@ let package = Package(
         // Pure model: no I/O.
         .target(
             name: "CairnCore",
-            swiftSettings: strict
+            // Imports are internal unless marked: the model's public API shows
+            // Foundation's Date and Data, and nothing else it imports.
+            swiftSettings: strict + [.enableUpcomingFeature("InternalImportsByDefault")]
         ),
         // Operating-system plumbing shared by the I/O modules: a thread pool for
         // blocking calls, child processes with streamed pipes, file helpers.
@@ -112,7 +118,9 @@ let package = Package(
                 "CairnEngine",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationEssentialsCompat", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -147,6 +155,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationEssentialsCompat", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -194,10 +203,25 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "CairnClusterTests",
+            dependencies: [
+                "CairnCluster", "CairnTestSupport", "CairnCore", "CairnStorage", "CairnEngine", "CairnMySQL",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "NIOFoundationEssentialsCompat", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "CairnCLITests",
             dependencies: [
                 "cairn", "CairnTestSupport", "CairnCore", "CairnStorage", "CairnMySQL", "CairnSystem", "CairnCluster",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),

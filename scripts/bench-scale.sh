@@ -63,10 +63,10 @@ EOF
   port="$(free_port)"
   "$cairn" ctld --port "$port" --data-dir "$run/ctld" --config "$run/cairn.json" >"$run/ctld.log" 2>&1 &
   ctld_pid=$!
-  for _ in $(seq 1 100); do [ -s "$run/ctld/auth-token" ] && break; sleep 0.1; done
+  for _ in $(seq 1 100); do [ -s "$run/ctld/tablet-token" ] && break; sleep 0.1; done
   sleep 1
   echo | tee -a "$report"
-  "$sim" --ctld "127.0.0.1:$port" --auth-token-file "$run/ctld/auth-token" --config "$run/cairn.json" \
+  "$sim" --ctld "127.0.0.1:$port" --tablet-token-file "$run/ctld/tablet-token" --config "$run/cairn.json" \
     --shards "$n" --seconds "$seconds" --ctld-pid "$ctld_pid" --report "$run/report.json" 2>"$run/sim.log" | tee -a "$report"
   cleanup
   ctld_pid=""

@@ -103,7 +103,7 @@ say "cairn tablet --alias zone1-102 --keyspace commerce --shard 0 --type replica
 mkdir -p "$dir/zone1-102"
 "$cairn" tablet --alias zone1-102 --keyspace commerce --shard 0 --type replica \
   --mysql-socket "$dir/zone1-102/mysqld.sock" --mysql-datadir "$dir/zone1-102/data" --mysql-port 17102 \
-  --ctld "$server" --config "$dir/config.json" --auth-token-file "$dir/ctld/auth-token" \
+  --ctld "$server" --config "$dir/config.json" --tablet-token-file "$dir/ctld/tablet-token" \
   --restore-from-backup --to-time "$before_drop" > "$dir/logs/zone1-102.log" 2>&1 &
 tablet_pid=$!
 for _ in $(seq 1 600); do

@@ -8,7 +8,8 @@ import Foundation
 public enum ClusterAPI {
     public static let prefix = "/api/v1"
 
-    public enum TabletType: String, Codable, Sendable, CaseIterable {
+    public enum TabletType: String, WireEnum, CaseIterable {
+        public static let wireName = "tablet type"
         case primary
         case replica
         case rdonly
@@ -37,7 +38,7 @@ public enum ClusterAPI {
     }
 
     /// What a tablet tells ctld when it starts.
-    public struct TabletRegistration: Codable, Sendable {
+    public struct TabletRegistration: Codable, Sendable, Hashable {
         public var alias: String
         public var keyspace: String
         public var shard: String
@@ -47,11 +48,16 @@ public enum ClusterAPI {
         public var mysqlHost: String?
         public var mysqlPort: Int?
         public var hostname: String
+        /// Take the alias over even while another agent holds it (`cairn tablet --replace`).
+        public var replace: Bool?
         /// The tablet's Cairn version (`CairnVersion.current`); nil from tablets older than 0.3.0.
         public var version: String?
 
+        public var shardID: String { "\(keyspace)/\(shard)" }
+
         public init(alias: String, keyspace: String, shard: String, type: TabletType, agentURL: String,
-                    mysqlHost: String?, mysqlPort: Int?, hostname: String, version: String? = CairnVersion.current) {
+                    mysqlHost: String?, mysqlPort: Int?, hostname: String, replace: Bool? = nil,
+                    version: String? = CairnVersion.current) {
             self.alias = alias
             self.keyspace = keyspace
             self.shard = shard
@@ -60,6 +66,7 @@ public enum ClusterAPI {
             self.mysqlHost = mysqlHost
             self.mysqlPort = mysqlPort
             self.hostname = hostname
+            self.replace = replace
             self.version = version
         }
 
@@ -68,7 +75,7 @@ public enum ClusterAPI {
             case agentURL = "agent_url"
             case mysqlHost = "mysql_host"
             case mysqlPort = "mysql_port"
-            case hostname, version
+            case hostname, replace, version
         }
     }
 
@@ -106,16 +113,11 @@ public enum ClusterAPI {
         }
     }
 
-    /// A tablet as ctld knows it.
+    /// A tablet as ctld knows it: what it registered, and its health from
+    /// its heartbeats. On the wire its fields are flat, as one object.
+    @dynamicMemberLookup
     public struct Tablet: Codable, Sendable {
-        public var alias: String
-        public var keyspace: String
-        public var shard: String
-        public var type: TabletType
-        public var agentURL: String
-        public var mysqlHost: String?
-        public var mysqlPort: Int?
-        public var hostname: String
+        public var registration: TabletRegistration
         public var healthy: Bool
         public var serving: Bool
         public var replication: ReplicationStatus?
@@ -123,41 +125,120 @@ public enum ClusterAPI {
         public var currentJob: Int64?
         public var lastHeartbeat: Date?
 
-        public init(registration r: TabletRegistration) {
-            alias = r.alias
-            keyspace = r.keyspace
-            shard = r.shard
-            type = r.type
-            agentURL = r.agentURL
-            mysqlHost = r.mysqlHost
-            mysqlPort = r.mysqlPort
-            hostname = r.hostname
+        public init(registration: TabletRegistration) {
+            self.registration = registration
             healthy = false
             serving = false
         }
 
-        public var shardID: String { "\(keyspace)/\(shard)" }
+        /// The registered fields (`alias`, `keyspace`, `agentURL`, ...) read as the tablet's own.
+        public subscript<T>(dynamicMember keyPath: KeyPath<TabletRegistration, T>) -> T {
+            registration[keyPath: keyPath]
+        }
 
         enum CodingKeys: String, CodingKey {
-            case alias, keyspace, shard, type
-            case agentURL = "agent_url"
-            case mysqlHost = "mysql_host"
-            case mysqlPort = "mysql_port"
-            case hostname, healthy, serving, replication, position
+            case healthy, serving, replication, position
             case currentJob = "current_job"
             case lastHeartbeat = "last_heartbeat"
         }
+
+        public init(from decoder: any Decoder) throws {
+            registration = try TabletRegistration(from: decoder)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            healthy = try c.decode(Bool.self, forKey: .healthy)
+            serving = try c.decode(Bool.self, forKey: .serving)
+            replication = try c.decodeIfPresent(ReplicationStatus.self, forKey: .replication)
+            position = try c.decodeIfPresent(String.self, forKey: .position)
+            currentJob = try c.decodeIfPresent(Int64.self, forKey: .currentJob)
+            lastHeartbeat = try c.decodeIfPresent(Date.self, forKey: .lastHeartbeat)
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            try registration.encode(to: encoder)
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(healthy, forKey: .healthy)
+            try c.encode(serving, forKey: .serving)
+            try c.encodeIfPresent(replication, forKey: .replication)
+            try c.encodeIfPresent(position, forKey: .position)
+            try c.encodeIfPresent(currentJob, forKey: .currentJob)
+            try c.encodeIfPresent(lastHeartbeat, forKey: .lastHeartbeat)
+        }
     }
 
-    public enum JobKind: String, Codable, Sendable {
+    public enum JobKind: String, WireEnum {
+        public static let wireName = "job kind"
         case backup
         case restore
     }
 
-    public enum JobResult: String, Codable, Sendable {
+    public enum JobResult: String, WireEnum {
+        public static let wireName = "job result"
         case completed
         case nothingToDo = "nothing_to_do"
         case failed
+    }
+
+    /// Where a job is: a backup's phases (``BackupPhase``), a restore's
+    /// (``RestorePhase``), and their ends.
+    public enum JobPhase: String, WireEnum, CaseIterable, CustomStringConvertible {
+        public static let wireName = "job phase"
+        case pending
+        // A backup's.
+        case connecting
+        case planning
+        case copying
+        case committing
+        case pruning
+        // A restore's.
+        case stoppingMysqld = "stopping mysqld"
+        case restoring
+        case startingMysqld = "starting mysqld"
+        // Ends.
+        case completed
+        case nothingToDo = "nothing_to_do"
+        case failed
+
+        public init(_ phase: BackupPhase) {
+            switch phase {
+            case .pending: self = .pending
+            case .connecting: self = .connecting
+            case .planning: self = .planning
+            case .copying: self = .copying
+            case .committing: self = .committing
+            case .pruning: self = .pruning
+            case .completed: self = .completed
+            case .nothingToDo: self = .nothingToDo
+            case .failed: self = .failed
+            }
+        }
+
+        public init(_ phase: RestorePhase) {
+            switch phase {
+            case .pending: self = .pending
+            case .planning: self = .planning
+            case .stoppingMysqld: self = .stoppingMysqld
+            case .restoring: self = .restoring
+            case .startingMysqld: self = .startingMysqld
+            case .completed: self = .completed
+            case .failed: self = .failed
+            }
+        }
+
+        public var description: String { rawValue }
+
+        /// Phases as tablets before typed phases reported them, with a detail
+        /// after the phase ("copying mysql-bin.000003", "extracting <backup>"):
+        /// ctld's stored jobs and older tablets still send them.
+        public static func legacy(_ text: String) -> JobPhase? {
+            let word = text.split(separator: " ", maxSplits: 1).first.map(String.init) ?? text
+            switch word {
+            case "copying": return .copying
+            case "extracting", "preparing", "initializing", "loading", "replaying": return .restoring
+            case "shutting": return text == "shutting down" ? .restoring : nil
+            case "starting": return text == "starting" ? .pending : nil
+            default: return nil
+            }
+        }
     }
 
     /// What a restore job restores.
@@ -199,25 +280,14 @@ public enum ClusterAPI {
         }
     }
 
-    /// One backup or restore run by a tablet.
-    public struct Job: Codable, Sendable {
-        public var id: Int64
-        public var keyspace: String
-        public var shard: String
-        public var tablet: String
-        public var kind: JobKind
-        /// Backups: auto, full or incremental.
-        public var backupType: RequestedBackupType?
-        public var engine: FullBackupEngine?
-        public var restore: RestoreParameters?
-        /// Started by the scheduler rather than a client.
-        public var scheduled: Bool
-        public var phase: String
+    /// What a tablet reports about a job as it runs and when it ends: the
+    /// part of a ``Job`` that changes.
+    public struct JobReport: Codable, Sendable, Hashable {
+        public var phase: JobPhase
         public var bytesDone: Int64
         public var storedBytes: Int64
         /// Bytes per second.
         public var rate: Double
-        public var createdAt: Date
         public var startedAt: Date?
         public var endedAt: Date?
         public var result: JobResult?
@@ -227,75 +297,9 @@ public enum ClusterAPI {
         /// A sentence for the operator, e.g. that replication stays off after a point-in-time restore.
         public var note: String?
 
-        public var isFinished: Bool { result != nil }
-        public var shardID: String { "\(keyspace)/\(shard)" }
-
-        public init(id: Int64, keyspace: String, shard: String, tablet: String, kind: JobKind, scheduled: Bool, createdAt: Date) {
-            self.id = id
-            self.keyspace = keyspace
-            self.shard = shard
-            self.tablet = tablet
-            self.kind = kind
-            self.scheduled = scheduled
-            self.phase = "pending"
-            self.bytesDone = 0
-            self.storedBytes = 0
-            self.rate = 0
-            self.createdAt = createdAt
-        }
-
-        /// Applies a tablet's report.
-        public mutating func apply(_ update: JobUpdate) {
-            phase = update.phase
-            bytesDone = update.bytesDone
-            storedBytes = update.storedBytes
-            rate = update.rate
-            if let s = update.startedAt { startedAt = s }
-            if let r = update.result {
-                result = r
-                endedAt = update.endedAt ?? Date()
-            }
-            if let e = update.error { error = e }
-            if let b = update.backupName { backupName = b }
-            if let p = update.position { position = p }
-            if let n = update.note { note = n }
-        }
-
-        enum CodingKeys: String, CodingKey {
-            case id, keyspace, shard, tablet, kind
-            case backupType = "backup_type"
-            case engine, restore, scheduled, phase
-            case bytesDone = "bytes_done"
-            case storedBytes = "stored_bytes"
-            case rate
-            case createdAt = "created_at"
-            case startedAt = "started_at"
-            case endedAt = "ended_at"
-            case result, error
-            case backupName = "backup_name"
-            case position, note
-        }
-    }
-
-    /// A tablet's report on one of its jobs.
-    public struct JobUpdate: Codable, Sendable {
-        public var id: Int64
-        public var phase: String
-        public var bytesDone: Int64
-        public var storedBytes: Int64
-        public var rate: Double
-        public var startedAt: Date?
-        public var endedAt: Date?
-        public var result: JobResult?
-        public var error: String?
-        public var backupName: String?
-        public var position: String?
-        public var note: String?
-
-        public init(id: Int64, phase: String, bytesDone: Int64 = 0, storedBytes: Int64 = 0, rate: Double = 0,
+        public init(phase: JobPhase, bytesDone: Int64 = 0, storedBytes: Int64 = 0, rate: Double = 0,
                     startedAt: Date? = nil, endedAt: Date? = nil, result: JobResult? = nil, error: String? = nil,
                     backupName: String? = nil, position: String? = nil, note: String? = nil) {
-            self.id = id
             self.phase = phase
             self.bytesDone = bytesDone
             self.storedBytes = storedBytes
@@ -310,7 +314,7 @@ public enum ClusterAPI {
         }
 
         enum CodingKeys: String, CodingKey {
-            case id, phase
+            case phase
             case bytesDone = "bytes_done"
             case storedBytes = "stored_bytes"
             case rate
@@ -319,6 +323,139 @@ public enum ClusterAPI {
             case result, error
             case backupName = "backup_name"
             case position, note
+        }
+    }
+
+    /// One backup or restore run by a tablet. On the wire its report's
+    /// fields are flat, beside the job's own.
+    @dynamicMemberLookup
+    public struct Job: Codable, Sendable {
+        public var id: Int64
+        public var keyspace: String
+        public var shard: String
+        public var tablet: String
+        public var kind: JobKind
+        /// Backups: auto, full or incremental.
+        public var backupType: RequestedBackupType?
+        public var engine: FullBackupEngine?
+        public var restore: RestoreParameters?
+        /// Started by the scheduler rather than a client.
+        public var scheduled: Bool
+        public var createdAt: Date
+        /// The phase, bytes, result, ... as the tablet last reported them.
+        public var report: JobReport
+
+        public var isFinished: Bool { report.result != nil }
+        public var shardID: String { "\(keyspace)/\(shard)" }
+
+        public init(id: Int64, keyspace: String, shard: String, tablet: String, kind: JobKind, scheduled: Bool, createdAt: Date) {
+            self.id = id
+            self.keyspace = keyspace
+            self.shard = shard
+            self.tablet = tablet
+            self.kind = kind
+            self.scheduled = scheduled
+            self.createdAt = createdAt
+            self.report = JobReport(phase: .pending)
+        }
+
+        /// The report's fields (`phase`, `result`, `bytesDone`, ...) read as the job's own.
+        public subscript<T>(dynamicMember keyPath: KeyPath<JobReport, T>) -> T {
+            report[keyPath: keyPath]
+        }
+
+        /// Applies a tablet's report.
+        public mutating func apply(_ update: JobUpdate) {
+            let new = update.report
+            report.phase = new.phase
+            report.bytesDone = new.bytesDone
+            report.storedBytes = new.storedBytes
+            report.rate = new.rate
+            if let s = new.startedAt { report.startedAt = s }
+            if let r = new.result {
+                report.result = r
+                report.endedAt = new.endedAt ?? Date()
+            }
+            if let e = new.error { report.error = e }
+            if let b = new.backupName { report.backupName = b }
+            if let p = new.position { report.position = p }
+            if let n = new.note { report.note = n }
+        }
+
+        /// Ends the job as failed with `message` (ctld's own verdict: a lost tablet, a refused job).
+        public mutating func fail(_ message: String, at time: Date = Date()) {
+            report.phase = .failed
+            report.result = .failed
+            report.error = message
+            report.endedAt = time
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case id, keyspace, shard, tablet, kind
+            case backupType = "backup_type"
+            case engine, restore, scheduled
+            case createdAt = "created_at"
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            id = try c.decode(Int64.self, forKey: .id)
+            keyspace = try c.decode(String.self, forKey: .keyspace)
+            shard = try c.decode(String.self, forKey: .shard)
+            tablet = try c.decode(String.self, forKey: .tablet)
+            kind = try c.decode(JobKind.self, forKey: .kind)
+            backupType = try c.decodeIfPresent(RequestedBackupType.self, forKey: .backupType)
+            engine = try c.decodeIfPresent(FullBackupEngine.self, forKey: .engine)
+            restore = try c.decodeIfPresent(RestoreParameters.self, forKey: .restore)
+            scheduled = try c.decode(Bool.self, forKey: .scheduled)
+            createdAt = try c.decode(Date.self, forKey: .createdAt)
+            report = try JobReport(from: decoder)
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(id, forKey: .id)
+            try c.encode(keyspace, forKey: .keyspace)
+            try c.encode(shard, forKey: .shard)
+            try c.encode(tablet, forKey: .tablet)
+            try c.encode(kind, forKey: .kind)
+            try c.encodeIfPresent(backupType, forKey: .backupType)
+            try c.encodeIfPresent(engine, forKey: .engine)
+            try c.encodeIfPresent(restore, forKey: .restore)
+            try c.encode(scheduled, forKey: .scheduled)
+            try c.encode(createdAt, forKey: .createdAt)
+            try report.encode(to: encoder)
+        }
+    }
+
+    /// A tablet's report on one of its jobs: the job's id and its report, flat on the wire.
+    @dynamicMemberLookup
+    public struct JobUpdate: Codable, Sendable {
+        public var id: Int64
+        public var report: JobReport
+
+        public init(id: Int64, report: JobReport) {
+            self.id = id
+            self.report = report
+        }
+
+        public subscript<T>(dynamicMember keyPath: KeyPath<JobReport, T>) -> T {
+            report[keyPath: keyPath]
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case id
+        }
+
+        public init(from decoder: any Decoder) throws {
+            id = try decoder.container(keyedBy: CodingKeys.self).decode(Int64.self, forKey: .id)
+            report = try JobReport(from: decoder)
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(id, forKey: .id)
+            try report.encode(to: encoder)
         }
     }
 
@@ -426,5 +563,47 @@ public enum ClusterAPI {
         public init(code: String, message: String) {
             error = Detail(code: code, message: message)
         }
+    }
+}
+
+/// An enum of the cluster API, carried as its raw string. A value this
+/// Cairn does not know (a newer peer sent it) decodes to a clear
+/// ``CairnError`` rather than a decoding failure nobody can act on.
+public protocol WireEnum: RawRepresentable<String>, Codable, Sendable, Hashable {
+    /// What the value is, for messages: "job phase".
+    static var wireName: String { get }
+    /// Older spellings still accepted (nil: none).
+    static func legacy(_ text: String) -> Self?
+}
+
+extension WireEnum {
+    public static func legacy(_ text: String) -> Self? { nil }
+
+    public init(from decoder: any Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        guard let value = Self(rawValue: text) ?? Self.legacy(text) else {
+            throw WireEnumError.unknown(Self.wireName, text)
+        }
+        self = value
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(rawValue)
+    }
+}
+
+/// A value of a ``WireEnum`` this Cairn does not know.
+enum WireEnumError {
+    static let prefix = "unknown "
+
+    static func unknown(_ name: String, _ value: String) -> CairnError {
+        CairnError(.cluster, "\(prefix)\(name) \"\(value)\"; upgrade this Cairn to the version of the one that wrote it")
+    }
+
+    /// `error`, saying who sent the unknown value; nil for other errors.
+    static func from(_ sender: String, _ error: any Error) -> CairnError? {
+        guard let error = error as? CairnError, error.code == .cluster, error.message.hasPrefix(prefix) else { return nil }
+        return CairnError(.cluster, "\(sender) sent an \(error.message)")
     }
 }

@@ -4,6 +4,7 @@ import CairnEngine
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOFoundationEssentialsCompat
 
 /// A typed client of the cluster API, for the command line, for tablets
 /// talking to ctld, and for ctld talking to tablets. Every call carries the
@@ -14,14 +15,18 @@ public struct ClusterClient: Sendable {
     let token: String
     /// What the server is, for messages: "the control server", "tablet zone1-100".
     let peer: String
+    /// What is wrong and what to do when the server refuses the token.
+    let tokenAdvice: String
 
-    public init(address: String, token: String, peer: String = "the control server") {
+    public init(address: String, token: String, peer: String = "the control server",
+                tokenAdvice: String = "the auth token is missing or wrong; pass that server's token with --auth-token-file or CAIRN_AUTH_TOKEN") {
         var url = address
         if !url.hasPrefix("http://") && !url.hasPrefix("https://") { url = "http://" + url }
         while url.hasSuffix("/") { url.removeLast() }
         self.baseURL = url
         self.token = token
         self.peer = peer
+        self.tokenAdvice = tokenAdvice
     }
 
     // MARK: - Control server calls
@@ -30,8 +35,8 @@ public struct ClusterClient: Sendable {
         let _: Empty = try await send(.POST, "/tablets", body: registration)
     }
 
-    public func heartbeat(_ heartbeat: ClusterAPI.Heartbeat) async throws {
-        let _: Empty = try await send(.POST, "/tablets/\(heartbeat.alias)/heartbeat", body: heartbeat)
+    public func heartbeat(_ heartbeat: ClusterAPI.Heartbeat, timeout: TimeAmount? = nil) async throws {
+        let _: Empty = try await send(.POST, "/tablets/\(heartbeat.alias)/heartbeat", body: heartbeat, timeout: timeout)
     }
 
     public func tablets() async throws -> [ClusterAPI.Tablet] {
@@ -56,8 +61,9 @@ public struct ClusterClient: Sendable {
         return try await send(.GET, "/jobs" + query, body: Optional<Empty>.none)
     }
 
-    public func reportJob(_ update: ClusterAPI.JobUpdate) async throws {
-        let _: Empty = try await send(.POST, "/jobs/\(update.id)/progress", body: update)
+    /// `timeout`: how long the call may take (default 30 s).
+    public func reportJob(_ update: ClusterAPI.JobUpdate, timeout: TimeAmount? = nil) async throws {
+        let _: Empty = try await send(.POST, "/jobs/\(update.id)/progress", body: update, timeout: timeout)
     }
 
     public func backups(_ shard: KeyspaceShard) async throws -> BackupListing {
@@ -79,7 +85,8 @@ public struct ClusterClient: Sendable {
 
     struct Empty: Codable, Sendable {}
 
-    func send<Body: Encodable & Sendable, Result: Decodable>(_ method: HTTPMethod, _ path: String, body: Body?) async throws -> Result {
+    func send<Body: Encodable & Sendable, Result: Decodable>(_ method: HTTPMethod, _ path: String, body: Body?,
+                                                             timeout: TimeAmount? = nil) async throws -> Result {
         var request = HTTPClientRequest(url: baseURL + ClusterAPI.prefix + path)
         request.method = method
         request.headers.add(name: "Authorization", value: "Bearer \(token)")
@@ -90,7 +97,7 @@ public struct ClusterClient: Sendable {
         }
         let response: HTTPClientResponse
         do {
-            response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+            response = try await HTTPClient.shared.execute(request, timeout: timeout ?? .seconds(30))
         } catch {
             throw CairnError(.cluster, "cannot reach \(peer) at \(baseURL): \(ClusterClient.describe(error)); check that it is running and the address is right")
         }
@@ -98,7 +105,7 @@ public struct ClusterClient: Sendable {
         let bytes = Data(buffer: data)
         guard (200..<300).contains(response.status.code) else {
             if response.status == .unauthorized {
-                throw CairnError(.unauthorized, "\(peer) at \(baseURL) refused the request: the auth token is missing or wrong; pass that server's token with --auth-token-file or CAIRN_AUTH_TOKEN")
+                throw CairnError(.unauthorized, "\(peer) at \(baseURL) refused the request: \(tokenAdvice)")
             }
             if let body = try? CairnJSON.decoder().decode(ClusterAPI.ErrorBody.self, from: bytes) {
                 throw CairnError(CairnError.Code(body.error.code), body.error.message)
@@ -109,6 +116,7 @@ public struct ClusterClient: Sendable {
         do {
             return try CairnJSON.decoder().decode(Result.self, from: bytes)
         } catch {
+            if let unknown = WireEnumError.from("\(peer) at \(baseURL)", error) { throw unknown }
             throw CairnError(.cluster, "\(peer) at \(baseURL) sent an answer this client cannot read; check that both run the same Cairn version")
         }
     }

@@ -16,12 +16,19 @@ public struct ControlServerOptions: Sendable {
     public var configuration: CairnConfiguration
     /// Overrides the configuration's bucket.
     public var storageURL: String?
+    /// The clients' token (`auth-token`).
     public var authToken: String
+    /// The tablets' token; nil: `<data-dir>/tablet-token`, created when missing.
+    public var tabletToken: String?
     /// A tablet silent for this long is unhealthy, and its running job failed.
     public var heartbeatTimeout: TimeInterval = 10
     public var schedulerEnabled: Bool
     /// Which tablet type scheduled backups run on.
     public var scheduledTabletType: ClusterAPI.TabletType = .primary
+    /// Timeouts and the connection cap of its HTTP server.
+    public var httpLimits: HTTPServerLimits = .controlServer
+    /// Which finished jobs ctld keeps; the rest are pruned in the background.
+    public var jobRetention = JobRetention()
 
     public init(dataDirectory: String, configuration: CairnConfiguration, authToken: String, schedulerEnabled: Bool) {
         self.dataDirectory = dataDirectory
@@ -36,6 +43,8 @@ public struct ControlServerOptions: Sendable {
 /// the scheduler.
 public final class ControlServer: Sendable {
     let options: ControlServerOptions
+    /// What tablets present, and what ctld presents to tablets.
+    let tabletToken: String
     let store: CtldStore
     let storage: (any BackupStorage)?
     let logger: Logger
@@ -44,6 +53,10 @@ public final class ControlServer: Sendable {
         self.options = options
         self.logger = logger
         try FileSystem.createPrivateDirectory(options.dataDirectory)
+        tabletToken = try options.tabletToken ?? AuthToken.loadOrCreate("\(options.dataDirectory)/\(TabletToken.fileName)")
+        guard tabletToken != options.authToken else {
+            throw CairnError(.configuration, "the tablet token is the client auth token; give tablets their own token (ctld creates tablet-token in its data directory)")
+        }
         store = try CtldStore(path: "\(options.dataDirectory)/ctld.sqlite")
         if let url = options.storageURL ?? options.configuration.bucket {
             storage = try StorageFactory.make(url: url, configuration: options.configuration, logger: logger)
@@ -54,16 +67,24 @@ public final class ControlServer: Sendable {
 
     /// Serves until SIGTERM or SIGINT. `onListening` gets the bound port.
     public func run(onListening: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
-        let router = Router()
-        router.add(middleware: ErrorMiddleware(logger: logger))
-        router.add(middleware: BearerTokenMiddleware(token: options.authToken, logger: logger))
-        addRoutes(router)
+        let app = buildApplication(onListening: onListening)
+        logger.info("ctld starting", metadata: ["address": "\(options.bindAddress):\(options.port)",
+                                                "storage": "\(storage?.displayURL ?? "none")",
+                                                "scheduler": "\(options.schedulerEnabled && options.configuration.backupStrategy != nil ? "on" : "off")"])
+        try await app.runService()
+        await storage?.shutdown()
+    }
+
+    /// The server with its services (heartbeat monitor, scheduler), not yet bound.
+    func buildApplication(onListening: @escaping @Sendable (Int) async -> Void) -> some ApplicationProtocol {
         let services: [any Service] = [
             HeartbeatMonitor(server: self),
             Scheduler(server: self),
+            JobHistoryPruner(store: store, retention: options.jobRetention, logger: logger),
         ]
-        let app = Application(
-            router: router,
+        return Application(
+            router: buildRouter(),
+            server: options.httpLimits.server(logger: logger),
             configuration: .init(address: .hostname(options.bindAddress, port: options.port), serverName: "cairn-ctld"),
             services: services,
             onServerRunning: { channel in
@@ -71,11 +92,15 @@ public final class ControlServer: Sendable {
             },
             logger: logger
         )
-        logger.info("ctld starting", metadata: ["address": "\(options.bindAddress):\(options.port)",
-                                                "storage": "\(storage?.displayURL ?? "none")",
-                                                "scheduler": "\(options.schedulerEnabled && options.configuration.backupStrategy != nil ? "on" : "off")"])
-        try await app.runService()
-        await storage?.shutdown()
+    }
+
+    /// The API: authentication, errors as JSON, and the routes.
+    func buildRouter() -> Router<BasicRequestContext> {
+        let router = Router()
+        router.add(middleware: ErrorMiddleware(logger: logger))
+        router.add(middleware: BearerTokenMiddleware(tokens: [options.authToken, tabletToken], refusal: "a valid auth token is required", logger: logger))
+        addRoutes(router)
+        return router
     }
 
     func requireStorage() throws -> any BackupStorage {
@@ -88,18 +113,19 @@ public final class ControlServer: Sendable {
     // MARK: - Routes
 
     func addRoutes(_ router: Router<BasicRequestContext>) {
-        let api = router.group(RouterPath(ClusterAPI.prefix))
-        api.post("tablets") { request, _ in
+        let groups = CredentialGroups(router, clientToken: options.authToken, tabletToken: tabletToken, logger: logger)
+        let api = groups.client
+        groups.tablet.post("tablets") { request, _ in
             let registration = try await decodeBody(ClusterAPI.TabletRegistration.self, from: request)
             try await self.register(registration)
             return jsonResponse(ClusterClient.Empty())
         }
-        api.post("tablets/:alias/heartbeat") { request, _ in
-            let heartbeat = try await decodeBody(ClusterAPI.Heartbeat.self, from: request)
+        groups.tablet.post("tablets/:alias/heartbeat") { request, _ in
+            let heartbeat = try await decodeBody(ClusterAPI.Heartbeat.self, from: request, limit: RequestBodyLimit.heartbeat)
             try await self.heartbeat(heartbeat)
             return jsonResponse(ClusterClient.Empty())
         }
-        api.get("tablets") { _, _ in
+        groups.either.get("tablets") { _, _ in
             jsonResponse(try await self.store.tablets())
         }
         api.post("backups") { request, _ in
@@ -121,7 +147,7 @@ public final class ControlServer: Sendable {
             return jsonResponse(try await self.startRestore(body))
         }
         api.get("jobs") { request, _ in
-            let limit = request.uri.queryParameters.get("limit", as: Int.self) ?? 50
+            let limit = try JobListLimit.parse(request.uri.queryParameters.get("limit"))
             var shard: KeyspaceShard? = nil
             if let ks = request.uri.queryParameters.get("keyspace"), let s = request.uri.queryParameters.get("shard") {
                 shard = try KeyspaceShard(keyspace: ks, shard: s)
@@ -136,7 +162,7 @@ public final class ControlServer: Sendable {
             }
             return jsonResponse(job)
         }
-        api.post("jobs/:id/progress") { request, _ in
+        groups.tablet.post("jobs/:id/progress") { request, _ in
             let update = try await decodeBody(ClusterAPI.JobUpdate.self, from: request)
             try await self.record(update)
             return jsonResponse(ClusterClient.Empty())
@@ -148,15 +174,14 @@ public final class ControlServer: Sendable {
     func register(_ registration: ClusterAPI.TabletRegistration) async throws {
         _ = try KeyspaceShard(keyspace: registration.keyspace, shard: registration.shard)
         _ = try TabletAlias(parsing: registration.alias)
-        var tablet = try await store.tablet(registration.alias) ?? ClusterAPI.Tablet(registration: registration)
-        let fresh = ClusterAPI.Tablet(registration: registration)
-        tablet.keyspace = fresh.keyspace
-        tablet.shard = fresh.shard
-        tablet.type = fresh.type
-        tablet.agentURL = fresh.agentURL
-        tablet.mysqlHost = fresh.mysqlHost
-        tablet.mysqlPort = fresh.mysqlPort
-        tablet.hostname = fresh.hostname
+        try TabletRegistrationPolicy.validateAgentURL(registration.agentURL)
+        let existing = try await store.tablet(registration.alias)
+        try TabletRegistrationPolicy.checkMove(existing: existing, to: registration, now: Date(), heartbeatTimeout: options.heartbeatTimeout)
+        // A tablet registering again keeps its health until the next heartbeat.
+        var tablet = existing ?? ClusterAPI.Tablet(registration: registration)
+        tablet.registration = registration
+        // "Replace" is a request of this registration, not a property of the tablet.
+        tablet.registration.replace = nil
         tablet.lastHeartbeat = Date()
         try await store.saveTablet(tablet)
         logger.info("tablet registered", metadata: ["tablet": "\(registration.alias)", "shard": "\(registration.keyspace)/\(registration.shard)",
@@ -169,12 +194,9 @@ public final class ControlServer: Sendable {
     }
 
     func heartbeat(_ heartbeat: ClusterAPI.Heartbeat) async throws {
-        guard try await store.tablet(heartbeat.alias) != nil else {
-            throw CairnError(.notFound, "tablet \(heartbeat.alias) is not registered; it registers again on its next start")
-        }
         let now = Date()
-        try await store.updateTablet(heartbeat.alias) { t in
-            t.type = heartbeat.type
+        let registered = try await store.updateTablet(heartbeat.alias) { t in
+            t.registration.type = heartbeat.type
             t.healthy = heartbeat.healthy
             t.serving = heartbeat.serving
             t.replication = heartbeat.replication
@@ -182,9 +204,12 @@ public final class ControlServer: Sendable {
             t.currentJob = heartbeat.currentJob
             t.lastHeartbeat = now
         }
+        guard registered else {
+            throw CairnError(.notFound, "tablet \(heartbeat.alias) is not registered; it registers again on its next start")
+        }
         for update in heartbeat.finishedJobs { try await record(update) }
         // A job ctld thinks runs here, that the tablet neither runs nor reports finished, was lost (the tablet restarted).
-        for job in try await store.unfinishedJobs() where job.tablet == heartbeat.alias && job.id != heartbeat.currentJob
+        for job in try await store.unfinishedJobs(tablet: heartbeat.alias) where job.id != heartbeat.currentJob
             && now.timeIntervalSince(job.createdAt) > options.heartbeatTimeout
             && !heartbeat.finishedJobs.contains(where: { $0.id == job.id }) {
             try await failJob(job.id, "tablet \(heartbeat.alias) is no longer running it (the tablet restarted)")
@@ -201,18 +226,13 @@ public final class ControlServer: Sendable {
     }
 
     func failJob(_ id: Int64, _ message: String) async throws {
-        try await store.updateJob(id) { job in
-            job.phase = "failed"
-            job.result = .failed
-            job.error = message
-            job.endedAt = Date()
-        }
+        try await store.updateJob(id) { $0.fail(message) }
         logger.warning("job failed", metadata: ["job": "\(id)", "error": "\(message)"])
     }
 
     /// Shards that have tablets.
     func knownShards() async throws -> [String] {
-        Array(Set(try await store.tablets().map(\.shardID))).sorted()
+        try await store.knownShards().map(\.shard.description).sorted()
     }
 
     func unknownShardError(_ shard: KeyspaceShard) async throws -> CairnError {
@@ -222,7 +242,7 @@ public final class ControlServer: Sendable {
 
     /// Picks the tablet for a job: a named one, or the best of a type.
     func pickTablet(_ shard: KeyspaceShard, alias: String?, type: ClusterAPI.TabletType) async throws -> ClusterAPI.Tablet {
-        let tablets = try await store.tablets().filter { $0.keyspace == shard.keyspace && $0.shard == shard.shard }
+        let tablets = try await store.tablets(shard)
         guard !tablets.isEmpty else { throw try await unknownShardError(shard) }
         if let alias {
             let wanted = try TabletAlias(parsing: alias)
@@ -296,10 +316,13 @@ public final class ControlServer: Sendable {
 
     /// Hands a created job to its tablet; a refusal fails the job.
     func dispatch(_ job: ClusterAPI.Job, to tablet: ClusterAPI.Tablet) async throws -> ClusterAPI.Job {
-        let client = ClusterClient(address: tablet.agentURL, token: options.authToken, peer: "tablet \(tablet.alias)")
+        let client = ClusterClient(address: tablet.agentURL, token: tabletToken, peer: "tablet \(tablet.alias)",
+                                   tokenAdvice: "it does not hold ctld's tablet token; restart it with --tablet-token-file <ctld data dir>/tablet-token")
         do {
             try await client.assign(job)
         } catch let error as CairnError {
+            // ctld is stopping: whether the tablet took the job is unknown, and its heartbeats settle it.
+            guard !Task.isCancelled else { throw CancellationError() }
             try await failJob(job.id, "tablet \(tablet.alias) did not take the job: \(error.message)")
             throw CairnError(.cluster, "tablet \(tablet.alias) did not take the \(job.kind.rawValue) job: \(error.message)")
         }
@@ -321,7 +344,7 @@ public final class ControlServer: Sendable {
 
     func removeBackup(_ shard: KeyspaceShard, name: String, force: Bool, dryRun: Bool) async throws -> BackupRemoval {
         let storage = try requireStorage()
-        guard try await store.unfinishedJobs().allSatisfy({ $0.shardID != shard.description }) || dryRun else {
+        guard try await !store.isBusy(shard) || dryRun else {
             throw CairnError(.cluster, "a job is running on \(shard); remove backups once it has ended (see `cairn jobs \(shard)`)")
         }
         let removal = try await BackupPruner(shard: shard, storage: storage, logger: logger).remove(

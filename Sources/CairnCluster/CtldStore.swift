@@ -7,13 +7,20 @@ import GRDB
 /// `--data-dir`, so a restart loses nothing. Backups themselves are never
 /// recorded here; storage stays their source of truth.
 final class CtldStore: Sendable {
-    let database: DatabaseQueue
+    /// WAL mode: the scheduler's and monitor's reads do not wait for
+    /// heartbeats' writes, and a commit does not sync the disk (a crash of
+    /// ctld loses nothing; a crash of the machine at most the last commits).
+    let database: DatabasePool
 
     init(path: String) throws {
         // Created 0600 before SQLite opens it (SQLite would make it 0644); its journals copy that mode.
         try FileSystem.ensurePrivateFile(path)
+        var configuration = Configuration()
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+        }
         do {
-            database = try DatabaseQueue(path: path)
+            database = try DatabasePool(path: path, configuration: configuration)
         } catch {
             throw CairnError(.fileSystem, "cannot open ctld's database \(path): \(error); check --data-dir")
         }
@@ -39,7 +46,32 @@ final class CtldStore: Sendable {
                 CREATE INDEX job_shard ON job (keyspace, shard, id);
                 """)
         }
+        // What the queries that run on every heartbeat and every scheduler
+        // tick need, so that their cost follows the rows they return, not the
+        // fleet or the job history.
+        migrator.registerMigration("v2") { db in
+            try db.execute(sql: """
+                ALTER TABLE tablet ADD COLUMN healthy INTEGER NOT NULL DEFAULT 0;
+                ALTER TABLE tablet ADD COLUMN last_heartbeat REAL NOT NULL DEFAULT 0;
+                CREATE INDEX tablet_shard ON tablet (keyspace, shard);
+                CREATE INDEX tablet_last_heartbeat ON tablet (last_heartbeat);
+                CREATE INDEX job_unfinished_tablet ON job (tablet) WHERE finished = 0;
+                CREATE INDEX job_unfinished_shard ON job (keyspace, shard) WHERE finished = 0;
+                CREATE INDEX job_scheduled ON job (keyspace, shard, id) WHERE scheduled = 1;
+                """)
+            for row in try Row.fetchAll(db, sql: "SELECT alias, body FROM tablet") {
+                let alias: String = row["alias"]
+                let tablet = try Self.decode(ClusterAPI.Tablet.self, row["body"])
+                try db.execute(sql: "UPDATE tablet SET healthy = ?, last_heartbeat = ? WHERE alias = ?",
+                               arguments: [tablet.healthy, Self.heartbeatColumn(tablet), alias])
+            }
+        }
         try migrator.migrate(database)
+    }
+
+    /// `tablet.last_heartbeat`: seconds since 1970, 0 for never.
+    static func heartbeatColumn(_ tablet: ClusterAPI.Tablet) -> Double {
+        tablet.lastHeartbeat?.timeIntervalSince1970 ?? 0
     }
 
     static func encode<T: Encodable>(_ value: T) throws -> String {
@@ -55,8 +87,9 @@ final class CtldStore: Sendable {
     func saveTablet(_ tablet: ClusterAPI.Tablet) async throws {
         let body = try Self.encode(tablet)
         try await database.write { db in
-            try db.execute(sql: "INSERT OR REPLACE INTO tablet (alias, keyspace, shard, body) VALUES (?, ?, ?, ?)",
-                           arguments: [tablet.alias, tablet.keyspace, tablet.shard, body])
+            try db.execute(sql: """
+                INSERT OR REPLACE INTO tablet (alias, keyspace, shard, body, healthy, last_heartbeat) VALUES (?, ?, ?, ?, ?, ?)
+                """, arguments: [tablet.alias, tablet.keyspace, tablet.shard, body, tablet.healthy, Self.heartbeatColumn(tablet)])
         }
     }
 
@@ -74,13 +107,86 @@ final class CtldStore: Sendable {
         return try bodies.map { try Self.decode(ClusterAPI.Tablet.self, $0) }
     }
 
-    /// Changes one tablet under the database's lock.
-    func updateTablet(_ alias: String, _ change: @escaping @Sendable (inout ClusterAPI.Tablet) -> Void) async throws {
+    /// One shard's tablets.
+    func tablets(_ shard: KeyspaceShard) async throws -> [ClusterAPI.Tablet] {
+        let bodies = try await database.read { db in
+            try String.fetchAll(db, sql: "SELECT body FROM tablet WHERE keyspace = ? AND shard = ? ORDER BY alias",
+                                arguments: [shard.keyspace, shard.shard])
+        }
+        return try bodies.map { try Self.decode(ClusterAPI.Tablet.self, $0) }
+    }
+
+    /// Changes one tablet under the database's lock; false when it is not registered.
+    @discardableResult
+    func updateTablet(_ alias: String, _ change: @escaping @Sendable (inout ClusterAPI.Tablet) -> Void) async throws -> Bool {
         try await database.write { db in
-            guard let body = try String.fetchOne(db, sql: "SELECT body FROM tablet WHERE alias = ?", arguments: [alias]) else { return }
+            guard let body = try String.fetchOne(db, sql: "SELECT body FROM tablet WHERE alias = ?", arguments: [alias]) else { return false }
             var tablet = try Self.decode(ClusterAPI.Tablet.self, body)
             change(&tablet)
-            try db.execute(sql: "UPDATE tablet SET body = ? WHERE alias = ?", arguments: [try Self.encode(tablet), alias])
+            try db.execute(sql: "UPDATE tablet SET body = ?, healthy = ?, last_heartbeat = ? WHERE alias = ?",
+                           arguments: [try Self.encode(tablet), tablet.healthy, Self.heartbeatColumn(tablet), alias])
+            return true
+        }
+    }
+
+    /// A shard that has tablets, and whether a job runs on it.
+    struct KnownShard: Sendable, Hashable {
+        var shard: KeyspaceShard
+        var busy: Bool
+    }
+
+    /// The shards that have tablets, in order, each with whether a job runs on it: one query.
+    func knownShards() async throws -> [KnownShard] {
+        try await database.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT t.keyspace, t.shard,
+                       EXISTS (SELECT 1 FROM job WHERE job.keyspace = t.keyspace AND job.shard = t.shard AND job.finished = 0) AS busy
+                FROM (SELECT DISTINCT keyspace, shard FROM tablet) AS t
+                ORDER BY t.keyspace, t.shard
+                """).map { row in
+                KnownShard(shard: try KeyspaceShard(keyspace: row["keyspace"], shard: row["shard"]), busy: row["busy"])
+            }
+        }
+    }
+
+    /// A tablet whose heartbeats stopped, and what it was running.
+    struct SilentTablet: Sendable, Equatable {
+        var alias: String
+        var healthy: Bool
+        var lastHeartbeat: Date?
+        var unfinishedJobs: [JobReference]
+    }
+
+    struct JobReference: Sendable, Equatable {
+        var id: Int64
+        var shard: KeyspaceShard
+    }
+
+    /// Tablets with no heartbeat since `cutoff` that are still marked healthy
+    /// or still have unfinished jobs, the longest silent first: one query,
+    /// over silent tablets only.
+    func silentTablets(heartbeatBefore cutoff: Date) async throws -> [SilentTablet] {
+        try await database.read { db in
+            let rows = try Row.fetchCursor(db, sql: """
+                SELECT t.alias, t.healthy, t.last_heartbeat, j.id, j.keyspace, j.shard
+                FROM tablet AS t LEFT JOIN job AS j ON j.tablet = t.alias AND j.finished = 0
+                WHERE t.last_heartbeat < ? AND (t.healthy = 1 OR j.id IS NOT NULL)
+                ORDER BY t.last_heartbeat, t.alias, j.id
+                """, arguments: [cutoff.timeIntervalSince1970])
+            var silent: [SilentTablet] = []
+            while let row = try rows.next() {
+                let alias: String = row["alias"]
+                if silent.last?.alias != alias {
+                    let seconds: Double = row["last_heartbeat"]
+                    silent.append(SilentTablet(alias: alias, healthy: row["healthy"],
+                                               lastHeartbeat: seconds > 0 ? Date(timeIntervalSince1970: seconds) : nil, unfinishedJobs: []))
+                }
+                if let id: Int64 = row["id"] {
+                    silent[silent.count - 1].unfinishedJobs.append(
+                        JobReference(id: id, shard: try KeyspaceShard(keyspace: row["keyspace"], shard: row["shard"])))
+                }
+            }
+            return silent
         }
     }
 
@@ -90,9 +196,9 @@ final class CtldStore: Sendable {
     func createJob(shard: KeyspaceShard, tablet: String, scheduled: Bool,
                    _ fill: @escaping @Sendable (inout ClusterAPI.Job) -> Void) async throws -> ClusterAPI.Job {
         try await database.write { db in
-            let running = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM job WHERE keyspace = ? AND shard = ? AND finished = 0",
-                                           arguments: [shard.keyspace, shard.shard]) ?? 0
-            guard running == 0 else {
+            let running = try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM job WHERE keyspace = ? AND shard = ? AND finished = 0)",
+                                            arguments: [shard.keyspace, shard.shard]) ?? false
+            guard !running else {
                 throw CairnError(.cluster, "a job is already running on \(shard); wait for it (see `cairn jobs \(shard)`) and retry")
             }
             let now = Date()
@@ -140,19 +246,86 @@ final class CtldStore: Sendable {
         return try bodies.map { try Self.decode(ClusterAPI.Job.self, $0) }
     }
 
-    func unfinishedJobs() async throws -> [ClusterAPI.Job] {
+    /// The jobs ctld thinks one tablet runs, oldest first.
+    func unfinishedJobs(tablet alias: String) async throws -> [ClusterAPI.Job] {
         let bodies = try await database.read { db in
-            try String.fetchAll(db, sql: "SELECT body FROM job WHERE finished = 0 ORDER BY id")
+            try String.fetchAll(db, sql: "SELECT body FROM job WHERE tablet = ? AND finished = 0 ORDER BY id", arguments: [alias])
         }
         return try bodies.map { try Self.decode(ClusterAPI.Job.self, $0) }
     }
 
-    /// The newest job the scheduler started on the shard.
-    func lastScheduledJob(_ shard: KeyspaceShard) async throws -> ClusterAPI.Job? {
-        let body = try await database.read { db in
-            try String.fetchOne(db, sql: "SELECT body FROM job WHERE keyspace = ? AND shard = ? AND scheduled = 1 ORDER BY id DESC LIMIT 1",
-                                arguments: [shard.keyspace, shard.shard])
+    /// Whether a job runs on the shard.
+    func isBusy(_ shard: KeyspaceShard) async throws -> Bool {
+        try await database.read { db in
+            try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM job WHERE keyspace = ? AND shard = ? AND finished = 0)",
+                              arguments: [shard.keyspace, shard.shard]) ?? false
         }
-        return try body.map { try Self.decode(ClusterAPI.Job.self, $0) }
+    }
+
+    /// The newest job the scheduler started on each of the shards (that has one), by shard: one query.
+    func lastScheduledJobs(_ shards: [KeyspaceShard]) async throws -> [KeyspaceShard: ClusterAPI.Job] {
+        guard !shards.isEmpty else { return [:] }
+        let list = String(decoding: try JSONEncoder().encode(shards.map { [$0.keyspace, $0.shard] }), as: UTF8.self)
+        let bodies = try await database.read { db in
+            try String.fetchAll(db, sql: """
+                SELECT j.body FROM json_each(?) AS s
+                JOIN job AS j ON j.id = (SELECT MAX(id) FROM job
+                                         WHERE keyspace = s.value ->> 0 AND shard = s.value ->> 1 AND scheduled = 1)
+                """, arguments: [list])
+        }
+        var jobs: [KeyspaceShard: ClusterAPI.Job] = [:]
+        for body in bodies {
+            let job = try Self.decode(ClusterAPI.Job.self, body)
+            jobs[try KeyspaceShard(keyspace: job.keyspace, shard: job.shard)] = job
+        }
+        return jobs
+    }
+
+    // MARK: Job history
+
+    /// Removes the shard's finished jobs that ``JobRetention`` does not keep,
+    /// in small transactions; returns how many.
+    func pruneJobs(_ shard: KeyspaceShard, retention: JobRetention, now: Date) async throws -> Int {
+        let cutoff = now.addingTimeInterval(-retention.keepYoungerThan).timeIntervalSince1970
+        var removed = 0
+        while true {
+            let batch = try await database.write { db -> Int in
+                // The oldest of the newest `keepPerShard` finished jobs; none when the shard has fewer.
+                guard let oldestKept = try Int64.fetchOne(db, sql: """
+                    SELECT id FROM job WHERE keyspace = ? AND shard = ? AND finished = 1 ORDER BY id DESC LIMIT 1 OFFSET ?
+                    """, arguments: [shard.keyspace, shard.shard, max(retention.keepPerShard - 1, 0)]) else { return 0 }
+                try db.execute(sql: """
+                    DELETE FROM job WHERE id IN (
+                        SELECT id FROM job WHERE keyspace = ? AND shard = ? AND id < ? AND finished = 1 AND created_at < ? LIMIT 500)
+                    """, arguments: [shard.keyspace, shard.shard, retention.keepPerShard > 0 ? oldestKept : oldestKept + 1, cutoff])
+                return db.changesCount
+            }
+            removed += batch
+            if batch < 500 || Task.isCancelled { return removed }
+        }
+    }
+
+    /// Every shard with jobs, one at a time: the next one after `shard` in order.
+    func shardWithJobs(after shard: KeyspaceShard?) async throws -> KeyspaceShard? {
+        try await database.read { db -> KeyspaceShard? in
+            let row = if let shard {
+                try Row.fetchOne(db, sql: "SELECT keyspace, shard FROM job WHERE (keyspace, shard) > (?, ?) ORDER BY keyspace, shard LIMIT 1",
+                                 arguments: [shard.keyspace, shard.shard])
+            } else {
+                try Row.fetchOne(db, sql: "SELECT keyspace, shard FROM job ORDER BY keyspace, shard LIMIT 1")
+            }
+            return try row.map { try KeyspaceShard(keyspace: $0["keyspace"], shard: $0["shard"]) }
+        }
+    }
+
+    /// Prunes every shard's job history, shard by shard; stops between shards when the task is cancelled.
+    func pruneJobs(retention: JobRetention, now: Date) async throws -> Int {
+        var removed = 0
+        var shard: KeyspaceShard? = nil
+        while !Task.isCancelled, let next = try await shardWithJobs(after: shard) {
+            removed += try await pruneJobs(next, retention: retention, now: now)
+            shard = next
+        }
+        return removed
     }
 }

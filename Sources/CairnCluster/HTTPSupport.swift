@@ -5,24 +5,37 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOCore
+import NIOFoundationEssentialsCompat
 
-/// Refuses every request without `Authorization: Bearer <token>`, with 401,
-/// and logs the refusal (never the token offered).
+/// Refuses every request without `Authorization: Bearer <token>` for one of
+/// `tokens`, with 401 and `refusal`, and logs the refusal (never the token offered).
 struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
-    let token: String
+    let tokens: [String]
+    var refusal = "a valid auth token is required"
     let logger: Logger
+
+    init(token: String, logger: Logger) {
+        self.tokens = [token]
+        self.logger = logger
+    }
+
+    init(tokens: [String], refusal: String, logger: Logger) {
+        self.tokens = tokens
+        self.refusal = refusal
+        self.logger = logger
+    }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let offered = request.headers[.authorization].flatMap { value -> String? in
             value.hasPrefix("Bearer ") ? String(value.dropFirst("Bearer ".count)) : nil
         }
-        guard let offered, constantTimeEqual(offered, token) else {
+        // Every token is compared, so the time taken does not tell which one nearly matched.
+        guard let offered, tokens.map({ constantTimeEqual(offered, $0) }).contains(true) else {
             logger.warning("refused a request without a valid auth token", metadata: [
                 "method": "\(request.method.rawValue)", "path": "\(request.uri.path)",
                 "reason": "\(offered == nil ? "no bearer token" : "wrong token")",
             ])
-            return jsonResponse(ClusterAPI.ErrorBody(code: CairnError.Code.unauthorized.name,
-                                                     message: "a valid auth token is required"), status: .unauthorized)
+            return jsonResponse(ClusterAPI.ErrorBody(code: CairnError.Code.unauthorized.name, message: refusal), status: .unauthorized)
         }
         return try await next(request, context)
     }
@@ -48,6 +61,8 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
                 logger.error("request failed", metadata: ["path": "\(request.uri.path)", "error": "\(error.message)"])
             }
             return jsonResponse(ClusterAPI.ErrorBody(code: error.code.name, message: error.message), status: status)
+        } catch let error as RequestBodyTooLarge {
+            return jsonResponse(ClusterAPI.ErrorBody(code: CairnError.Code.usage.name, message: error.message), status: .contentTooLarge)
         }
     }
 }
@@ -57,12 +72,23 @@ func jsonResponse<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) -
     return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(data: data)))
 }
 
-func decodeBody<T: Decodable>(_ type: T.Type, from request: Request) async throws -> T {
+/// Decodes a JSON body of at most `limit` bytes; a larger one is refused
+/// (413) before it is read whole.
+func decodeBody<T: Decodable>(_ type: T.Type, from request: Request, limit: Int = RequestBodyLimit.standard) async throws -> T {
+    if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limit {
+        throw RequestBodyTooLarge(limit: limit)
+    }
     var request = request
-    let buffer = try await request.collectBody(upTo: 16 * 1024 * 1024)
+    let buffer: ByteBuffer
+    do {
+        buffer = try await request.collectBody(upTo: limit)
+    } catch is NIOTooManyBytesError {
+        throw RequestBodyTooLarge(limit: limit)
+    }
     do {
         return try CairnJSON.decoder().decode(type, from: Data(buffer: buffer))
     } catch {
+        if let unknown = WireEnumError.from("the request", error) { throw unknown }
         throw CairnError(.usage, "the request body is not a valid \(type) (\(error))")
     }
 }

@@ -6,7 +6,6 @@ import CairnMySQL
 import CairnSystem
 import Foundation
 import Logging
-import Synchronization
 import UnixSignals
 
 /// `cairn up`: the embedded default. ctld plus keyspace `commerce`, shard
@@ -43,6 +42,8 @@ public struct LocalCluster: Sendable {
 
     var dir: String { options.directory }
     var tokenFile: String { "\(dir)/ctld/auth-token" }
+    /// The tablets' credential, in ctld's data directory where ctld finds it.
+    var tabletTokenFile: String { "\(dir)/ctld/\(TabletToken.fileName)" }
     var configFile: String { "\(dir)/config.json" }
     func socket(_ alias: String) -> String { "\(dir)/\(alias)/mysqld.sock" }
 
@@ -59,6 +60,7 @@ public struct LocalCluster: Sendable {
             throw CairnError(.usage, "the directory \(dir) is too deep for MariaDB's socket paths (107 bytes at most); choose a shorter --dir")
         }
         _ = try AuthToken.loadOrCreate(tokenFile)
+        _ = try AuthToken.loadOrCreate(tabletTokenFile)
         let passwordFile = "\(dir)/replication-password"
         _ = try AuthToken.loadOrCreate(passwordFile)
         if !FileManager.default.fileExists(atPath: configFile) {
@@ -82,16 +84,17 @@ public struct LocalCluster: Sendable {
     }
 
     var parts: [Part] {
-        let common = ["--config", configFile, "--auth-token-file", tokenFile, "--log-level", "info"]
+        let common = ["--config", configFile, "--log-level", "info"]
         func tablet(_ uid: Int, _ type: String) -> Part {
             let alias = "zone1-\(uid)"
             return Part(name: alias, arguments: ["tablet", "--alias", alias, "--keyspace", "commerce", "--shard", "0", "--type", type,
                                                  "--mysql-socket", socket(alias), "--mysql-datadir", "\(dir)/\(alias)/data",
                                                  "--mysql-port", String(options.mysqlBasePort + uid - 100),
-                                                 "--ctld", "localhost:\(options.ctldPort)"] + common)
+                                                 "--ctld", "localhost:\(options.ctldPort)", "--tablet-token-file", tabletTokenFile] + common)
         }
         return [
-            Part(name: "ctld", arguments: ["ctld", "--port", String(options.ctldPort), "--data-dir", "\(dir)/ctld"] + common),
+            Part(name: "ctld", arguments: ["ctld", "--port", String(options.ctldPort), "--data-dir", "\(dir)/ctld",
+                                           "--auth-token-file", tokenFile, "--tablet-token-file", tabletTokenFile] + common),
             tablet(100, "primary"),
             tablet(101, "replica"),
         ]
@@ -108,13 +111,7 @@ public struct LocalCluster: Sendable {
         func stopAll() async {
             for (part, child) in children.reversed() {
                 child.kill(SIGTERM)
-                let done = Task { await child.wait() }
-                let timer = Task {
-                    try await Task.sleep(for: .seconds(60))
-                    child.kill(SIGKILL)
-                }
-                _ = await done.value
-                timer.cancel()
+                await LocalCluster.wait(for: child, killingAfter: .seconds(60))
                 logger.info("stopped \(part.name)")
             }
         }
@@ -152,29 +149,43 @@ public struct LocalCluster: Sendable {
             Logs are in \(dir)/logs. Press Ctrl-C to stop everything.
             """)
         // Until a signal, or until a part dies.
-        let signalled = Mutex<String?>(nil)
-        let signalTask = Task {
-            for await signal in signals {
-                signalled.withLock { $0 = "\(signal)" }
-                break
+        let running = children
+        let reason = await withTaskGroup(of: String?.self) { group in
+            group.addTask {
+                for await signal in signals { return "\(signal)" }
+                return nil
             }
+            group.addTask {
+                while !Task.isCancelled {
+                    if let died = exitedPart(running) { return died }
+                    try? await Task.sleep(for: .milliseconds(200))
+                }
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first ?? "signal"
         }
-        var reason = "signal"
-        while true {
-            if let s = signalled.withLock({ $0 }) {
-                reason = s
-                break
-            }
-            if let died = exitedPart(children) {
-                reason = died
-                break
-            }
-            try? await Task.sleep(for: .milliseconds(200))
-        }
-        signalTask.cancel()
         say("stopping the local cluster (\(reason))...")
         await stopAll()
         say("stopped.")
+    }
+
+    /// Waits for `child` to exit; kills it when it has not after `limit`.
+    static func wait(for child: ChildProcess, killingAfter limit: Duration) async {
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                _ = await child.wait()
+                return true
+            }
+            group.addTask {
+                try? await Task.sleep(for: limit)
+                return false
+            }
+            if await group.next() == false { child.kill(SIGKILL) }
+            group.cancelAll()
+            await group.waitForAll()
+        }
     }
 
     func waitForControlServer(children: [(Part, ChildProcess)]) async throws {

@@ -9,6 +9,7 @@ import Logging
 import NIOCore
 import ServiceLifecycle
 import Synchronization
+import UnixSignals
 
 /// How `cairn tablet` runs.
 public struct TabletAgentOptions: Sendable {
@@ -24,12 +25,17 @@ public struct TabletAgentOptions: Sendable {
     public var ctldAddress: String
     public var bindAddress: String = "127.0.0.1"
     public var port: Int = 0
+    /// ctld's tablet token: presented to ctld, and required of ctld's calls to this tablet.
     public var authToken: String
+    /// Register even while another agent holds the alias (`--replace`).
+    public var replace = false
     public var configuration: CairnConfiguration
     public var storageURL: String?
     /// Restore into the (empty) data directory before registering.
     public var restoreFromBackup: ClusterAPI.RestoreParameters?
     public var heartbeatInterval: Duration = .seconds(2)
+    /// Timeouts and the connection cap of its HTTP server.
+    public var httpLimits: HTTPServerLimits = .tabletAgent
 
     public init(alias: TabletAlias, shard: KeyspaceShard, type: ClusterAPI.TabletType, mysqlSocket: String,
                 mysqlDataDirectory: String, mysql: MySQLConnectionConfiguration, ctldAddress: String,
@@ -49,6 +55,12 @@ public struct TabletAgentOptions: Sendable {
 /// `cairn tablet`: the agent beside one mysqld. It registers with ctld,
 /// heartbeats, and runs backups and restores of its own mysqld as jobs, one
 /// at a time, reporting progress to ctld and to its log.
+///
+/// Its long-running parts are services of one `ServiceGroup`: the heartbeat,
+/// the HTTP API and the job runner. SIGTERM or SIGINT shuts them down in the
+/// reverse order: the job runner first (a running job is cancelled and
+/// reported failed), then the API, then the heartbeat; the mysqld the tablet
+/// manages is stopped only after all of them have ended.
 public final class TabletAgent: Sendable {
     let options: TabletAgentOptions
     let storage: any BackupStorage
@@ -56,12 +68,11 @@ public final class TabletAgent: Sendable {
     let ctld: ClusterClient
     let logger: Logger
     let state = Mutex(State())
+    /// Jobs accepted and not yet reported.
+    let jobs = JobQueue()
 
     struct State {
-        var currentJob: Int64?
         var restoring = false
-        /// Final reports ctld has not acknowledged yet.
-        var unacknowledged: [ClusterAPI.JobUpdate] = []
         /// Replication deliberately off (after a point-in-time restore), with the reason.
         var replicationOff: String?
         var registered = false
@@ -76,11 +87,15 @@ public final class TabletAgent: Sendable {
         storage = try StorageFactory.make(url: url, configuration: options.configuration, logger: logger)
         mysqld = TabletMysqld(socketPath: options.mysqlSocket, dataDirectory: options.mysqlDataDirectory, port: options.mysqlPort,
                               serverID: options.alias.uid, connection: options.mysql, logger: logger)
-        ctld = ClusterClient(address: options.ctldAddress, token: options.authToken)
+        ctld = ClusterClient(address: options.ctldAddress, token: options.authToken,
+                             tokenAdvice: "the tablet token is missing or wrong; pass ctld's tablet token (tablet-token in its data directory) with --tablet-token-file or CAIRN_TABLET_TOKEN")
         state.withLock { $0.replicationOff = TabletAgent.readReplicationOffNote(options.mysqlDataDirectory) }
     }
 
     var aliasText: String { options.alias.description }
+
+    /// How long the services may take to drain at a shutdown before they are cancelled.
+    static let maximumDrain: Duration = .seconds(20)
 
     /// Prepares mysqld (restoring first when asked), then serves until SIGTERM or SIGINT.
     public func run() async throws {
@@ -92,6 +107,40 @@ public final class TabletAgent: Sendable {
         if options.type == .primary, let credentials = try replicationCredentials() {
             try await mysqld.ensureReplicationAccount(user: credentials.user, password: credentials.password)
         }
+        let app = Application(
+            router: buildRouter(),
+            server: options.httpLimits.server(logger: logger),
+            configuration: .init(address: .hostname(options.bindAddress, port: options.port), serverName: "cairn-tablet"),
+            onServerRunning: { channel in
+                self.listeningPort.withLock { $0 = channel.localAddress?.port ?? 0 }
+            },
+            logger: logger
+        )
+        // Shut down in reverse: jobs drain first, the heartbeat carries their reports to the end.
+        let services: [any Service] = [HeartbeatService(agent: self), app, TabletJobRunner(agent: self)]
+        var configuration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        // A drain that hangs is cancelled, so mysqld is still stopped in time.
+        configuration.maximumGracefulShutdownDuration = TabletAgent.maximumDrain
+        let group = ServiceGroup(configuration: configuration)
+        logger.info("tablet starting", metadata: ["tablet": "\(aliasText)", "shard": "\(options.shard)", "type": "\(options.type.rawValue)"])
+        do {
+            try await group.run()
+        } catch {
+            await stopMysqldAndStorage()
+            throw error
+        }
+        logger.info("tablet stopping; stopping its mysqld")
+        await stopMysqldAndStorage()
+    }
+
+    /// The last step of a tablet's life, once no job runs any more.
+    func stopMysqldAndStorage() async {
+        await mysqld.shutdown()
+        await storage.shutdown()
+    }
+
+    /// The tablet's API: take a job, report status.
+    func buildRouter() -> Router<BasicRequestContext> {
         let router = Router()
         router.add(middleware: ErrorMiddleware(logger: logger))
         router.add(middleware: BearerTokenMiddleware(token: options.authToken, logger: logger))
@@ -104,26 +153,7 @@ public final class TabletAgent: Sendable {
         api.get("status") { _, _ in
             jsonResponse(await self.makeHeartbeat())
         }
-        let app = Application(
-            router: router,
-            configuration: .init(address: .hostname(options.bindAddress, port: options.port), serverName: "cairn-tablet"),
-            services: [HeartbeatService(agent: self)],
-            onServerRunning: { channel in
-                self.listeningPort.withLock { $0 = channel.localAddress?.port ?? 0 }
-            },
-            logger: logger
-        )
-        logger.info("tablet starting", metadata: ["tablet": "\(aliasText)", "shard": "\(options.shard)", "type": "\(options.type.rawValue)"])
-        do {
-            try await app.runService()
-        } catch {
-            await mysqld.shutdown()
-            await storage.shutdown()
-            throw error
-        }
-        logger.info("tablet stopping; stopping its mysqld")
-        await mysqld.shutdown()
-        await storage.shutdown()
+        return router
     }
 
     let listeningPort = Mutex<Int>(0)
@@ -132,7 +162,7 @@ public final class TabletAgent: Sendable {
         ClusterAPI.TabletRegistration(alias: aliasText, keyspace: options.shard.keyspace, shard: options.shard.shard, type: options.type,
                                       agentURL: "http://\(options.bindAddress == "0.0.0.0" ? FileSystem.hostname : options.bindAddress):\(listeningPort.withLock { $0 })",
                                       mysqlHost: options.mysqlPort == nil ? nil : options.mysqlHost, mysqlPort: options.mysqlPort,
-                                      hostname: FileSystem.hostname)
+                                      hostname: FileSystem.hostname, replace: options.replace ? true : nil)
     }
 
     // MARK: - Heartbeats
@@ -140,6 +170,7 @@ public final class TabletAgent: Sendable {
     func makeHeartbeat() async -> ClusterAPI.Heartbeat {
         let healthy = await mysqld.isUp()
         let s = state.withLock { $0 }
+        let (currentJob, finishedJobs) = jobs.forHeartbeat()
         var replication: ClusterAPI.ReplicationStatus? = nil
         if options.type != .primary, healthy {
             if let off = s.replicationOff {
@@ -151,7 +182,7 @@ public final class TabletAgent: Sendable {
         return ClusterAPI.Heartbeat(alias: aliasText, type: options.type, healthy: healthy && !s.restoring,
                                     serving: healthy && !s.restoring, replication: replication,
                                     position: healthy ? await mysqld.position() : nil,
-                                    currentJob: s.currentJob, finishedJobs: s.unacknowledged)
+                                    currentJob: currentJob, finishedJobs: finishedJobs)
     }
 
     /// One heartbeat: register if needed, report, keep replicas replicating.
@@ -171,8 +202,7 @@ public final class TabletAgent: Sendable {
                 state.withLock { $0.registered = false }
                 return
             }
-            let sent = Set(heartbeat.finishedJobs.map(\.id))
-            state.withLock { s in s.unacknowledged.removeAll { sent.contains($0.id) } }
+            jobs.acknowledged(heartbeat.finishedJobs.map(\.id))
         } catch {
             logger.warning("cannot reach ctld", metadata: ["ctld": "\(ctld.baseURL)", "error": "\(error)"])
         }
@@ -181,7 +211,8 @@ public final class TabletAgent: Sendable {
 
     /// A replica without replication (and not deliberately left off) replicates from the shard's primary.
     func keepReplicating() async {
-        guard options.type != .primary, state.withLock({ $0.replicationOff == nil && !$0.restoring && $0.currentJob == nil }) else { return }
+        guard options.type != .primary, jobs.forHeartbeat().current == nil,
+              state.withLock({ $0.replicationOff == nil && !$0.restoring }) else { return }
         guard await mysqld.isUp(), await mysqld.replicationStatus() == nil else { return }
         do {
             try await startReplication()
@@ -214,100 +245,68 @@ public final class TabletAgent: Sendable {
 
     // MARK: - Jobs
 
-    /// Takes a job, or refuses when one is running.
+    /// Takes a job for the job runner, or refuses when one is running or the tablet is shutting down.
     func accept(_ job: ClusterAPI.Job) throws {
-        try state.withLock { s in
-            if let current = s.currentJob {
-                throw CairnError(.cluster, "tablet \(aliasText) is busy with job \(current)")
-            }
-            s.currentJob = job.id
-        }
+        try jobs.accept(job, tablet: aliasText)
         logger.info("job accepted", metadata: ["job": "\(job.id)", "kind": "\(job.kind.rawValue)"])
-        Task { await self.execute(job) }
     }
 
-    func execute(_ job: ClusterAPI.Job) async {
-        let progress = TransferProgress()
-        let started = Date()
-        let reporter = Task {
-            while !Task.isCancelled {
-                try? await Task.sleep(for: .seconds(1))
-                if Task.isCancelled { break }
-                let update = ClusterAPI.JobUpdate(id: job.id, phase: progress.phase, bytesDone: progress.rawBytes,
-                                                  storedBytes: progress.storedBytes, rate: progress.rate, startedAt: started)
-                logger.info("job \(job.id) \(job.kind.rawValue): \(progress.phase), \(formatBytes(progress.rawBytes)) at \(formatBytes(Int64(progress.rate)))/s")
-                try? await ctld.reportJob(update)
-            }
-        }
-        var final = ClusterAPI.JobUpdate(id: job.id, phase: "failed", startedAt: started)
-        do {
-            switch job.kind {
-            case .backup:
-                final = try await runBackup(job, progress: progress)
-            case .restore:
-                final = try await runRestore(job, progress: progress)
-            }
-        } catch {
-            let message = (error as? CairnError)?.message ?? "\(error)"
-            logger.error("job \(job.id) failed: \(message)")
-            final.result = .failed
-            final.error = message
-        }
-        reporter.cancel()
-        final.startedAt = started
-        final.endedAt = Date()
-        final.bytesDone = progress.rawBytes
-        final.storedBytes = progress.storedBytes
-        final.rate = progress.rate
-        state.withLock { s in
-            s.currentJob = nil
-            s.unacknowledged.append(final)
-        }
-        // Reported now if ctld is up; otherwise the next heartbeats carry it.
-        if (try? await ctld.reportJob(final)) != nil {
-            state.withLock { s in s.unacknowledged.removeAll { $0.id == final.id } }
+    /// Runs one job to its end and returns the final report; `phase` follows its phase machine.
+    func perform(_ job: ClusterAPI.Job, progress: TransferProgress, phase: JobPhaseCell) async throws -> ClusterAPI.JobReport {
+        switch job.kind {
+        case .backup: return try await runBackup(job, progress: progress, phase: phase)
+        case .restore: return try await runRestore(job, progress: progress, phase: phase)
         }
     }
 
-    func runBackup(_ job: ClusterAPI.Job, progress: TransferProgress) async throws -> ClusterAPI.JobUpdate {
+    func runBackup(_ job: ClusterAPI.Job, progress: TransferProgress, phase: JobPhaseCell) async throws -> ClusterAPI.JobReport {
         let context = BackupContext(shard: options.shard, tabletAlias: options.alias, storage: storage, mysql: options.mysql,
                                     dataDirectory: options.mysqlDataDirectory, compression: CompressionSettings(configuration: options.configuration),
                                     logger: logger, progress: progress)
         let request = BackupRequest(type: job.backupType ?? .auto, engine: job.engine ?? options.configuration.engine,
                                     strategy: options.configuration.backupStrategy, retention: options.configuration.retention)
-        switch try await BackupRunner(context: context).run(request) {
+        let runner = BackupRunner(context: context, onPhase: { phase.set(ClusterAPI.JobPhase($0)) })
+        switch try await runner.run(request) {
         case .completed(let manifest):
             logger.info("job \(job.id): backup \(manifest.backupName) completed at \(manifest.position)")
-            return ClusterAPI.JobUpdate(id: job.id, phase: "completed", result: .completed, backupName: manifest.backupName,
+            return ClusterAPI.JobReport(phase: phase.get(), result: .completed, backupName: manifest.backupName,
                                         position: manifest.position.description,
                                         note: manifest.incremental ? "incremental after \(manifest.parentBackup ?? "?")" : "full (\(manifest.method.rawValue))")
         case .nothingNew(let parent):
             logger.info("job \(job.id): nothing new since \(parent.backupName)")
-            return ClusterAPI.JobUpdate(id: job.id, phase: "nothing_to_do", result: .nothingToDo, backupName: nil,
+            return ClusterAPI.JobReport(phase: phase.get(), result: .nothingToDo, backupName: nil,
                                         position: parent.position.description,
                                         note: "no new transactions since backup \(parent.backupName); nothing was written")
         }
     }
 
-    func runRestore(_ job: ClusterAPI.Job, progress: TransferProgress) async throws -> ClusterAPI.JobUpdate {
+    func runRestore(_ job: ClusterAPI.Job, progress: TransferProgress, phase: JobPhaseCell) async throws -> ClusterAPI.JobReport {
+        var machine = RestoreJobState()
+        func advance(_ next: RestorePhase) throws {
+            try machine.advance(to: next)
+            progress.setPhase(next.rawValue)
+            phase.set(ClusterAPI.JobPhase(next))
+        }
         guard options.type != .primary else {
             throw CairnError(.cluster, "tablet \(aliasText) is a serving primary; Cairn does not restore over it")
         }
         let parameters = job.restore ?? ClusterAPI.RestoreParameters()
         let runner = RestoreRunner(context: RestoreContext(shard: options.shard, storage: storage, logger: logger, progress: progress))
-        progress.setPhase("planning")
+        try advance(.planning)
         let plan = try await runner.plan(try parameters.target())
         state.withLock { $0.restoring = true }
         defer { state.withLock { $0.restoring = false } }
-        progress.setPhase("stopping mysqld")
+        try advance(.stoppingMysqld)
         await mysqld.stopReplication()
         try await mysqld.stop()
-        try FileSystem.emptyDirectory(options.mysqlDataDirectory)
+        try await FileSystem.Async.emptyDirectory(options.mysqlDataDirectory)
+        try advance(.restoring)
         let result = try await runner.run(plan, into: options.mysqlDataDirectory)
-        progress.setPhase("starting mysqld")
+        try advance(.startingMysqld)
         try await mysqld.start()
         let note = try await afterRestore(parameters: parameters, reached: result.position)
-        return ClusterAPI.JobUpdate(id: job.id, phase: "completed", result: .completed,
+        try advance(.completed)
+        return ClusterAPI.JobReport(phase: phase.get(), result: .completed,
                                     backupName: (plan.incrementals.last ?? plan.full).backupName,
                                     position: result.position.description, note: note)
     }
@@ -338,7 +337,7 @@ public final class TabletAgent: Sendable {
 
     /// `--restore-from-backup`: fill the empty data directory, then start mysqld.
     func restoreBeforeStart(_ parameters: ClusterAPI.RestoreParameters) async throws {
-        guard try FileSystem.isMissingOrEmptyDirectory(options.mysqlDataDirectory) else {
+        guard try await FileSystem.Async.isMissingOrEmptyDirectory(options.mysqlDataDirectory) else {
             throw CairnError(.restoreTarget, "--restore-from-backup needs an empty or new --mysql-datadir, but \(options.mysqlDataDirectory) is not empty")
         }
         let runner = RestoreRunner(context: RestoreContext(shard: options.shard, storage: storage, logger: logger, progress: nil))
@@ -380,5 +379,7 @@ struct HeartbeatService: Service {
                 try await Task.sleep(for: agent.options.heartbeatInterval)
             }
         }
+        // The job runner and the API have stopped by now.
+        await agent.sayGoodbye()
     }
 }

@@ -54,7 +54,7 @@ actor TabletMysqld {
     /// replicas use the replication account with its generated password.
     func ensureRunning() async throws {
         if await isUp() { return }
-        if try FileSystem.isMissingOrEmptyDirectory(dataDirectory) {
+        if try await FileSystem.Async.isMissingOrEmptyDirectory(dataDirectory) {
             logger.info("initializing an empty data directory", metadata: ["datadir": "\(dataDirectory)"])
             try await Mysqld.initializeDataDirectory(dataDirectory, rootAuthentication: .unixSocket, logger: logger)
         }

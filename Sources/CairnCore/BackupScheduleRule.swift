@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// When the built-in scheduler next backs up one shard: pure, so every rule
 /// (due times, no bursts after a restart, spreading shards, backing off

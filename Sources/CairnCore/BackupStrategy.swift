@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// What kind of backup was asked for on the command line or by the scheduler.
 public enum RequestedBackupType: String, Sendable, Hashable, CaseIterable, Codable {

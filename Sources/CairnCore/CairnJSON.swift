@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// The one JSON encoding Cairn uses everywhere it prints or exchanges JSON
 /// (command output, the control server's API, manifests): explicit

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// A length of time written as in the configuration: `90s`, `30m`, `24h`,
 /// `7d`, or combined, `1h30m`.

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// A keyspace and one of its shards, written `<keyspace>/<shard>` (`commerce/0`, `customer/-80`).
 public struct KeyspaceShard: Hashable, Sendable, Codable, Comparable, CustomStringConvertible {

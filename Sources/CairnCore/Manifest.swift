@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// How a backup's data was taken.
 public enum BackupMethod: String, Sendable, Codable, Hashable, CaseIterable {

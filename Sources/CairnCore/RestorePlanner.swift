@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// What a restore should reach.
 public enum RestoreTarget: Sendable, Hashable, CustomStringConvertible {

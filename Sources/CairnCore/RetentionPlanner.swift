@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// What storage holds for one backup directory.
 public enum StoredBackupState: Sendable, Hashable {

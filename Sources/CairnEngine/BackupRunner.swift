@@ -57,6 +57,10 @@ public struct BackupRunner: Sendable {
     public func run(_ request: BackupRequest, now: @Sendable () -> Date = { Date() }) async throws -> BackupOutcome {
         var state = BackupJobState()
         func advance(_ phase: BackupPhase) throws {
+            // Cancelled (the tablet shutting down) before its commit, a backup goes no further.
+            if Task.isCancelled, phase == .planning || phase == .copying || phase == .committing {
+                throw CairnError(.cancelled, "the backup was cancelled before \(phase.rawValue)")
+            }
             try state.advance(to: phase)
             context.progress?.setPhase(phase.rawValue)
             onPhase?(phase)
@@ -73,10 +77,16 @@ public struct BackupRunner: Sendable {
 
     private func run(_ request: BackupRequest, now: @Sendable () -> Date,
                      advance: (BackupPhase) throws -> Void) async throws -> BackupOutcome {
-        let logger = context.logger
         try advance(.connecting)
-        let connection = try await MySQLConnection.connect(context.mysql, logger: logger)
-        defer { Task { await connection.close() } }
+        // The connection is closed (awaited) however the backup ends.
+        return try await MySQLConnection.with(context.mysql, logger: context.logger) { connection in
+            try await run(request, connection: connection, now: now, advance: advance)
+        }
+    }
+
+    private func run(_ request: BackupRequest, connection: MySQLConnection, now: @Sendable () -> Date,
+                     advance: (BackupPhase) throws -> Void) async throws -> BackupOutcome {
+        let logger = context.logger
         let info = try await connection.serverInfo()
         guard info.logBin else {
             throw CairnError(.mysql, "binary logging is off on the server at \(context.mysql.endpoint); Cairn needs it for positions and incrementals, start mariadbd with --log-bin (and ROW format)")

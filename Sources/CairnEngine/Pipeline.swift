@@ -5,6 +5,7 @@ import Crypto
 import Foundation
 import NIOCore
 import Synchronization
+import CairnMySQL
 
 /// Streams one data file of a backup into storage: compress, hash the
 /// stored bytes, count sizes, write. Memory holds a chunk or two whatever
@@ -29,6 +30,8 @@ public enum UploadPipeline {
         var input = ReadAhead(source)
         do {
             while let chunk = try await input.next() {
+                // A cancelled backup (the tablet shutting down) stops here and the upload is aborted.
+                if Task.isCancelled { throw CairnError(.cancelled, "the upload of \(key) was cancelled") }
                 try inspect?(chunk)
                 progress?.add(raw: Int64(chunk.readableBytes))
                 let out = try await stage.process(chunk)
@@ -76,15 +79,20 @@ extension UploadPipeline {
         let process = try ChildProcess(tool, arguments: arguments, environment: context.mysql.toolEnvironment,
                                        stdout: .pipe, stderr: .capture(limit: errorLimit), logger: context.logger)
         do {
-            return try await upload(
-                from: ProcessOutputSource(process), to: context.storage,
-                key: context.repository.key(context.shard, name, fileName), fileName: fileName,
-                compression: context.compression, progress: context.progress, inspect: inspect,
-                beforeFinish: {
-                    try await process.checkSuccess(doing: doing ?? "\(tool) of \(context.mysql.endpoint)")
-                    try check()
-                    completedLog?(await process.capturedError())
-                })
+            // Cancelled, the tool is killed at once rather than at its next chunk of output.
+            return try await withTaskCancellationHandler {
+                try await upload(
+                    from: ProcessOutputSource(process), to: context.storage,
+                    key: context.repository.key(context.shard, name, fileName), fileName: fileName,
+                    compression: context.compression, progress: context.progress, inspect: inspect,
+                    beforeFinish: {
+                        try await process.checkSuccess(doing: doing ?? "\(tool) of \(context.mysql.endpoint)")
+                        try check()
+                        completedLog?(await process.capturedError())
+                    })
+            } onCancel: {
+                process.kill()
+            }
         } catch {
             process.kill()
             _ = await process.wait()
@@ -209,6 +217,7 @@ public enum DownloadPipeline {
         }
         do {
             while let chunk = try await input.next() {
+                if Task.isCancelled { throw CairnError(.cancelled, "the download of \(key) was cancelled") }
                 progress?.add(stored: Int64(chunk.readableBytes))
                 var next = try await stage.feed(chunk)
                 while var piece = next {

@@ -1,4 +1,4 @@
-import CZstd
+internal import CZstd
 import CairnCore
 import NIOCore
 

@@ -1,4 +1,4 @@
-import CMariaDB
+internal import CMariaDB
 import CairnCore
 import CairnSystem
 import Foundation

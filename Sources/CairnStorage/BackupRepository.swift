@@ -129,9 +129,9 @@ public struct BackupRepository: Sendable {
             let removingKey = key(shard, name, BackupRepository.removingMarker)
             let removing = files.contains { $0.key == removingKey }
             var state = StoredBackupState.incomplete
-            if !removing, files.contains(where: { $0.key == manifestKey }) {
+            if !removing, let manifestObject = files.first(where: { $0.key == manifestKey }) {
                 do {
-                    let data = try await storage.readAll(key: manifestKey, limit: 16 * 1024 * 1024)
+                    let data = try await readManifest(manifestObject)
                     let manifest = try BackupManifest.decode(data, name: name)
                     if manifest.backupName != name || manifest.keyspace != shard.keyspace || manifest.shard != shard.shard {
                         state = .unreadable("its MANIFEST describes \(manifest.keyspace)/\(manifest.shard) backup \(manifest.backupName), not this directory")
@@ -143,6 +143,10 @@ public struct BackupRepository: Sendable {
                 } catch let error as CairnError where error.code == .notFound {
                     // Deleted between listing and reading: treat as gone.
                     continue
+                } catch let error as CairnError where error.code == .storage {
+                    // This one object cannot be read (listing worked): report it, keep the others usable.
+                    logger.warning("a MANIFEST cannot be read", metadata: ["shard": "\(shard)", "backup": "\(name)", "error": "\(error.message)"])
+                    state = .unreadable("its MANIFEST cannot be read: \(error.message)")
                 }
             }
             result.append(StoredBackup(name: name, parsedName: parsed, state: state, objects: files, removalStarted: removing))

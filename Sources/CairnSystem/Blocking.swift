@@ -1,4 +1,5 @@
-import CCairnSystem
+internal import CCairnSystem
+import Glibc
 import NIOPosix
 
 /// Runs blocking work (libmariadb calls, libzstd, file and pipe I/O,

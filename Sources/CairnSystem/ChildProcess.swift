@@ -3,7 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import CCairnSystem
+internal import CCairnSystem
 import CairnCore
 import Foundation
 import Logging
@@ -53,7 +53,7 @@ public final class ChildProcess: Sendable {
         }
     }
 
-    public let pid: pid_t
+    public let pid: Int32  // pid_t; spelled out so the public API does not depend on an internally imported C module
     /// The program's name, for messages.
     public let name: String
     private let stdinFD: Mutex<Int32?>
@@ -345,13 +345,17 @@ public final class ChildProcess: Sendable {
     }
 
     /// Runs a program to completion and returns its standard output; throws
-    /// with its error output when it fails.
+    /// with its error output when it fails. Cancelled, the program is killed.
     @discardableResult
     public static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:],
                            doing what: String, logger: Logger? = nil) async throws -> String {
         let child = try ChildProcess(executable, arguments: arguments, environment: environment,
                                      stdout: .capture(limit: 4 * 1024 * 1024), logger: logger)
-        try await child.checkSuccess(doing: what)
+        try await withTaskCancellationHandler {
+            try await child.checkSuccess(doing: what)
+        } onCancel: {
+            child.kill()
+        }
         return await child.capturedOutput()
     }
 }

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CCairnSystem
+internal import CCairnSystem
 import CairnCore
 import Foundation
 
@@ -29,7 +29,7 @@ public enum FileSystem {
 
     /// Creates `path` and its missing parents with permissions `mode` (exactly,
     /// whatever the umask); directories that exist are left as they are.
-    public static func createDirectory(_ path: String, mode: mode_t) throws {
+    public static func createDirectory(_ path: String, mode: UInt32) throws {  // mode_t, spelled out (see ChildProcess.pid)
         var isDir: ObjCBool = false
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue { return }
         let parent = (path as NSString).deletingLastPathComponent

@@ -4,6 +4,7 @@ import CairnCore
 import CairnStorage
 import Foundation
 import Logging
+import Synchronization
 
 /// `cairn-fleet-sim`: N simulated tablets against a real ctld, for
 /// `make bench-scale` (docs/BENCHMARKS.md). A tool, not a test double: the
@@ -17,8 +18,11 @@ struct FleetSimulatorCommand: AsyncParsableCommand {
     @Option(help: "ctld's address, host:port.")
     var ctld: String = "127.0.0.1:15999"
 
-    @Option(help: "ctld's auth token file.")
-    var authTokenFile: String
+    @Option(help: "ctld's tablet token file (<ctld data dir>/tablet-token): the simulated tablets' credential.")
+    var tabletTokenFile: String?
+
+    @Option(help: "Before tablet tokens: the token file; now read as --tablet-token-file.")
+    var authTokenFile: String?
 
     @Option(help: "The configuration file ctld runs with (its bucket and backup_strategy are used).")
     var config: String
@@ -49,7 +53,10 @@ struct FleetSimulatorCommand: AsyncParsableCommand {
         guard let strategy = configuration.backupStrategy, let bucket = configuration.bucket else {
             throw ValidationError("\(config) needs a bucket and a backup_strategy, as ctld's scheduler does")
         }
-        let token = try AuthToken.read(authTokenFile)
+        guard let tokenFile = tabletTokenFile ?? authTokenFile else {
+            throw ValidationError("pass --tablet-token-file <ctld data dir>/tablet-token")
+        }
+        let token = try TabletToken.read(tokenFile)
         let storage = try StorageFactory.make(url: bucket, configuration: configuration, logger: logger)
         let settings = FleetSettings(ctldURL: "http://\(ctld)", token: token, shards: shards,
                                      heartbeatInterval: .milliseconds(Int(heartbeatInterval * 1000)),

@@ -10,6 +10,8 @@ import NIOCore
 import NIOHTTP1
 import ServiceLifecycle
 import Synchronization
+import NIOFoundationEssentialsCompat
+import UnixSignals
 
 /// How the simulation runs.
 struct FleetSettings: Sendable {
@@ -210,23 +212,29 @@ final class SimulatedFleet: Sendable {
     func execute(_ job: ClusterAPI.Job, tablet index: Int) async {
         let tablet = tablets[index]
         let started = Date()
-        var final = ClusterAPI.JobUpdate(id: job.id, phase: "failed", startedAt: started)
+        var final = ClusterAPI.JobUpdate(id: job.id, report: ClusterAPI.JobReport(phase: .failed, startedAt: started))
         do {
-            let progress = ClusterAPI.JobUpdate(id: job.id, phase: "copying", bytesDone: 1 << 20, storedBytes: 1 << 19,
-                                                rate: 1_048_576, startedAt: started)
+            let progress = ClusterAPI.JobUpdate(id: job.id, report: ClusterAPI.JobReport(
+                phase: .copying, bytesDone: 1 << 20, storedBytes: 1 << 19, rate: 1_048_576, startedAt: started))
             try? await Task.sleep(for: settings.jobDuration / 2)
             try? await send(.POST, "/jobs/\(job.id)/progress", progress, latency: reportLatency)
             try? await Task.sleep(for: settings.jobDuration / 2)
             let manifest = try await writeBackup(job, tablet: index, started: started)
-            final = ClusterAPI.JobUpdate(id: job.id, phase: "completed", bytesDone: 1 << 20, storedBytes: 1 << 19, rate: 1_048_576,
-                                         startedAt: started, endedAt: Date(), result: .completed, backupName: manifest.backupName,
-                                         position: manifest.position.description,
-                                         note: manifest.incremental ? "incremental after \(manifest.parentBackup ?? "?")" : "full (physical)")
+            final = ClusterAPI.JobUpdate(id: job.id, report: ClusterAPI.JobReport(
+                phase: .completed, bytesDone: 1 << 20, storedBytes: 1 << 19, rate: 1_048_576,
+                startedAt: started, endedAt: Date(), result: .completed, backupName: manifest.backupName,
+                position: manifest.position.description,
+                note: manifest.incremental ? "incremental after \(manifest.parentBackup ?? "?")" : "full (physical)"))
             jobsDone.add(1, ordering: .relaxed)
         } catch {
-            final.result = .failed
-            final.endedAt = Date()
-            final.error = (error as? CairnError)?.message ?? "\(error)"
+            // A job cut short by the simulator's own stop is not the cluster's failure: neither counted nor reported.
+            if Task.isCancelled {
+                states.withLock { $0[index].currentJob = nil }
+                return
+            }
+            final.report.result = .failed
+            final.report.endedAt = Date()
+            final.report.error = (error as? CairnError)?.message ?? "\(error)"
             jobsFailed.add(1, ordering: .relaxed)
             logger.warning("simulated job failed", metadata: ["tablet": "\(tablet.alias)", "error": "\(final.error ?? "")"])
         }

@@ -5,6 +5,7 @@ import CairnEngine
 import CairnMySQL
 import CairnSystem
 import Foundation
+import Logging
 
 struct CtldCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -12,8 +13,9 @@ struct CtldCommand: AsyncParsableCommand {
         abstract: "Run the control server (Vitess: vtctld).",
         discussion: """
             Keeps the topology and job history in SQLite under --data-dir, reads backups from the configured storage, \
-            and runs the scheduler when the configuration has a backup_strategy. Every API call needs the bearer token \
-            from --auth-token-file; without one, a token is generated into <data-dir>/auth-token on first start.
+            and runs the scheduler when the configuration has a backup_strategy. Every API call needs a bearer token: \
+            clients the one from --auth-token-file (default <data-dir>/auth-token, generated on first start), tablets \
+            the one from --tablet-token-file (default <data-dir>/tablet-token, generated on first start).
             """
     )
 
@@ -29,17 +31,29 @@ struct CtldCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("The auth token file (default: <data-dir>/auth-token, created when missing).", valueName: "file"))
     var authTokenFile: String?
 
+    @Option(name: .long, help: ArgumentHelp("The tablets' token file (default: <data-dir>/tablet-token, created when missing).", valueName: "file"))
+    var tabletTokenFile: String?
+
     @Option(name: .long, help: ArgumentHelp("Seconds without a heartbeat before a tablet is unhealthy and its job failed.", valueName: "seconds"))
     var heartbeatTimeout: Double = 10
 
     @Flag(name: .long, help: "Do not run the scheduler even when the configuration has a backup_strategy.")
     var noScheduler = false
 
+    @Option(name: .long, help: ArgumentHelp("Finished jobs kept per shard, the newest, whatever their age.", valueName: "count"))
+    var keepJobsPerShard: Int = JobRetention().keepPerShard
+
+    @Option(name: .long, help: ArgumentHelp("Days finished jobs are kept, whatever their number.", valueName: "days"))
+    var keepJobsDays: Double = JobRetention().keepYoungerThan / 86_400
+
     @OptionGroup var storageOptions: StorageOptions
     @OptionGroup var output: OutputOptions
 
     func run() async throws {
         let logger = output.makeLogger(label: "ctld", defaultLevel: "info")
+        guard keepJobsPerShard >= 0, keepJobsDays >= 0 else {
+            throw CairnError(.usage, "--keep-jobs-per-shard and --keep-jobs-days cannot be negative; use 0 to keep none by that measure")
+        }
         let configuration = try storageOptions.loadConfiguration()
         let dataDir = URL(fileURLWithPath: dataDir).standardizedFileURL.path
         try FileSystem.createPrivateDirectory(dataDir)
@@ -50,6 +64,8 @@ struct CtldCommand: AsyncParsableCommand {
         options.port = port
         options.storageURL = storageOptions.storage
         options.heartbeatTimeout = heartbeatTimeout
+        options.tabletToken = try tabletTokenFile.map(TabletToken.read)
+        options.jobRetention = JobRetention(keepPerShard: keepJobsPerShard, keepYoungerThan: keepJobsDays * 86_400)
         let server = try ControlServer(options: options, logger: logger)
         try await server.run { port in
             logger.info("ctld listening", metadata: ["address": "\(bind):\(port)"])
@@ -93,8 +109,14 @@ struct TabletCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("The address the tablet's API listens on.", valueName: "addr"))
     var bind: String = "127.0.0.1"
 
-    @Option(name: .long, help: ArgumentHelp("The file holding ctld's auth token (default: $CAIRN_AUTH_TOKEN).", valueName: "file"))
+    @Option(name: .long, help: ArgumentHelp("The file holding ctld's tablet token, <ctld data dir>/tablet-token (default: $CAIRN_TABLET_TOKEN).", valueName: "file"))
+    var tabletTokenFile: String?
+
+    @Option(name: .long, help: ArgumentHelp("Before tablet tokens: the file holding the token for ctld; now read as --tablet-token-file.", valueName: "file"))
     var authTokenFile: String?
+
+    @Flag(name: .long, help: "Take the alias over even while another agent holds it (ctld refuses that otherwise).")
+    var replace = false
 
     @Flag(name: .long, help: "Restore into the empty data directory before registering.")
     var restoreFromBackup = false
@@ -126,8 +148,15 @@ struct TabletCommand: AsyncParsableCommand {
         guard case .socket(let socket) = mysql.endpoint else {
             throw CairnError(.usage, "a tablet reaches its mysqld through --mysql-socket")
         }
-        guard let token = try AuthToken.lookUp(file: authTokenFile) else {
-            throw CairnError(.usage, "no auth token for ctld: pass --auth-token-file or set CAIRN_AUTH_TOKEN")
+        // The tablet token; --auth-token-file and CAIRN_AUTH_TOKEN are still read, as the same thing.
+        let token: String
+        let environment = ProcessInfo.processInfo.environment
+        if let file = tabletTokenFile ?? authTokenFile {
+            token = try TabletToken.read(file)
+        } else if let env = environment["CAIRN_TABLET_TOKEN"] ?? environment["CAIRN_AUTH_TOKEN"], !env.isEmpty {
+            token = env
+        } else {
+            throw CairnError(.usage, "no tablet token for ctld: pass --tablet-token-file <ctld data dir>/tablet-token or set CAIRN_TABLET_TOKEN")
         }
         var options = TabletAgentOptions(alias: alias, shard: shard, type: type, mysqlSocket: socket,
                                          mysqlDataDirectory: URL(fileURLWithPath: mysqlDatadir).standardizedFileURL.path,
@@ -137,6 +166,7 @@ struct TabletCommand: AsyncParsableCommand {
         options.mysqlPort = mysqlOptions.mysqlPort
         options.port = port
         options.bindAddress = bind
+        options.replace = replace
         options.storageURL = storageOptions.storage
         options.heartbeatInterval = .milliseconds(Int(heartbeatInterval * 1000))
         if restoreFromBackup {
@@ -204,7 +234,7 @@ struct JobsCommand: AsyncParsableCommand {
         }
         var table = TextTable(header: ["ID", "SHARD", "TABLET", "KIND", "BY", "PHASE", "STARTED", "ENDED", "RESULT", "BACKUP", "ERROR"])
         for j in response.jobs {
-            table.rows.append([String(j.id), j.shardID, j.tablet, j.kind.rawValue, j.scheduled ? "scheduler" : "client", j.phase,
+            table.rows.append([String(j.id), j.shardID, j.tablet, j.kind.rawValue, j.scheduled ? "scheduler" : "client", j.phase.rawValue,
                                UTCTime.rfc3339(j.startedAt ?? j.createdAt, fractional: false),
                                j.endedAt.map { UTCTime.rfc3339($0, fractional: false) } ?? "-",
                                j.result?.rawValue ?? "running", j.backupName ?? "-", j.error ?? ""])

@@ -2,6 +2,7 @@ import CairnCore
 import CairnTestSupport
 import Foundation
 import Testing
+import CairnMySQL
 
 /// Issue 3: incrementals chain onto a full backup; restores reach the
 /// latest point, a position inside a link, and a time between links.
@@ -59,7 +60,7 @@ struct ChainTests {
             let c = try await Snapshot.take(source)
             let inc3 = try await Scenario.backup(source, storage: storage)
             #expect(inc3.exitCode == 0, "\(inc3)")
-            #expect(try ReplicationPosition(parsing: try Scenario.backupObject(inc3)["position"] as! String) == c.position)
+            #expect(try ReplicationPosition(parsing: try #require(try Scenario.backupObject(inc3)["position"] as? String)) == c.position)
 
             // Nothing new: nothing written, exit 0.
             let before = try await storage.keys(under: "commerce/0/")
@@ -123,7 +124,7 @@ struct ChainTests {
                 snapshots.append(try await Snapshot.take(source))
                 let inc = try await Scenario.backup(source, storage: storage)
                 #expect(inc.exitCode == 0, "\(inc)")
-                names.append(try Scenario.backupObject(inc)["backup_name"] as! String)
+                names.append(try #require(try Scenario.backupObject(inc)["backup_name"] as? String))
             }
             try FileManager.default.removeItem(atPath: "\(store)/commerce/0/\(names[1])")
 
@@ -160,7 +161,7 @@ struct ChainTests {
             try await bench.prepare()
             let full = try await Scenario.backup(source, storage: storage)
             #expect(full.exitCode == 0, "\(full)")
-            let fullPosition = try ReplicationPosition(parsing: try Scenario.backupObject(full)["position"] as! String)
+            let fullPosition = try ReplicationPosition(parsing: try #require(try Scenario.backupObject(full)["position"] as? String))
             try await bench.write(events: 100)
             // MariaDB keeps a file until its binlog checkpoint has passed; retry until only the active one is left.
             var remaining: [String] = []

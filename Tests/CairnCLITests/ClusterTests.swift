@@ -4,9 +4,12 @@ import Glibc
 import AsyncHTTPClient
 import CairnCluster
 import CairnCore
+import CairnSystem
 import CairnTestSupport
 import Foundation
 import Testing
+import NIOCore
+import NIOHTTP1
 
 /// Issue 5: the cluster, as separate processes with real mariadbd.
 @Suite("The cluster: ctld, tablets, client verbs", .serialized)
@@ -36,7 +39,7 @@ struct ClusterTests {
 
             let listing = try await cluster.cli(["backups", "commerce/0", "--json"])
             #expect(listing.exitCode == 0, "\(listing)")
-            let backups = (try JSONSerialization.jsonObject(with: Data(listing.stdout.utf8)) as! [String: Any])["backups"] as! [[String: Any]]
+            let backups = try #require((try JSONSerialization.jsonObject(with: Data(listing.stdout.utf8)) as? [String: Any])?["backups"] as? [[String: Any]])
             #expect(backups.count == 1 && backups[0]["tablet_alias"] as? String == "zone1-100" && backups[0]["status"] as? String == "complete")
 
             // --async returns at once with the seed's sentence; the job completes.
@@ -83,8 +86,8 @@ struct ClusterTests {
 
             // remove-backup through ctld refuses to break a chain, naming the dependents.
             let all = try await cluster.cli(["backups", "commerce/0", "--json"])
-            let names = ((try JSONSerialization.jsonObject(with: Data(all.stdout.utf8)) as! [String: Any])["backups"] as! [[String: Any]])
-                .filter { $0["status"] as? String == "complete" }.map { $0["name"] as! String }
+            let names = try #require((try JSONSerialization.jsonObject(with: Data(all.stdout.utf8)) as? [String: Any])?["backups"] as? [[String: Any]])
+                .filter { $0["status"] as? String == "complete" }.compactMap { $0["name"] as? String }
             let refused = try await cluster.cli(["remove-backup", "commerce/0", names[0]])
             #expect(refused.exitCode == 1 && refused.stderr.contains(names[1]) && refused.stderr.contains("--force"), "\(refused)")
             let removed = try await cluster.cli(["RemoveBackup", "commerce/0", names.last!])
@@ -152,12 +155,89 @@ struct ClusterTests {
             #expect((job["error"] as? String)?.contains("heartbeats") == true, "\(job)")
 
             let stored = try await CLI.run(["backups", "commerce/0", "--storage", cluster.storageURL, "--json"])
-            let statuses = ((try JSONSerialization.jsonObject(with: Data(stored.stdout.utf8)) as! [String: Any])["backups"] as! [[String: Any]])
-                .map { $0["status"] as! String }
+            let statuses = try #require((try JSONSerialization.jsonObject(with: Data(stored.stdout.utf8)) as? [String: Any])?["backups"] as? [[String: Any]])
+                .map { $0["status"] as? String }
             #expect(!statuses.contains("complete"), "storage holds a complete backup from the killed tablet: \(statuses)")
 
             try cluster.startTablet("zone1-100", type: "primary")
             try await cluster.waitForTablets(["zone1-100"])
+            let next = try await cluster.cli(["Backup", "commerce/0"])
+            #expect(next.exitCode == 0, "\(next)\n\(cluster.logs())")
+        } catch {
+            await cluster.stop()
+            throw error
+        }
+        await cluster.stop()
+    }
+
+    /// Waits for `process` to exit for at most `seconds`; nil when it has not (it is then killed).
+    func exit(of process: ChildProcess, within seconds: Int) async -> ChildProcess.Exit? {
+        await withTaskGroup(of: ChildProcess.Exit?.self) { group in
+            group.addTask { await process.wait() }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(seconds))
+                return nil
+            }
+            let first = await group.next() ?? nil
+            if first == nil { process.kill(SIGKILL) }
+            group.cancelAll()
+            await group.waitForAll()
+            return first
+        }
+    }
+
+    @Test("a tablet stopped with SIGTERM during a backup cancels it, reports it failed, stops its mysqld cleanly, and backs up after a restart")
+    func tabletStoppedDuringBackup() async throws {
+        // A high zstd level on one thread keeps the backup streaming long enough to be stopped midway.
+        let slowCompression = #""compression_level": 15, "compression_threads": 1"#
+        let cluster = try ClusterFixture(extraConfiguration: slowCompression)
+        do {
+            try cluster.startControlServer()
+            try cluster.startTablet("zone1-100", type: "primary")
+            try await cluster.waitForTablets(["zone1-100"])
+            let tablet = try #require(cluster.tablets["zone1-100"])
+            try await Sysbench(socketPath: tablet.socket, tables: 2, tableSize: 50_000).prepare()
+
+            let started = try await cluster.cli(["Backup", "commerce/0", "--async"])
+            #expect(started.exitCode == 0, "\(started)")
+            try await cluster.waitUntil("the backup is copying", timeout: 60) {
+                try await cluster.jobs().first?["phase"] as? String == "copying"
+            }
+            tablet.process.kill(SIGTERM)
+            // The issue's bound: the tablet exits within 30 s, having stopped its mysqld.
+            let exit = await exit(of: tablet.process, within: 30)
+            #expect(exit?.code == 0, "the tablet did not exit cleanly within 30 s after SIGTERM: \(String(describing: exit))\n\(cluster.logs())")
+            let errorLog = "\(tablet.datadir)/mariadbd.err"
+            let logAtStop = (try? String(contentsOfFile: errorLog, encoding: .utf8)) ?? ""
+            #expect(logAtStop.contains("Shutdown complete"), "mysqld did not shut down cleanly: \(logAtStop.suffix(2000))")
+            #expect(!FileManager.default.fileExists(atPath: "\(tablet.datadir)/mariadbd.pid"), "mysqld still runs after its tablet stopped")
+
+            // ctld has the job as failed, naming the shutdown, from the tablet's own report.
+            let job = try #require(try await cluster.jobs().first)
+            #expect(job["result"] as? String == "failed" && job["phase"] as? String == "failed", "\(job)")
+            #expect(job["error"] as? String == "cancelled: the tablet is shutting down", "\(job)")
+            let listed = try await cluster.cli(["jobs"])
+            #expect(listed.exitCode == 0 && listed.stdout.contains("cancelled: the tablet is shutting down"), "\(listed)")
+
+            // Nothing committed: storage holds no complete backup.
+            let stored = try await CLI.run(["backups", "commerce/0", "--storage", cluster.storageURL, "--json"])
+            let storedJSON = try #require(try JSONSerialization.jsonObject(with: Data(stored.stdout.utf8)) as? [String: Any], "\(stored)")
+            let statuses = try #require(storedJSON["backups"] as? [[String: Any]]).map { $0["status"] as? String }
+            #expect(!statuses.contains("complete"), "storage holds a complete backup from the stopped tablet: \(statuses)")
+
+            // The tablet said it was going away: ctld sends it nothing until it is back.
+            let gone = try await cluster.tabletStates().first { $0["alias"] as? String == "zone1-100" }
+            #expect(gone?["healthy"] as? Bool == false && gone?["current_job"] == nil, "\(String(describing: gone))")
+
+            // Restarted, mysqld needs no crash recovery, and the next backup succeeds (at the default compression).
+            let config = try String(contentsOfFile: cluster.configFile, encoding: .utf8)
+            try config.replacingOccurrences(of: ",\n  " + slowCompression, with: "")
+                .write(toFile: cluster.configFile, atomically: true, encoding: .utf8)
+            try cluster.startTablet("zone1-100", type: "primary")
+            try await cluster.waitForTablets(["zone1-100"])
+            let logAfterStart = (try? String(contentsOfFile: errorLog, encoding: .utf8)) ?? ""
+            let startLog = logAfterStart.dropFirst(logAtStop.count)
+            #expect(!startLog.isEmpty && !startLog.contains("crash recovery"), "mysqld recovered from a crash: \(startLog.suffix(2000))")
             let next = try await cluster.cli(["Backup", "commerce/0"])
             #expect(next.exitCode == 0, "\(next)\n\(cluster.logs())")
         } catch {
@@ -205,25 +285,25 @@ struct ClusterTests {
                 // One job at a time per shard.
                 var lastEnd = Date.distantPast
                 for job in finished {
-                    let start = UTCTime.parseRFC3339(job["started_at"] as? String ?? job["created_at"] as! String)!
+                    let start = try #require(UTCTime.parseRFC3339(job["started_at"] as? String ?? job["created_at"] as? String ?? ""))
                     #expect(start >= lastEnd, "\(shard): job \(job["id"]!) started before the previous one ended")
-                    lastEnd = UTCTime.parseRFC3339(job["ended_at"] as! String)!
+                    lastEnd = try #require(UTCTime.parseRFC3339(job["ended_at"] as? String ?? ""))
                 }
                 // The sequence: a full backup first, incrementals on it, a full one again after 30s.
                 let listing = try await cluster.cli(["backups", shard, "--json"])
-                let backups = (try JSONSerialization.jsonObject(with: Data(listing.stdout.utf8)) as! [String: Any])["backups"] as! [[String: Any]]
-                let kinds = backups.filter { $0["status"] as? String == "complete" }.map { $0["type"] as! String }
+                let backups = try #require((try JSONSerialization.jsonObject(with: Data(listing.stdout.utf8)) as? [String: Any])?["backups"] as? [[String: Any]])
+                let kinds = backups.filter { $0["status"] as? String == "complete" }.map { $0["type"] as? String }
                 #expect(kinds.first == "full", "\(shard): \(kinds)")
                 #expect(kinds.filter { $0 == "full" }.count >= 2, "\(shard): \(kinds)")
                 #expect(kinds.filter { $0 == "incremental" }.count >= 3, "\(shard): \(kinds)")
                 #expect(backups.allSatisfy { ($0["restorable"] as? Bool) == true || $0["status"] as? String != "complete" })
                 // After the restart: the missed slot ran once, not as a burst, and the schedule went on.
                 let afterRestart = finished.filter {
-                    UTCTime.parseRFC3339($0["created_at"] as! String)! > restart
+                    (UTCTime.parseRFC3339($0["created_at"] as? String ?? "") ?? .distantPast) > restart
                 }
                 #expect(!afterRestart.isEmpty, "\(shard): nothing ran after ctld restarted")
                 let firstFew = afterRestart.filter {
-                    UTCTime.parseRFC3339($0["created_at"] as! String)!.timeIntervalSince(restart) < 8 + 3
+                    (UTCTime.parseRFC3339($0["created_at"] as? String ?? "") ?? .distantPast).timeIntervalSince(restart) < 8 + 3
                 }
                 #expect(firstFew.count <= 1, "\(shard): \(firstFew.count) jobs in a burst after the restart")
             }

@@ -6,6 +6,7 @@ import CairnStorage
 import CairnTestSupport
 import Foundation
 import Testing
+import CairnSystem
 
 /// Issue 2: bad input gets one clear sentence and a non-zero exit with
 /// nothing written; damage is found; an interrupted backup is never complete.
@@ -97,7 +98,7 @@ struct FailureTests {
             try await Sysbench(server: server, tables: 2, tableSize: 2_000).prepare()
             let backup = try await Scenario.backup(server, storage: storage, extra: ["--engine", engine])
             #expect(backup.exitCode == 0, "\(backup)")
-            let name = try Scenario.backupObject(backup)["backup_name"] as! String
+            let name = try #require(try Scenario.backupObject(backup)["backup_name"] as? String)
 
             let clean = try await CLI.run(["verify", "commerce/0", "--storage", storage])
             #expect(clean.exitCode == 0, "\(clean)")
@@ -150,8 +151,8 @@ struct FailureTests {
 
             let listing = try await CLI.run(["backups", "commerce/0", "--storage", storage, "--json"])
             #expect(listing.exitCode == 0, "\(listing)")
-            let object = try JSONSerialization.jsonObject(with: Data(listing.stdout.utf8)) as! [String: Any]
-            let backups = object["backups"] as! [[String: Any]]
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(listing.stdout.utf8)) as? [String: Any])
+            let backups = try #require(object["backups"] as? [[String: Any]])
             #expect(backups.count == 1)
             #expect(backups.first?["status"] as? String == "incomplete")
 
@@ -161,8 +162,8 @@ struct FailureTests {
             let next = try await Scenario.backup(server, storage: storage)
             #expect(next.exitCode == 0, "\(next)")
             let after = try await CLI.run(["backups", "commerce/0", "--storage", storage, "--json"])
-            let statuses = ((try JSONSerialization.jsonObject(with: Data(after.stdout.utf8)) as! [String: Any])["backups"] as! [[String: Any]])
-                .map { $0["status"] as! String }
+            let statuses = try #require((try JSONSerialization.jsonObject(with: Data(after.stdout.utf8)) as? [String: Any])?["backups"] as? [[String: Any]])
+                .map { $0["status"] as? String }
             #expect(statuses == ["incomplete", "complete"])
             // The killed backup's half-written file was discarded by the next backup.
             #expect(!files(under: store).contains { $0.contains(".cairn-tmp-") })

@@ -31,7 +31,7 @@ struct FullBackupTests {
             #expect(backup.exitCode == 0, "\(backup)")
             let manifest = try Scenario.backupObject(backup)
             #expect(manifest["method"] as? String == engine)
-            let backupPosition = try ReplicationPosition(parsing: manifest["position"] as! String)
+            let backupPosition = try ReplicationPosition(parsing: try #require(manifest["position"] as? String))
             let stopped = try await Snapshot.take(source)
             // The load really wrote during and after the backup.
             #expect(stopped.position != backupPosition)

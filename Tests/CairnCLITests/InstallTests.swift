@@ -231,7 +231,7 @@ struct InstallTests {
     }
 
     static func registerAndCheckWarnings(_ cluster: ClusterFixture) async throws {
-        let client = ClusterClient(address: cluster.server, token: cluster.token)
+        let client = ClusterClient(address: cluster.server, token: cluster.tabletToken)
         func registration(_ alias: String, version: String?) -> ClusterAPI.TabletRegistration {
             ClusterAPI.TabletRegistration(alias: alias, keyspace: "commerce", shard: "0", type: .replica,
                                           agentURL: "http://127.0.0.1:1", mysqlHost: nil, mysqlPort: nil,

@@ -32,7 +32,7 @@ struct RetentionTests {
     /// (backup, decision, rules) from `prune --json`.
     func decisions(_ object: [String: Any]) -> [(String, String, [String])] {
         (object["decisions"] as? [[String: Any]] ?? []).map { d in
-            (d["backup"] as! String, d["decision"] as! String, (d["reasons"] as! [[String: Any]]).map { $0["rule"] as! String })
+            (d["backup"] as? String ?? "", d["decision"] as? String ?? "", (d["reasons"] as? [[String: Any]] ?? []).map { $0["rule"] as? String ?? "" })
         }
     }
 
@@ -359,7 +359,7 @@ struct RetentionTests {
             let second = try await backup("incremental")
             try await Task.sleep(for: .seconds(1.1))
             let third = try await backup("full")
-            func name(_ o: [String: Any]) -> String { (o["backup"] as! [String: Any])["backup_name"] as! String }
+            func name(_ o: [String: Any]) -> String { (o["backup"] as? [String: Any])?["backup_name"] as? String ?? "" }
             // The first backups' prunes had nothing to remove: each one's chain was the latest.
             #expect((first["prune"] as? [String: Any])?["removed"] as? [String] == [])
             #expect((second["prune"] as? [String: Any])?["removed"] as? [String] == [])

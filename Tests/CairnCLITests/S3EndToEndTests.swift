@@ -6,6 +6,7 @@ import CairnCore
 import CairnTestSupport
 import Foundation
 import Testing
+import CairnSystem
 
 /// Issue 4: the cairn binary backs up to and restores from an S3-compatible
 /// store (a real SeaweedFS that checks every signature), configured the way

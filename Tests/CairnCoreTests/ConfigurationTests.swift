@@ -34,7 +34,7 @@ struct ConfigurationTests {
         #expect {
             try parse(json)
         } throws: { error in
-            let e = error as! CairnError
+            guard let e = error as? CairnError else { return false }
             return e.code == .configuration && e.message.contains("\"\(key)\"") && e.message.contains("test.json")
         }
     }
@@ -59,7 +59,7 @@ struct ConfigurationTests {
         #expect {
             try parse(json)
         } throws: { error in
-            (error as! CairnError).message.contains(key)
+            (error as? CairnError)?.message.contains(key) == true
         }
     }
 

@@ -15,7 +15,7 @@ struct IdentifierTests {
         #expect {
             try KeyspaceShard(parsing: text)
         } throws: { error in
-            let e = error as! CairnError
+            guard let e = error as? CairnError else { return false }
             return e.code == .usage && e.message.contains("\"")
         }
     }

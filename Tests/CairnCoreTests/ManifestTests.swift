@@ -32,12 +32,12 @@ struct ManifestTests {
         #expect {
             try BackupManifest.decode(try f.encoded(), name: "x")
         } throws: { e in
-            (e as! CairnError).message.contains("newer")
+            (e as? CairnError)?.message.contains("newer") == true
         }
         #expect {
             try BackupManifest.decode(Data("{".utf8), name: "2026-01-01.000000.zone1-1")
         } throws: { e in
-            let err = e as! CairnError
+            guard let err = e as? CairnError else { return false }
             return err.code == .manifest && err.message.contains("2026-01-01.000000.zone1-1")
         }
     }

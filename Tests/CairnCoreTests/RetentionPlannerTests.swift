@@ -263,7 +263,7 @@ struct RetentionConfigurationTests {
         #expect {
             try parse(json)
         } throws: { error in
-            let e = error as! CairnError
+            guard let e = error as? CairnError else { return false }
             return e.code == .configuration && e.message.contains(key) && e.message.contains("test.json")
         }
     }

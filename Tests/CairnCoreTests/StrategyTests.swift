@@ -91,3 +91,29 @@ struct BackupJobStateTests {
         #expect(s.phase.isFinal)
     }
 }
+
+@Suite("Restore job phases")
+struct RestoreJobStateTests {
+    @Test("a restore stops mysqld, restores, starts mysqld, and only then completes")
+    func forward() throws {
+        var s = RestoreJobState()
+        #expect(s.phase == .pending)
+        for p in [RestorePhase.planning, .stoppingMysqld, .restoring, .startingMysqld, .completed] { try s.advance(to: p) }
+        #expect(s.phase == .completed && s.phase.isFinal)
+        #expect(s.history == [.pending, .planning, .stoppingMysqld, .restoring, .startingMysqld, .completed])
+    }
+
+    @Test("a restore cannot skip restoring or claim completion with mysqld stopped")
+    func noShortcut() throws {
+        var s = RestoreJobState()
+        try s.advance(to: .planning)
+        let skip = try #require(throws: CairnError.self) { try s.advance(to: .startingMysqld) }
+        #expect(skip.message == "a restore cannot go from planning to starting mysqld")
+        try s.advance(to: .stoppingMysqld)
+        try s.advance(to: .restoring)
+        #expect(throws: CairnError.self) { try s.advance(to: .completed) }
+        s.fail("cancelled: the tablet is shutting down")
+        #expect(s.phase == .failed && s.error == "cancelled: the tablet is shutting down")
+        #expect(throws: CairnError.self) { try s.advance(to: .startingMysqld) }
+    }
+}

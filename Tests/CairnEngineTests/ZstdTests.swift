@@ -72,7 +72,7 @@ struct PipelineTests {
             _ = try await DownloadPipeline.download(file, key: "ks/0/b/data", from: storage, compression: .zstd(level: 3),
                                                     to: CollectingSink(), progress: nil)
         } throws: { error in
-            let e = error as! CairnError
+            guard let e = error as? CairnError else { return false }
             return e.code == .integrity && e.message.contains("ks/0/b/data")
         }
         await #expect(throws: CairnError.self) {

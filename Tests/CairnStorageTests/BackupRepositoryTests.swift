@@ -30,7 +30,9 @@ struct BackupRepositoryTests {
                                                  parent: nil, seq: 10)
         manifest.backupName = started.name.description
         try await storage.writeAll(key: repository.key(shard, manifest.backupName, "backup.mbstream"), data: data)
-        manifest.files = [ManifestFile(name: "backup.mbstream", rawSize: 5, storedSize: Int64(data.count), sha256: "")]
+        // The SHA-256 of "data\n": a manifest with a malformed hash is unreadable.
+        manifest.files = [ManifestFile(name: "backup.mbstream", rawSize: 5, storedSize: Int64(data.count),
+                                       sha256: "6667b2d1aab6a00caa5aee5af8ad9f1465e567abf1c209d15727d57b3e8f6e5f")]
         listing.add(try await repository.commit(manifest, of: started))
 
         let fresh = try await repository.list(shard)

@@ -3,6 +3,7 @@ import CairnStorage
 import CairnTestSupport
 import Foundation
 import Testing
+import NIOCore
 
 @Suite("File storage")
 struct FileStorageTests {

@@ -3,6 +3,7 @@ import CairnCore
 import CairnTestSupport
 import Foundation
 import Testing
+import Logging
 
 @Suite("S3 part sizes")
 struct S3PartSizingTests {

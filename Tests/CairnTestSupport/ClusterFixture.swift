@@ -15,6 +15,9 @@ public final class ClusterFixture: @unchecked Sendable {
     public let ctldPort: Int
     public let token: String
     public var tokenFile: String { directory.file("auth-token") }
+    /// What tablets present to ctld, and ctld to tablets.
+    public let tabletToken: String
+    public var tabletTokenFile: String { directory.file("tablet-token") }
     public var configFile: String { directory.file("config.json") }
     public var storageURL: String { "file://\(directory.file("backups"))" }
     public var server: String { "localhost:\(ctldPort)" }
@@ -30,8 +33,10 @@ public final class ClusterFixture: @unchecked Sendable {
         directory = try TemporaryDirectory(prefix: "cairn-cluster")
         ctldPort = try FreePorts.take(1)[0]
         token = (0..<32).map { _ in String("abcdef0123456789".randomElement()!) }.joined()
+        tabletToken = (0..<32).map { _ in String("abcdef0123456789".randomElement()!) }.joined()
         try FileManager.default.createDirectory(atPath: directory.file("backups"), withIntermediateDirectories: true)
         guard FileManager.default.createFile(atPath: tokenFile, contents: Data((token + "\n").utf8)),
+              FileManager.default.createFile(atPath: tabletTokenFile, contents: Data((tabletToken + "\n").utf8)),
               FileManager.default.createFile(atPath: directory.file("replication-password"), contents: Data("repl-secret-\(token.prefix(8))\n".utf8)) else {
             throw TestSupportError("cannot write into \(directory.path)")
         }
@@ -57,7 +62,7 @@ public final class ClusterFixture: @unchecked Sendable {
 
     public func startControlServer(heartbeatTimeout: Double = 6) throws {
         ctld = try CLI.start(["ctld", "--port", String(ctldPort), "--data-dir", directory.file("ctld"), "--config", configFile,
-                              "--auth-token-file", tokenFile, "--heartbeat-timeout", String(heartbeatTimeout), "--log-level", "info"])
+                              "--auth-token-file", tokenFile, "--tablet-token-file", tabletTokenFile, "--heartbeat-timeout", String(heartbeatTimeout), "--log-level", "info"])
     }
 
     /// Kills ctld without warning (its state must survive in its database).
@@ -75,7 +80,7 @@ public final class ClusterFixture: @unchecked Sendable {
         let mysqlPort = try tablets[alias]?.mysqlPort ?? FreePorts.take(1)[0]
         let process = try CLI.start(["tablet", "--alias", alias, "--keyspace", parts[0], "--shard", parts[1], "--type", type,
                                      "--mysql-socket", socket, "--mysql-datadir", datadir, "--mysql-port", String(mysqlPort),
-                                     "--ctld", server, "--config", configFile, "--auth-token-file", tokenFile,
+                                     "--ctld", server, "--config", configFile, "--tablet-token-file", tabletTokenFile,
                                      "--heartbeat-interval", "1", "--log-level", "info"] + extra)
         if let old = tablets[alias]?.process { retired.append(old) }
         tabletTable.withLock { $0[alias] = (process, datadir, socket, mysqlPort) }

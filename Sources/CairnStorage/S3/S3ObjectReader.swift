@@ -1,5 +1,7 @@
 import CairnCore
 import NIOCore
+import Foundation
+import NIOHTTP1
 
 /// A streaming download: ranged GETs of `downloadRangeSize` bytes, up to
 /// `download_concurrency` of them in flight, handed out in order.
