@@ -250,6 +250,10 @@ struct InstallTests {
         #expect(warnings.contains { $0.contains("zone1-902") && $0.contains("0.2.9") && $0.contains(CairnVersion.current) }, "\(warnings)")
         #expect(warnings.contains { $0.contains("zone1-903") }, "\(warnings)")
         #expect(!warnings.contains { $0.contains("zone1-901") }, "\(warnings)")
+        // ctld keeps each tablet's version; `cairn tablets --json` shows it.
+        let versions = Dictionary(try await cluster.tabletStates().map { ($0["alias"] as? String ?? "", $0["version"] as? String) },
+                                  uniquingKeysWith: { first, _ in first })
+        #expect(versions["zone1-901"] == CairnVersion.current && versions["zone1-902"] == "0.2.9", "\(versions)")
     }
 
     /// `Key=value` lines of a unit file, values in order (continuation lines joined).

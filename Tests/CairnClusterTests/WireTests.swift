@@ -107,7 +107,7 @@ struct WireTests {
         tablet.healthy = true
         tablet.lastHeartbeat = Date(timeIntervalSince1970: 1_700_000_000)
         #expect(try keys(tablet) == ["alias", "keyspace", "shard", "type", "agent_url", "mysql_host", "mysql_port", "hostname",
-                                     "healthy", "serving", "last_heartbeat"])
+                                     "version", "healthy", "serving", "last_heartbeat"])
         #expect(tablet.alias == "zone1-100" && tablet.shardID == "commerce/0" && tablet.type == .primary)
         let again = try decode(ClusterAPI.Tablet.self, String(decoding: try CairnJSON.encoder().encode(tablet), as: UTF8.self))
         #expect(again.registration == registration && again.healthy && again.lastHeartbeat == tablet.lastHeartbeat)
