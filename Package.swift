@@ -188,6 +188,14 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "CairnSystemTests",
+            dependencies: [
+                "CairnSystem", "CairnCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "CairnStorageTests",
             dependencies: ["CairnStorage", "CairnTestSupport"],
             swiftSettings: strict

@@ -189,22 +189,15 @@ struct RetentionTests {
         }
     }
 
-    @Test("weeks of history on SeaweedFS: the same, through s3://")
+    @Test("weeks of history on SeaweedFS: the same, through s3://", .seaweedFS)
     func weeksOnS3() async throws {
-        let server = try await SeaweedFS.start()
-        do {
-            try await server.createBucket("cairn-retention")
-            let storage = server.storage(bucket: "cairn-retention", prefix: "weeks")
-            let environment = ["AWS_ACCESS_KEY_ID": SeaweedFS.accessKey, "AWS_SECRET_ACCESS_KEY": SeaweedFS.secretKey,
-                               "AWS_ENDPOINT_URL_S3": server.endpoint, "AWS_REGION": "us-east-1"]
-            try await storage.shuttingDown {
-                try await weeksOfHistory(storage: storage, url: "s3://cairn-retention/weeks", environment: environment, backdate: nil)
-            }
-        } catch {
-            await server.remove()
-            throw error
+        let server = try SharedSeaweedFS.server()
+        let storage = server.storage(bucket: SharedSeaweedFS.bucket, prefix: "weeks")
+        let environment = ["AWS_ACCESS_KEY_ID": SeaweedFS.accessKey, "AWS_SECRET_ACCESS_KEY": SeaweedFS.secretKey,
+                           "AWS_ENDPOINT_URL_S3": server.endpoint, "AWS_REGION": "us-east-1"]
+        try await storage.shuttingDown {
+            try await weeksOfHistory(storage: storage, url: "s3://\(SharedSeaweedFS.bucket)/weeks", environment: environment, backdate: nil)
         }
-        await server.remove()
     }
 
     /// `strace` injects SIGKILL into `cairn prune` when it is about to

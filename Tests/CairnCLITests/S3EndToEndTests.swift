@@ -22,19 +22,12 @@ struct S3EndToEndTests {
     static let bucket = "cairn-e2e"
     static let prefix = "fleet/backups"
 
-    /// Starts a SeaweedFS for one test and always removes it.
+    /// The test's own SeaweedFS (the `.seaweedFS` trait starts it and always removes it).
     func withSeaweedFS(_ body: (SeaweedFS) async throws -> Void) async throws {
-        let server = try await SeaweedFS.start()
-        do {
-            try await body(server)
-        } catch {
-            await server.remove()
-            throw error
-        }
-        await server.remove()
+        try await body(try SharedSeaweedFS.server())
     }
 
-    @Test("a full backup taken under load into S3 is consistent with its GTID position", arguments: ["physical", "logical"])
+    @Test("a full backup taken under load into S3 is consistent with its GTID position", .seaweedFS, arguments: ["physical", "logical"])
     func fullBackupConsistency(engine: String) async throws {
         try await withSeaweedFS { server in
             let work = try TemporaryDirectory(prefix: "cairn-s3-full-\(engine)")
@@ -45,7 +38,7 @@ struct S3EndToEndTests {
         }
     }
 
-    @Test("a chain of incrementals in S3 restores to latest, to a position and to a time")
+    @Test("a chain of incrementals in S3 restores to latest, to a position and to a time", .seaweedFS)
     func chain() async throws {
         try await withSeaweedFS { server in
             let work = try TemporaryDirectory(prefix: "cairn-s3-chain")
@@ -71,7 +64,7 @@ struct S3EndToEndTests {
         }
     }
 
-    @Test("a backup of several hundred MiB goes up with upload_concurrency 4 as one multipart object per file, and restores equal")
+    @Test("a backup of several hundred MiB goes up with upload_concurrency 4 as one multipart object per file, and restores equal", .seaweedFS)
     func largeMultipartBackup() async throws {
         try await withSeaweedFS { server in
             let work = try TemporaryDirectory(prefix: "cairn-s3-large")
@@ -141,7 +134,7 @@ struct S3EndToEndTests {
         case crash
     }
 
-    @Test("SeaweedFS stopping mid-upload fails the backup after its retries; after a restart the next backup succeeds and discards the leftover upload",
+    @Test("SeaweedFS stopping mid-upload fails the backup after its retries; after a restart the next backup succeeds and discards the leftover upload", .seaweedFS,
           arguments: StoreStop.allCases)
     func storeStopsMidBackup(_ stop: StoreStop) async throws {
         try await withSeaweedFS { server in

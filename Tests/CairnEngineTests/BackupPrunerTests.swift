@@ -168,18 +168,11 @@ struct BackupPrunerTests {
         }
     }
 
-    @Test("a prune stopped between changes on S3 (SeaweedFS) is finished by the next")
+    @Test("a prune stopped between changes on S3 (SeaweedFS) is finished by the next", .seaweedFS)
     func interruptedOnS3() async throws {
-        let server = try await SeaweedFS.start()
-        do {
-            try await server.createBucket("cairn-prune")
-            try await interruptedPrunes(cases: [1, 2, 3, 4, 5, 11, 30]) { n in
-                server.storage(bucket: "cairn-prune", prefix: "run-\(n)")
-            }
-        } catch {
-            await server.remove()
-            throw error
+        let server = try SharedSeaweedFS.server()
+        try await interruptedPrunes(cases: [1, 2, 3, 4, 5, 11, 30]) { n in
+            server.storage(bucket: SharedSeaweedFS.bucket, prefix: "run-\(n)")
         }
-        await server.remove()
     }
 }

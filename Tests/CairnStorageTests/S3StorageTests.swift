@@ -6,39 +6,16 @@ import Foundation
 import NIOCore
 import Testing
 
-/// One SeaweedFS for a whole suite: started before its first test, removed
-/// after its last, and reachable from its tests as `SharedSeaweedFS.current`.
-struct SharedSeaweedFS: SuiteTrait, TestScoping {
-    @TaskLocal static var current: SeaweedFS?
-    static let bucket = "cairn-tests"
-
-    var isRecursive: Bool { false }
-
-    func provideScope(for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void) async throws {
-        let server = try await SeaweedFS.start()
-        do {
-            try await server.createBucket(SharedSeaweedFS.bucket)
-            try await SharedSeaweedFS.$current.withValue(server) { try await function() }
-        } catch {
-            await server.remove()
-            throw error
-        }
-        await server.remove()
-    }
-
+extension SharedSeaweedFS {
     /// A storage on the shared server's bucket, shut down after `body`.
     static func withStorage(prefix: String = "", credentials: S3Credentials = SeaweedFS.credentials, bucket: String = bucket,
                             minimumPartSize: Int64 = S3PartSizing.defaultMinimumPartSize, uploadConcurrency: Int = 4,
                             _ body: (S3Storage) async throws -> Void) async throws {
-        let server = try #require(current, "the suite has no SeaweedFS; add the .seaweedFS trait")
+        let server = try SharedSeaweedFS.server()
         let storage = server.storage(bucket: bucket, prefix: prefix, credentials: credentials,
                                      minimumPartSize: minimumPartSize, uploadConcurrency: uploadConcurrency)
         try await storage.shuttingDown { try await body(storage) }
     }
-}
-
-extension Trait where Self == SharedSeaweedFS {
-    static var seaweedFS: Self { SharedSeaweedFS() }
 }
 
 @Suite("S3 storage on SeaweedFS", .seaweedFS)
