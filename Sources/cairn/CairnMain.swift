@@ -27,13 +27,25 @@ enum CairnMain {
                 exit(0)
             }
             let message = Cairn.message(for: error)
-            Output.error(message.isEmpty ? "\(error)" : message)
+            Output.error(message.isEmpty ? "\(error)" : ownSentence(message))
             if code == .validationFailure {
                 Output.note(Cairn.usageString(for: arguments))
                 exit(2)
             }
             exit(code == .failure ? 1 : (code.rawValue == 64 ? 2 : 1))
         }
+    }
+}
+
+extension CairnMain {
+    /// A value our own parser refused reaches the user through the argument
+    /// parser as "The value 'x' is invalid for '<keyspace/shard>': <our
+    /// sentence>"; our sentence alone names the value and says what to write.
+    static func ownSentence(_ message: String) -> String {
+        guard message.hasPrefix("The value '"), let invalid = message.range(of: "' is invalid for '"),
+              let end = message.range(of: "': ", range: invalid.upperBound..<message.endIndex) else { return message }
+        let sentence = message[end.upperBound...]
+        return sentence.isEmpty ? message : String(sentence)
     }
 }
 
