@@ -85,7 +85,9 @@ final class JobPhaseCell: Sendable {
 struct TabletJobRunner: Service {
     static let shutdownMessage = "cancelled: the tablet is shutting down"
     /// How long the final report of a job may take at shutdown before the heartbeat's last try.
-    static let shutdownReportTimeout: TimeAmount = .seconds(5)
+    /// Twice this (the report, then the goodbye heartbeat) stays inside the
+    /// tablet's drain limit, with room for a ctld slowed by a busy disk.
+    static let shutdownReportTimeout: TimeAmount = .seconds(8)
     static let reportInterval: Duration = .seconds(1)
 
     let agent: TabletAgent

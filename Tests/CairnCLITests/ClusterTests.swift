@@ -212,7 +212,11 @@ struct ClusterTests {
             #expect(logAtStop.contains("Shutdown complete"), "mysqld did not shut down cleanly: \(logAtStop.suffix(2000))")
             #expect(!FileManager.default.fileExists(atPath: "\(tablet.datadir)/mariadbd.pid"), "mysqld still runs after its tablet stopped")
 
-            // ctld has the job as failed, naming the shutdown, from the tablet's own report.
+            // ctld has the job as failed, naming the shutdown, from the tablet's own report
+            // (ctld may record it a moment after the tablet exits on a loaded machine).
+            try await cluster.waitUntil("ctld has recorded the job's end", timeout: 20) {
+                try await cluster.jobs().first?["result"] != nil
+            }
             let job = try #require(try await cluster.jobs().first)
             #expect(job["result"] as? String == "failed" && job["phase"] as? String == "failed", "\(job)")
             #expect(job["error"] as? String == "cancelled: the tablet is shutting down", "\(job)")
