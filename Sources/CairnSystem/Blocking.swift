@@ -1,4 +1,6 @@
 internal import CCairnSystem
+import CairnCore
+import Foundation
 import Glibc
 import NIOPosix
 
@@ -24,7 +26,40 @@ public enum Blocking {
     }()
 
     /// Runs `body` on the blocking pool and returns its result.
+    ///
+    /// Once submitted, `body` runs even when the calling task is cancelled:
+    /// callers rely on it (a `waitpid` that reaps a killed child, a `close`),
+    /// and NIO's cancellable `runIfActive` silently skipped queued work, which
+    /// left zombies behind and reported a child's exit it had never seen.
+    /// Cancellation reaches blocking work the way it always did: by the caller
+    /// killing the child or closing the descriptor that `body` waits on.
     public static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await pool.runIfActive(body)
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+            pool.submit { state in
+                switch state {
+                case .active:
+                    continuation.resume(with: Result(catching: body))
+                case .cancelled:
+                    continuation.resume(throwing: CairnError(.internal, "the blocking thread pool has stopped; the process is shutting down"))
+                }
+            }
+        }
+    }
+
+    /// Runs `body` on a thread of its own, for work that blocks for as long
+    /// as something outside Cairn decides (waiting for a child to exit,
+    /// draining its output until it closes it). Such waits on the shared
+    /// pool would hold its threads for a server's whole life: with enough
+    /// servers running, every thread waits and short work queues behind them.
+    public static func runOnOwnThread<T: Sendable>(name: String, _ body: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { (continuation: CheckedContinuation<T, Never>) in
+            let thread = Thread {
+                continuation.resume(returning: body())
+            }
+            thread.name = name
+            // Waiting threads need little stack.
+            thread.stackSize = 256 * 1024
+            thread.start()
+        }
     }
 }

@@ -284,7 +284,8 @@ public final class ChildProcess: Sendable {
         closeInput()
         if let status = exitStatusStore.withLock({ $0 }) { return status }
         let pid = self.pid
-        let status: Exit = (try? await Blocking.run {
+        // A child may run for as long as a server does: its wait gets a thread of its own.
+        let status: Exit = await Blocking.runOnOwnThread(name: "wait \(name)") {
             var raw: Int32 = 0
             while true {
                 let r = waitpid(pid, &raw, 0)
@@ -293,9 +294,12 @@ public final class ChildProcess: Sendable {
                 return Exit(code: nil, signal: nil)
             }
             return Exit(waitStatus: raw)
-        }) ?? Exit(code: nil, signal: nil)
-        exitStatusStore.withLock { $0 = status }
-        return status
+        }
+        // Two waiters race for one child: the one that reaped it has the real status.
+        return exitStatusStore.withLock { recorded in
+            if recorded == nil || status.code != nil || status.signal != nil { recorded = status }
+            return recorded ?? status
+        }
     }
 
     /// What the child wrote to its standard error (the tail, when long), once it has closed it.
@@ -330,7 +334,8 @@ public final class ChildProcess: Sendable {
     }
 
     static func drain(fd: Int32, limit: Int, into tail: CaptureBuffer) async -> String {
-        _ = try? await Blocking.run {
+        // Drains until the child closes the pipe, which may be when it exits.
+        await Blocking.runOnOwnThread(name: "drain") {
             var chunk = [UInt8](repeating: 0, count: 16 * 1024)
             while true {
                 let r = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }

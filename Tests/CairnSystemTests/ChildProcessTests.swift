@@ -100,4 +100,33 @@ struct ChildProcessTests {
         }
         #expect(gone, "process \(child) still exists after the run was cancelled")
     }
+
+    @Test("many long-running children waited on at once leave the blocking pool free for short work")
+    func longWaitsDoNotHoldThePool() async throws {
+        // More children than the pool has threads, each waited on and its stderr
+        // drained: servers live this long. Short blocking work must still run.
+        let children = try (0..<60).map { _ in
+            try ChildProcess("sh", arguments: ["-c", "exec sleep 600"], stderr: .capture(limit: 1024))
+        }
+        defer { for child in children { child.kill() } }
+        try await withThrowingTaskGroup(of: Void.self) { waits in
+            for child in children {
+                waits.addTask { _ = await child.wait() }
+            }
+            // A bound far above any machine's delay: before waits had their own
+            // threads, this work never ran while the children lived.
+            let ranWhileChildrenLived = try await withThrowingTaskGroup(of: Bool.self) { race in
+                race.addTask { try await Blocking.run { true } }
+                race.addTask { try await Task.sleep(for: .seconds(60)); return false }
+                defer { race.cancelAll() }
+                return try await race.next() ?? false
+            }
+            #expect(ranWhileChildrenLived, "short blocking work waited behind the children's waits")
+            for child in children { child.kill() }
+            try await waits.waitForAll()
+        }
+        for child in children {
+            #expect(child.recordedExit() == ChildProcess.Exit(code: nil, signal: SIGKILL))
+        }
+    }
 }
