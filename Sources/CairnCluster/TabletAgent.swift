@@ -126,9 +126,13 @@ public final class TabletAgent: Sendable {
         do {
             try await group.run()
         } catch {
+            await sayGoodbye()
             await stopMysqldAndStorage()
             throw error
         }
+        // Outside the group, so a drain that ran past its limit (and had the
+        // services cancelled) still tells ctld how the jobs ended.
+        await sayGoodbye()
         logger.info("tablet stopping; stopping its mysqld")
         await stopMysqldAndStorage()
     }
@@ -372,14 +376,14 @@ struct HeartbeatService: Service {
     let agent: TabletAgent
 
     func run() async throws {
-        // Stopping at a graceful shutdown is the normal end, not an error.
+        // Stopping at a graceful shutdown is the normal end, not an error. It
+        // stops last: ctld hears from the tablet while jobs drain, and the
+        // tablet's goodbye follows once the whole group has stopped.
         try? await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 await agent.beat()
                 try await Task.sleep(for: agent.options.heartbeatInterval)
             }
         }
-        // The job runner and the API have stopped by now.
-        await agent.sayGoodbye()
     }
 }

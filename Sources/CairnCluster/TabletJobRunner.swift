@@ -84,9 +84,9 @@ final class JobPhaseCell: Sendable {
 /// before the runner returns.
 struct TabletJobRunner: Service {
     static let shutdownMessage = "cancelled: the tablet is shutting down"
-    /// How long the final report of a job may take at shutdown before the heartbeat's last try.
-    /// Twice this (the report, then the goodbye heartbeat) stays inside the
-    /// tablet's drain limit, with room for a ctld slowed by a busy disk.
+    /// How long the final report of a job, and then the goodbye heartbeat
+    /// that carries it if the report failed, may each take at shutdown: room
+    /// for a ctld slowed by a busy disk.
     static let shutdownReportTimeout: TimeAmount = .seconds(8)
     static let reportInterval: Duration = .seconds(1)
 
@@ -138,9 +138,10 @@ struct TabletJobRunner: Service {
         report.rate = progress.rate
         let final = ClusterAPI.JobUpdate(id: job.id, report: report)
         queue.ended(final)
-        // Reported now if ctld is up; otherwise the next heartbeats carry it.
+        // Reported now if ctld is up; otherwise the next heartbeats carry it,
+        // or at shutdown the tablet's goodbye (which a cancelled drain does not stop).
         let timeout = queue.isClosed ? TabletJobRunner.shutdownReportTimeout : nil
-        if (try? await agent.ctld.reportJob(final, timeout: timeout)) != nil {
+        if !Task.isCancelled, (try? await agent.ctld.reportJob(final, timeout: timeout)) != nil {
             queue.acknowledged([final.id])
         }
     }
@@ -164,9 +165,10 @@ struct TabletJobRunner: Service {
 }
 
 extension TabletAgent {
-    /// At shutdown, once jobs have drained: one last heartbeat that says the
-    /// tablet is going away (not healthy, no job), so ctld sends it no job,
-    /// carrying the job reports ctld has not acknowledged.
+    /// At shutdown, once every service has stopped (drained, or cancelled at
+    /// the drain limit): one last heartbeat that says the tablet is going
+    /// away (not healthy, no job), so ctld sends it no job, carrying the job
+    /// reports ctld has not acknowledged.
     func sayGoodbye() async {
         let finished = jobs.forHeartbeat().finished
         let heartbeat = ClusterAPI.Heartbeat(alias: aliasText, type: options.type, healthy: false, serving: false, replication: nil,

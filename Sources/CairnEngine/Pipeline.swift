@@ -121,8 +121,10 @@ final class CompressStage: Sendable {
         state = Mutex(State(compressor: compressor))
     }
 
+    /// Cancelled, the caller stops waiting for a chunk's compression: the
+    /// upload is being aborted and the stage is not used again.
     func process(_ chunk: ByteBuffer) async throws -> ByteBuffer {
-        try await Blocking.run { [self] in
+        try await Blocking.runAbandoningOnCancel { [self] in
             try state.withLock { s in
                 s.rawSize += Int64(chunk.readableBytes)
                 var out: ByteBuffer
@@ -141,7 +143,7 @@ final class CompressStage: Sendable {
     }
 
     func finish() async throws -> ByteBuffer {
-        try await Blocking.run { [self] in
+        try await Blocking.runAbandoningOnCancel { [self] in
             try state.withLock { s in
                 var out = ByteBufferAllocator().buffer(capacity: 64 * 1024)
                 if let compressor = s.compressor {

@@ -217,15 +217,11 @@ struct ClusterTests {
             try await cluster.waitUntil("ctld has recorded the job's end", timeout: 20) {
                 try await cluster.jobs().first?["result"] != nil
             }
-            // Known defect (issue 10 stays open): under heavy disk load the tablet's final report and goodbye
-            // heartbeat sometimes do not reach ctld, which then fails the job for silence instead.
-            try await withKnownIssue("the shutdown report can be lost under load", isIntermittent: true) {
-                let job = try #require(try await cluster.jobs().first)
-                #expect(job["result"] as? String == "failed" && job["phase"] as? String == "failed", "\(job)")
-                #expect(job["error"] as? String == "cancelled: the tablet is shutting down", "\(job)")
-                let listed = try await cluster.cli(["jobs"])
-                #expect(listed.exitCode == 0 && listed.stdout.contains("cancelled: the tablet is shutting down"), "\(listed)")
-            }
+            let job = try #require(try await cluster.jobs().first)
+            #expect(job["result"] as? String == "failed" && job["phase"] as? String == "failed", "\(job)\n\(cluster.logs())")
+            #expect(job["error"] as? String == "cancelled: the tablet is shutting down", "\(job)\n\(cluster.logs())")
+            let listed = try await cluster.cli(["jobs"])
+            #expect(listed.exitCode == 0 && listed.stdout.contains("cancelled: the tablet is shutting down"), "\(listed)")
 
             // Nothing committed: storage holds no complete backup.
             let stored = try await CLI.run(["backups", "commerce/0", "--storage", cluster.storageURL, "--json"])
