@@ -246,11 +246,15 @@ public enum ClusterAPI {
         public var backup: String?
         public var toTime: Date?
         public var toPosition: String?
+        /// A restore point of the keyspace: ctld (or the tablet) resolves it
+        /// to the shard's position there (``toPosition``) before planning.
+        public var restorePoint: String?
 
-        public init(backup: String? = nil, toTime: Date? = nil, toPosition: String? = nil) {
+        public init(backup: String? = nil, toTime: Date? = nil, toPosition: String? = nil, restorePoint: String? = nil) {
             self.backup = backup
             self.toTime = toTime
             self.toPosition = toPosition
+            self.restorePoint = restorePoint
         }
 
         /// The parameters that ask for `target`; ``target()`` gives it back.
@@ -268,15 +272,19 @@ public enum ClusterAPI {
             if let backup { return .backup(backup) }
             if let toTime { return .time(toTime) }
             if let toPosition { return .position(try ReplicationPosition(parsing: toPosition)) }
+            if let restorePoint {
+                throw CairnError(.internal, "restore point \(restorePoint) was not resolved to a position before planning; retry")
+            }
             return .latest
         }
 
-        public var isPointInTime: Bool { backup != nil || toTime != nil || toPosition != nil }
+        public var isPointInTime: Bool { backup != nil || toTime != nil || toPosition != nil || restorePoint != nil }
 
         enum CodingKeys: String, CodingKey {
             case backup
             case toTime = "to_time"
             case toPosition = "to_position"
+            case restorePoint = "restore_point"
         }
     }
 
@@ -516,6 +524,60 @@ public enum ClusterAPI {
         public init(job: Job?, plan: RestorePlanSummary?) {
             self.job = job
             self.plan = plan
+        }
+    }
+
+    /// `POST /restore-points`: block commits on every primary of a keyspace
+    /// together, record each one's position, release them.
+    public struct RestorePointRequest: Codable, Sendable {
+        public var keyspace: String
+        public var name: String
+        /// How long waiting for every primary's block may take before all is released.
+        public var maximumBlockMilliseconds: Int
+
+        public init(keyspace: String, name: String, maximumBlockMilliseconds: Int) {
+            self.keyspace = keyspace
+            self.name = name
+            self.maximumBlockMilliseconds = maximumBlockMilliseconds
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case keyspace, name
+            case maximumBlockMilliseconds = "max_block_ms"
+        }
+    }
+
+    /// ctld to a primary tablet: block commits and say where they stopped.
+    public struct CommitBlockRequest: Codable, Sendable {
+        public var id: String
+        public var maximumBlockMilliseconds: Int
+
+        public init(id: String, maximumBlockMilliseconds: Int) {
+            self.id = id
+            self.maximumBlockMilliseconds = maximumBlockMilliseconds
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case id
+            case maximumBlockMilliseconds = "max_block_ms"
+        }
+    }
+
+    /// A primary holds its commits at this position.
+    public struct CommitBlockHeld: Codable, Sendable {
+        public var position: String
+
+        public init(position: String) { self.position = position }
+    }
+
+    /// A primary released its commits after this long (nil: nothing was held).
+    public struct CommitBlockReleased: Codable, Sendable {
+        public var blockedMilliseconds: Int?
+
+        public init(blockedMilliseconds: Int?) { self.blockedMilliseconds = blockedMilliseconds }
+
+        enum CodingKeys: String, CodingKey {
+            case blockedMilliseconds = "blocked_ms"
         }
     }
 

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import CairnCore
 import CairnEngine
+import CairnStorage
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -74,7 +75,27 @@ public struct ClusterClient: Sendable {
         try await send(.DELETE, "/backups/\(shard.keyspace)/\(shard.shard)/\(name)?force=\(force)&dry_run=\(dryRun)", body: Optional<Empty>.none)
     }
 
+    /// Creates a restore point of a keyspace.
+    public func createRestorePoint(_ request: ClusterAPI.RestorePointRequest) async throws -> RestorePoint {
+        try await send(.POST, "/restore-points", body: request)
+    }
+
+    /// A keyspace's restore points, and whether each shard can restore them.
+    public func restorePoints(keyspace: String) async throws -> [RestorePointStatus] {
+        try await send(.GET, "/restore-points/\(keyspace)", body: Optional<Empty>.none)
+    }
+
     // MARK: - Tablet agent calls
+
+    /// Asks a primary tablet to block its commits; it answers once they are blocked.
+    public func holdCommits(_ request: ClusterAPI.CommitBlockRequest, timeout: TimeAmount) async throws -> ClusterAPI.CommitBlockHeld {
+        try await send(.POST, "/commit-blocks", body: request, timeout: timeout)
+    }
+
+    /// Releases a primary's commit block (also one not held yet, which then lets go at once).
+    public func releaseCommits(id: String) async throws -> ClusterAPI.CommitBlockReleased {
+        try await send(.DELETE, "/commit-blocks/\(id)", body: Optional<Empty>.none, timeout: .seconds(10))
+    }
 
     /// Hands a job to a tablet; a busy tablet refuses.
     public func assign(_ job: ClusterAPI.Job) async throws {

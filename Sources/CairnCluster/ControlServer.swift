@@ -146,6 +146,13 @@ public final class ControlServer: Sendable {
             let body = try await decodeBody(ClusterAPI.RestoreRequest.self, from: request)
             return jsonResponse(try await self.startRestore(body))
         }
+        api.post("restore-points") { request, _ in
+            let body = try await decodeBody(ClusterAPI.RestorePointRequest.self, from: request)
+            return jsonResponse(try await self.createRestorePoint(body))
+        }
+        api.get("restore-points/:keyspace") { _, context in
+            jsonResponse(try await self.restorePointStatuses(keyspace: try context.parameters.require("keyspace")))
+        }
         api.get("jobs") { request, _ in
             let limit = try JobListLimit.parse(request.uri.queryParameters.get("limit"))
             var shard: KeyspaceShard? = nil
@@ -294,7 +301,8 @@ public final class ControlServer: Sendable {
     func startRestore(_ request: ClusterAPI.RestoreRequest) async throws -> ClusterAPI.RestoreResponse {
         let shard = try KeyspaceShard(keyspace: request.keyspace, shard: request.shard)
         let storage = try requireStorage()
-        let target = try request.parameters.target()
+        let parameters = try await request.parameters.resolvingRestorePoint(for: shard, in: storage, logger: logger)
+        let target = try parameters.target()
         let runner = RestoreRunner(context: RestoreContext(shard: shard, storage: storage, logger: logger, progress: nil))
         let plan = try await runner.plan(target)
         if request.dryRun {
@@ -309,17 +317,15 @@ public final class ControlServer: Sendable {
         }
         let job = try await store.createJob(shard: shard, tablet: tablet.alias, scheduled: false) { job in
             job.kind = .restore
-            job.restore = request.parameters
+            job.restore = parameters
         }
         return ClusterAPI.RestoreResponse(job: try await dispatch(job, to: tablet), plan: RestorePlanSummary(plan))
     }
 
     /// Hands a created job to its tablet; a refusal fails the job.
     func dispatch(_ job: ClusterAPI.Job, to tablet: ClusterAPI.Tablet) async throws -> ClusterAPI.Job {
-        let client = ClusterClient(address: tablet.agentURL, token: tabletToken, peer: "tablet \(tablet.alias)",
-                                   tokenAdvice: "it does not hold ctld's tablet token; restart it with --tablet-token-file <ctld data dir>/tablet-token")
         do {
-            try await client.assign(job)
+            try await tabletClient(tablet).assign(job)
         } catch let error as CairnError {
             // ctld is stopping: whether the tablet took the job is unknown, and its heartbeats settle it.
             guard !Task.isCancelled else { throw CancellationError() }

@@ -70,6 +70,8 @@ public final class TabletAgent: Sendable {
     let state = Mutex(State())
     /// Jobs accepted and not yet reported.
     let jobs = JobQueue()
+    /// Commit blocks held for a restore point (primaries only).
+    let commitBlocks: CommitBlocks
 
     struct State {
         var restoring = false
@@ -85,6 +87,7 @@ public final class TabletAgent: Sendable {
             throw CairnError(.configuration, "the tablet has no backup storage configured; pass --config with a \"bucket\" or --storage URL")
         }
         storage = try StorageFactory.make(url: url, configuration: options.configuration, logger: logger)
+        commitBlocks = CommitBlocks(mysql: options.mysql, logger: logger)
         mysqld = TabletMysqld(socketPath: options.mysqlSocket, dataDirectory: options.mysqlDataDirectory, port: options.mysqlPort,
                               serverID: options.alias.uid, connection: options.mysql, logger: logger)
         ctld = ClusterClient(address: options.ctldAddress, token: options.authToken,
@@ -117,7 +120,8 @@ public final class TabletAgent: Sendable {
             logger: logger
         )
         // Shut down in reverse: jobs drain first, the heartbeat carries their reports to the end.
-        let services: [any Service] = [HeartbeatService(agent: self), app, TabletJobRunner(agent: self)]
+        let services: [any Service] = [HeartbeatService(agent: self), app, TabletJobRunner(agent: self),
+                                       CommitBlockGuard(blocks: commitBlocks)]
         var configuration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         // A drain that hangs is cancelled, so mysqld is still stopped in time.
         configuration.maximumGracefulShutdownDuration = TabletAgent.maximumDrain
@@ -156,6 +160,18 @@ public final class TabletAgent: Sendable {
         }
         api.get("status") { _, _ in
             jsonResponse(await self.makeHeartbeat())
+        }
+        api.post("commit-blocks") { request, _ in
+            let body = try await decodeBody(ClusterAPI.CommitBlockRequest.self, from: request)
+            guard self.options.type == .primary else {
+                throw CairnError(.cluster, "tablet \(self.aliasText) is a \(self.options.type.rawValue); restore points block commits on primaries only")
+            }
+            let position = try await self.commitBlocks.hold(id: body.id, maximumBlock: .milliseconds(body.maximumBlockMilliseconds))
+            return jsonResponse(ClusterAPI.CommitBlockHeld(position: position.description))
+        }
+        api.delete("commit-blocks/:id") { _, context in
+            let blocked = await self.commitBlocks.release(id: try context.parameters.require("id"))
+            return jsonResponse(ClusterAPI.CommitBlockReleased(blockedMilliseconds: blocked.map(\.milliseconds)))
         }
         return router
     }
@@ -294,7 +310,8 @@ public final class TabletAgent: Sendable {
         guard options.type != .primary else {
             throw CairnError(.cluster, "tablet \(aliasText) is a serving primary; Cairn does not restore over it")
         }
-        let parameters = job.restore ?? ClusterAPI.RestoreParameters()
+        let parameters = try await (job.restore ?? ClusterAPI.RestoreParameters())
+            .resolvingRestorePoint(for: options.shard, in: storage, logger: logger)
         let runner = RestoreRunner(context: RestoreContext(shard: options.shard, storage: storage, logger: logger, progress: progress))
         try advance(.planning)
         let plan = try await runner.plan(try parameters.target())
@@ -340,10 +357,11 @@ public final class TabletAgent: Sendable {
     }
 
     /// `--restore-from-backup`: fill the empty data directory, then start mysqld.
-    func restoreBeforeStart(_ parameters: ClusterAPI.RestoreParameters) async throws {
+    func restoreBeforeStart(_ requested: ClusterAPI.RestoreParameters) async throws {
         guard try await FileSystem.Async.isMissingOrEmptyDirectory(options.mysqlDataDirectory) else {
             throw CairnError(.restoreTarget, "--restore-from-backup needs an empty or new --mysql-datadir, but \(options.mysqlDataDirectory) is not empty")
         }
+        let parameters = try await requested.resolvingRestorePoint(for: options.shard, in: storage, logger: logger)
         let runner = RestoreRunner(context: RestoreContext(shard: options.shard, storage: storage, logger: logger, progress: nil))
         let plan = try await runner.plan(try parameters.target())
         logger.info("restoring before start", metadata: ["target": "\(plan.target)", "full": "\(plan.full.backupName)",

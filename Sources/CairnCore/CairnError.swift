@@ -37,6 +37,8 @@ public struct CairnError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let compression = Code("compression")
         /// A local file or directory operation failed.
         public static let fileSystem = Code("file_system")
+        /// A name asked for is taken (a restore point of that name exists).
+        public static let alreadyExists = Code("already_exists")
         /// Something may still be in use (a backup that may still be running).
         public static let inUse = Code("in_use")
         /// The operation was cancelled.

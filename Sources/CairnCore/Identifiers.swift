@@ -31,6 +31,13 @@ public struct KeyspaceShard: Hashable, Sendable, Codable, Comparable, CustomStri
         (lhs.keyspace, lhs.shard) < (rhs.keyspace, rhs.shard)
     }
 
+    /// Checks a keyspace name on its own (a keyspace-wide verb).
+    public static func validateKeyspace(_ keyspace: String) throws {
+        guard isValidKeyspace(keyspace) else {
+            throw CairnError(.usage, "invalid keyspace \"\(clip(keyspace))\": use letters, digits, '_' and '-' (at most 64 characters), e.g. commerce")
+        }
+    }
+
     static func isValidKeyspace(_ s: String) -> Bool {
         guard !s.isEmpty, s.count <= 64, s != ".", s != ".." else { return false }
         return s.unicodeScalars.allSatisfy { isWordScalar($0) || $0 == "-" }

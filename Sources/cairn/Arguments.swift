@@ -27,3 +27,32 @@ extension ValidationError {
         self.init(error.message)
     }
 }
+
+/// A verb's `<keyspace>/<shard>`, or a bare `<keyspace>` for every shard of it.
+enum ShardOrKeyspace: Sendable {
+    case shard(KeyspaceShard)
+    case keyspace(String)
+
+    init(parsing text: String) throws {
+        if text.contains("/") {
+            self = .shard(try KeyspaceShard(parsing: text))
+        } else {
+            try KeyspaceShard.validateKeyspace(text)
+            self = .keyspace(text)
+        }
+    }
+}
+
+/// How long commits may wait to be blocked for a restore point: `2s`, `500ms`, `1m`.
+func parseMaximumBlock(_ text: String) throws -> Int {
+    let milliseconds: Int?
+    if text.hasSuffix("ms") {
+        milliseconds = Int(text.dropLast(2))
+    } else {
+        milliseconds = ConfigDuration(parsing: text).map { Int($0.seconds) * 1000 }
+    }
+    guard let milliseconds, (1...60_000).contains(milliseconds) else {
+        throw CairnError(.usage, "invalid --max-block \"\(text)\": give a duration from 1ms to 60s, e.g. 2s or 500ms")
+    }
+    return milliseconds
+}

@@ -18,8 +18,9 @@ struct BackupCommand: AsyncParsableCommand {
         aliases: ["Backup", "BackupShard"]
     )
 
-    @Argument(help: .shard, transform: KeyspaceShard.init(parsing:))
-    var shard: KeyspaceShard
+    @Argument(help: ArgumentHelp("The shard, <keyspace>/<shard>; or a keyspace, to back up each of its shards through ctld.", valueName: "keyspace[/shard]"),
+              transform: ShardOrKeyspace.init(parsing:))
+    var scope: ShardOrKeyspace
 
     @Flag(name: .long, help: "Direct mode: back up the mysqld on this host, in this process.")
     var local = false
@@ -42,8 +43,11 @@ struct BackupCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Through ctld: the type of tablet to back up on, primary (default) or replica (the most caught-up one).", valueName: "type"))
     var tabletType: ClusterAPI.TabletType?
 
-    @Flag(name: .long, help: "Through ctld: return once the backup has started.")
+    @Flag(name: .long, help: "Through ctld: return once the backup has started (for a keyspace: once every shard's has).")
     var async = false
+
+    @Option(name: .long, help: ArgumentHelp("A keyspace: back up at most this many shards at once.", valueName: "n"))
+    var concurrency: Int = 4
 
     @OptionGroup var cluster: ClusterOptions
 
@@ -51,11 +55,32 @@ struct BackupCommand: AsyncParsableCommand {
     @OptionGroup var mysqlOptions: MySQLOptions
     @OptionGroup var output: OutputOptions
 
+    func validate() throws {
+        guard case .keyspace(let keyspace) = scope else { return }
+        if local {
+            throw ValidationError("--local backs up one mysqld, so it takes <keyspace>/<shard>; a whole keyspace is backed up through ctld (`cairn backup \(keyspace)`)")
+        }
+        if tablet != nil {
+            throw ValidationError("--tablet names one tablet, so it takes <keyspace>/<shard>; a keyspace backup picks each shard's tablet by --tablet-type")
+        }
+        if concurrency < 1 {
+            throw ValidationError("--concurrency must be at least 1")
+        }
+    }
+
     func run() async throws {
         let configuration = try storageOptions.loadConfiguration()
+        let shard: KeyspaceShard
+        switch scope {
+        case .keyspace(let keyspace):
+            try await backUpKeyspace(keyspace, configuration: configuration)
+            return
+        case .shard(let one):
+            shard = one
+        }
         let alias = try tabletAlias.map { try TabletAlias(parsing: $0) }
         guard local else {
-            try await runThroughControlServer(configuration: configuration)
+            try await runThroughControlServer(shard: shard, configuration: configuration)
             return
         }
         let engine = self.engine ?? configuration.engine
@@ -103,7 +128,7 @@ struct BackupCommand: AsyncParsableCommand {
 }
 
 extension BackupCommand {
-    func runThroughControlServer(configuration: CairnConfiguration) async throws {
+    func runThroughControlServer(shard: KeyspaceShard, configuration: CairnConfiguration) async throws {
         _ = output.makeLogger()
         let client = try cluster.client(configuration)
         let job = try await client.startBackup(ClusterAPI.BackupRequest(keyspace: shard.keyspace, shard: shard.shard, tablet: tablet,

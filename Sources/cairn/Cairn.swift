@@ -22,6 +22,8 @@ struct Cairn: AsyncParsableCommand {
             UpCommand.self,
             PruneCommand.self,
             RemoveBackupCommand.self,
+            RestorePointCommand.self,
+            RestorePointsCommand.self,
         ]
     )
 }

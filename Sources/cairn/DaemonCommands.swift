@@ -170,7 +170,7 @@ struct TabletCommand: AsyncParsableCommand {
         options.storageURL = storageOptions.storage
         options.heartbeatInterval = .milliseconds(Int(heartbeatInterval * 1000))
         if restoreFromBackup {
-            options.restoreFromBackup = ClusterAPI.RestoreParameters(try restoreTarget.target())
+            options.restoreFromBackup = try restoreTarget.parameters()
         }
         try await TabletAgent(options: options, logger: logger).run()
     }

@@ -42,9 +42,9 @@ struct RestoreCommand: AsyncParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() async throws {
-        let target = try restoreTarget.target()
+        let requested = try restoreTarget.parameters()
         guard local else {
-            try await runThroughControlServer(shard: shard, target: target)
+            try await runThroughControlServer(shard: shard, parameters: requested)
             return
         }
         guard let targetDatadir else {
@@ -56,6 +56,7 @@ struct RestoreCommand: AsyncParsableCommand {
         let progress = TransferProgress()
         try await storageOptions.withStorage(configuration, logger: logger) { storage in
             let runner = RestoreRunner(context: RestoreContext(shard: shard, storage: storage, logger: logger, progress: progress))
+            let target = try await requested.resolvingRestorePoint(for: shard, in: storage, logger: logger).target()
             let plan = try await runner.plan(target)
             try RestoreRunner.checkTarget(directory)
             if dryRun {
@@ -88,10 +89,9 @@ struct RestoreCommand: AsyncParsableCommand {
 
 
 extension RestoreCommand {
-    func runThroughControlServer(shard: KeyspaceShard, target: RestoreTarget) async throws {
+    func runThroughControlServer(shard: KeyspaceShard, parameters: ClusterAPI.RestoreParameters) async throws {
         let configuration = try storageOptions.loadConfiguration()
         _ = output.makeLogger()
-        let parameters = ClusterAPI.RestoreParameters(target)
         let client = try cluster.client(configuration)
         let response = try await client.startRestore(ClusterAPI.RestoreRequest(keyspace: shard.keyspace, shard: shard.shard,
                                                                                tablet: tablet, parameters: parameters, dryRun: dryRun))

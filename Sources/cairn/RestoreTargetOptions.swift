@@ -1,4 +1,5 @@
 import ArgumentParser
+import CairnCluster
 import CairnCore
 import Foundation
 
@@ -15,14 +16,28 @@ struct RestoreTargetOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Restore up to and including this GTID position (with or without the MariaDB/ prefix).", valueName: "gtid"))
     var toPosition: String?
 
-    /// Whether any of the options was given.
-    var isGiven: Bool { backup != nil || toTime != nil || toPosition != nil }
+    @Option(name: .long, help: ArgumentHelp("Restore to this restore point of the keyspace (see `cairn restore-points`): the shard's position at it.", valueName: "name"))
+    var toRestorePoint: String?
 
-    func target() throws -> RestoreTarget {
-        let chosen = [backup != nil, toTime != nil, toPosition != nil].filter { $0 }.count
-        guard chosen <= 1 else {
-            throw CairnError(.usage, "choose one of --backup, --to-time and --to-position")
+    /// Whether any of the options was given.
+    var isGiven: Bool { backup != nil || toTime != nil || toPosition != nil || toRestorePoint != nil }
+
+    /// What was asked for; a restore point is resolved to a position by whoever reads storage.
+    func parameters() throws -> ClusterAPI.RestoreParameters {
+        if let toRestorePoint {
+            _ = try target()
+            return ClusterAPI.RestoreParameters(restorePoint: toRestorePoint)
         }
+        return ClusterAPI.RestoreParameters(try target())
+    }
+
+    /// The planner's target, for every option but --to-restore-point (which is `.latest` here).
+    private func target() throws -> RestoreTarget {
+        let chosen = [backup != nil, toTime != nil, toPosition != nil, toRestorePoint != nil].filter { $0 }.count
+        guard chosen <= 1 else {
+            throw CairnError(.usage, "choose one of --backup, --to-time, --to-position and --to-restore-point")
+        }
+        if let toRestorePoint { try RestorePoint.validateName(toRestorePoint) }
         if let backup { return .backup(backup) }
         if let toTime { return .time(try parseRestoreTime(toTime)) }
         if let toPosition { return .position(try ReplicationPosition(parsing: toPosition)) }
@@ -31,7 +46,7 @@ struct RestoreTargetOptions: ParsableArguments {
 
     func validate() throws {
         do {
-            _ = try target()
+            _ = try parameters()
         } catch let error as CairnError {
             throw ValidationError(error)
         }
