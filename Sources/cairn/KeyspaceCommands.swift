@@ -223,3 +223,195 @@ struct RestorePointsCommand: AsyncParsableCommand {
         }
     }
 }
+
+/// One shard's line of a keyspace restore, in `--json`.
+struct KeyspaceRestoreShardJSON: Encodable {
+    var shard: String
+    var plan: RestorePlanSummary?
+    var targetDatadir: String?
+    var reachedPosition: String?
+    var job: ClusterAPI.Job?
+    var error: String?
+
+    enum CodingKeys: String, CodingKey {
+        case shard, plan, job, error
+        case targetDatadir = "target_datadir"
+        case reachedPosition = "reached_position"
+    }
+}
+
+struct KeyspaceRestoreJSON: Encodable {
+    var keyspace: String
+    var target: String
+    var shards: [KeyspaceRestoreShardJSON]
+}
+
+extension RestoreCommand {
+    func validate() throws {
+        guard case .keyspace(let keyspace) = scope else {
+            if targetRoot != nil { throw ValidationError("--target-root is for a keyspace; one shard restores into --target-datadir") }
+            return
+        }
+        guard restoreTarget.toRestorePoint != nil || restoreTarget.toTime != nil else {
+            throw ValidationError("a keyspace is restored to one instant: pass --to-restore-point NAME (consistent across shards) or --to-time T; --backup and --to-position name one shard's history, so give <keyspace>/<shard> with them")
+        }
+        if local {
+            guard targetRoot != nil, targetDatadir == nil else {
+                throw ValidationError("a keyspace in direct mode restores each shard into <root>/<shard>: pass --target-root PATH (not --target-datadir), e.g. `cairn restore \(keyspace) --local --target-root /restore --to-restore-point NAME`")
+            }
+        } else if targetRoot != nil || targetDatadir != nil || tablet != nil {
+            throw ValidationError("through ctld a keyspace is restored into each shard's replica tablet, chosen by ctld's topology; --target-root and --target-datadir are for --local, and --tablet names one shard's tablet")
+        }
+    }
+
+    func restoreKeyspace(_ keyspace: String, parameters: ClusterAPI.RestoreParameters) async throws {
+        let results = local ? try await restoreKeyspaceLocally(keyspace, parameters: parameters)
+                            : try await restoreKeyspaceThroughControlServer(keyspace, parameters: parameters)
+        let target = parameters.restorePoint.map { "restore point \($0)" } ?? parameters.toTime.map { "time \(UTCTime.rfc3339($0, fractional: false))" } ?? "?"
+        if output.json { try Output.json(KeyspaceRestoreJSON(keyspace: keyspace, target: target, shards: results)) }
+        let failed = results.filter { $0.error != nil }
+        guard failed.isEmpty else {
+            let named = failed.map { "\($0.shard) (\($0.error!))" }.joined(separator: "; ")
+            throw CairnError(.chain, "the restore of keyspace \(keyspace) to \(target) failed on \(failed.count) of \(results.count) shard\(results.count == 1 ? "" : "s"): \(named)")
+        }
+        if !output.json, !dryRun, !async {
+            Output.line("Restored every shard of keyspace \"\(keyspace)\" (\(results.count)) to \(target).")
+        }
+    }
+
+    /// Plans every shard first (nothing is written unless each can reach the
+    /// target), then restores them in parallel into `<root>/<shard>`.
+    private func restoreKeyspaceLocally(_ keyspace: String, parameters: ClusterAPI.RestoreParameters) async throws -> [KeyspaceRestoreShardJSON] {
+        let configuration = try storageOptions.loadConfiguration()
+        let logger = output.makeLogger()
+        let root = URL(fileURLWithPath: targetRoot!).standardizedFileURL.path
+        return try await storageOptions.withStorage(configuration, logger: logger) { storage in
+            let shards: [KeyspaceShard]
+            if let name = parameters.restorePoint {
+                let point = try await RestorePointRepository(storage: storage, logger: logger).load(keyspace: keyspace, name: name)
+                shards = try point.shards.keys.sorted().map { try KeyspaceShard(keyspace: keyspace, shard: $0) }
+            } else {
+                shards = try await BackupRepository(storage: storage, logger: logger).shards().filter { $0.keyspace == keyspace }
+            }
+            guard !shards.isEmpty else {
+                throw CairnError(.notFound, "storage \(storage.displayURL) holds no shard of keyspace \(keyspace)")
+            }
+            var planned: [(shard: KeyspaceShard, plan: RestorePlan, directory: String)] = []
+            for shard in shards {
+                let runner = RestoreRunner(context: RestoreContext(shard: shard, storage: storage, logger: logger, progress: nil))
+                do {
+                    let target = try await parameters.resolvingRestorePoint(for: shard, in: storage, logger: logger).target()
+                    let directory = "\(root)/\(shard.shard)"
+                    let plan = try await runner.plan(target)
+                    try RestoreRunner.checkTarget(directory)
+                    planned.append((shard, plan, directory))
+                } catch let error as CairnError {
+                    throw CairnError(error.code, "nothing was restored: \(shard) cannot be: \(error.message)")
+                }
+            }
+            if dryRun {
+                for (shard, plan, directory) in planned where !output.json {
+                    Output.line("Restore of \(shard) to \(plan.target) into \(directory) would apply:")
+                    Output.line(RestorePlanSummary(plan).table())
+                }
+                if !output.json { Output.line("Dry run: nothing was changed.") }
+                return planned.map { KeyspaceRestoreShardJSON(shard: $0.shard.description, plan: RestorePlanSummary($0.plan), targetDatadir: $0.directory) }
+            }
+            if !output.json { Output.line("Restoring keyspace \"\(keyspace)\": \(planned.count) shards into \(root), in parallel") }
+            return await withTaskGroup(of: KeyspaceRestoreShardJSON.self, returning: [KeyspaceRestoreShardJSON].self) { group in
+                for (shard, plan, directory) in planned {
+                    group.addTask {
+                        var line = KeyspaceRestoreShardJSON(shard: shard.description, plan: RestorePlanSummary(plan), targetDatadir: directory)
+                        do {
+                            let runner = RestoreRunner(context: RestoreContext(shard: shard, storage: storage, logger: logger, progress: nil))
+                            line.reachedPosition = try await runner.run(plan, into: directory).position.description
+                        } catch let error as CairnError {
+                            line.error = error.message
+                        } catch {
+                            line.error = "\(error)"
+                        }
+                        return line
+                    }
+                }
+                var lines: [KeyspaceRestoreShardJSON] = []
+                for await line in group {
+                    lines.append(line)
+                    if !output.json {
+                        Output.line(line.error.map { "\(line.shard): failed: \($0)" }
+                                    ?? "\(line.shard): restored into \(line.targetDatadir ?? "?"), position \(line.reachedPosition ?? "?")")
+                    }
+                }
+                return lines.sorted { $0.shard < $1.shard }
+            }
+        }
+    }
+
+    /// Restores each shard into one of its replica tablets (the first healthy
+    /// non-primary by alias); every shard must have one before any starts.
+    private func restoreKeyspaceThroughControlServer(_ keyspace: String, parameters: ClusterAPI.RestoreParameters) async throws -> [KeyspaceRestoreShardJSON] {
+        let configuration = try storageOptions.loadConfiguration()
+        _ = output.makeLogger()
+        let client = try cluster.client(configuration)
+        let shards = try await KeyspaceShards.of(keyspace, client: client)
+        let tablets = try await client.tablets()
+        var targets: [(shard: KeyspaceShard, tablet: String)] = []
+        for shard in shards {
+            let candidates = tablets.filter { $0.keyspace == shard.keyspace && $0.shard == shard.shard && $0.type != .primary && $0.healthy }
+            guard let tablet = candidates.map(\.alias).sorted().first else {
+                throw CairnError(.cluster, "nothing was restored: shard \(shard) has no healthy replica or rdonly tablet to restore into; start one (`cairn tablet --type replica ...`), or restore in direct mode with --local --target-root")
+            }
+            targets.append((shard, tablet))
+        }
+        var results: [KeyspaceRestoreShardJSON] = []
+        var started: [(shard: KeyspaceShard, job: ClusterAPI.Job)] = []
+        for (shard, tablet) in targets {
+            let request = ClusterAPI.RestoreRequest(keyspace: shard.keyspace, shard: shard.shard, tablet: tablet, parameters: parameters, dryRun: dryRun)
+            do {
+                let response = try await client.startRestore(request)
+                if let job = response.job {
+                    started.append((shard, job))
+                    if !output.json { Output.line("\(shard): restore job \(job.id) started on tablet \(shortTablet(job.tablet))") }
+                } else {
+                    results.append(KeyspaceRestoreShardJSON(shard: shard.description, plan: response.plan))
+                    if !output.json, let plan = response.plan {
+                        Output.line("Restore of \(shard) to \(plan.target) into tablet \(tablet) would apply:")
+                        Output.line(plan.table())
+                    }
+                }
+            } catch let error as CairnError {
+                results.append(KeyspaceRestoreShardJSON(shard: shard.description, error: error.message))
+                if !output.json { Output.line("\(shard): not started: \(error.message)") }
+            }
+        }
+        if async || dryRun {
+            return (results + started.map { KeyspaceRestoreShardJSON(shard: $0.shard.description, job: $0.job) }).sorted { $0.shard < $1.shard }
+        }
+        let finished = await withTaskGroup(of: KeyspaceRestoreShardJSON.self, returning: [KeyspaceRestoreShardJSON].self) { group in
+            for (shard, job) in started {
+                group.addTask {
+                    do {
+                        var current = job
+                        while !current.isFinished {
+                            try await Task.sleep(for: .milliseconds(500))
+                            current = try await client.job(job.id)
+                        }
+                        return KeyspaceRestoreShardJSON(shard: shard.description, reachedPosition: current.position, job: current,
+                                                        error: current.result == .completed ? nil : current.error ?? "failed")
+                    } catch {
+                        return KeyspaceRestoreShardJSON(shard: shard.description, job: job, error: (error as? CairnError)?.message ?? "\(error)")
+                    }
+                }
+            }
+            var lines: [KeyspaceRestoreShardJSON] = []
+            for await line in group {
+                lines.append(line)
+                if !output.json {
+                    Output.line(line.error.map { "\(line.shard): failed: \($0)" }
+                                ?? "\(line.shard): restored tablet \(shortTablet(line.job?.tablet ?? "?")) to \(line.reachedPosition ?? "?")")
+                }
+            }
+            return lines
+        }
+        return (results + finished).sorted { $0.shard < $1.shard }
+    }
+}

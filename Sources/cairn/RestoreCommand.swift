@@ -16,14 +16,18 @@ struct RestoreCommand: AsyncParsableCommand {
         aliases: ["Restore", "RestoreFromBackup"]
     )
 
-    @Argument(help: .shard, transform: KeyspaceShard.init(parsing:))
-    var shard: KeyspaceShard
+    @Argument(help: ArgumentHelp("The shard, <keyspace>/<shard>; or a keyspace, to restore each of its shards to one restore point or time.", valueName: "keyspace[/shard]"),
+              transform: ShardOrKeyspace.init(parsing:))
+    var scope: ShardOrKeyspace
 
     @Flag(name: .long, help: "Direct mode: restore into a data directory on this host.")
     var local = false
 
     @Option(name: .long, help: ArgumentHelp("The new data directory (empty or missing).", valueName: "path"))
     var targetDatadir: String?
+
+    @Option(name: .long, help: ArgumentHelp("A keyspace in direct mode: restore each shard into <path>/<shard> (each empty or missing).", valueName: "path"))
+    var targetRoot: String?
 
     @OptionGroup var restoreTarget: RestoreTargetOptions
 
@@ -43,6 +47,14 @@ struct RestoreCommand: AsyncParsableCommand {
 
     func run() async throws {
         let requested = try restoreTarget.parameters()
+        let shard: KeyspaceShard
+        switch scope {
+        case .keyspace(let keyspace):
+            try await restoreKeyspace(keyspace, parameters: requested)
+            return
+        case .shard(let one):
+            shard = one
+        }
         guard local else {
             try await runThroughControlServer(shard: shard, parameters: requested)
             return

@@ -96,17 +96,32 @@ struct KeyspaceTests {
             let dry = try await cluster.cli(["restore", "commerce/-80", "--to-restore-point", "mid-load", "--dry-run", "--json"])
             #expect(dry.exitCode == 0 && dry.stdout.contains(recorded.shards["-80"]!.position.gtidText), "\(dry)")
 
-            // Both shards restored to the point: every effect has its cause.
+            // The whole keyspace restored to the point, in parallel: every effect has its cause.
+            let whole = try await CLI.run(["restore", "commerce", "--local", "--target-root", work.file("keyspace"),
+                                           "--to-restore-point", "mid-load", "--storage", cluster.storageURL])
+            #expect(whole.exitCode == 0, "\(whole)")
+            for shard in Self.shards {
+                #expect(whole.stdout.contains("commerce/\(shard): restored into \(work.file("keyspace"))/\(shard), position \(recorded.shards[shard]!.position)"), "\(whole)")
+            }
             var held: [String: [Int: Int]] = [:]
             for shard in Self.shards {
-                let (result, server) = try await Scenario.restoreAndStart(storage: cluster.storageURL, into: work.file(shard), shard: "commerce/\(shard)",
-                                                                          extra: ["--to-restore-point", "mid-load"])
-                #expect(result.exitCode == 0, "\(result)")
-                let restoredServer = try #require(server)
-                restored.append(restoredServer)
-                #expect(try await restoredServer.gtidBinlogPosition() == recorded.shards[shard]!.position)
-                held[shard] = try await Self.pairs(restoredServer)
+                let server = try await TestServer.start(existingDataDirectory: work.file("keyspace/\(shard)"))
+                restored.append(server)
+                #expect(try await server.gtidBinlogPosition() == recorded.shards[shard]!.position)
+                held[shard] = try await Self.pairs(server)
             }
+            // One shard alone, to the same point, holds the same rows.
+            let (single, singleServer) = try await Scenario.restoreAndStart(storage: cluster.storageURL, into: work.file("single"), shard: "commerce/-80",
+                                                                            extra: ["--to-restore-point", "mid-load"])
+            #expect(single.exitCode == 0, "\(single)")
+            if let singleServer {
+                restored.append(singleServer)
+                #expect(try await Self.pairs(singleServer) == held["-80"])
+            }
+            // A keyspace needs one instant: --to-position names one shard's history.
+            let refused = try await CLI.run(["restore", "commerce", "--local", "--target-root", work.file("refused"), "--to-position", "0-100-1",
+                                             "--storage", cluster.storageURL])
+            #expect(refused.exitCode == 2 && refused.stderr.contains("a keyspace is restored to one instant"), "\(refused)")
             let total = held.values.map(\.count).reduce(0, +)
             #expect(total > 0 && total < 2 * writer.written.withLock { $0 }, "the point is not in the middle of the workload: \(total) rows")
             var orphans: [Int] = []
