@@ -12,12 +12,15 @@ import UnixSignals
 /// `0`, a primary `zone1-100` and a replica `zone1-101` that replicates from
 /// it, each tablet with its own MariaDB under the directory, file storage
 /// under `<dir>/backups`, the scheduler on. Every part is a child process
-/// of this one, logging into `<dir>/logs`.
+/// of this one, logging into `<dir>/logs`. With more shards (`--shards
+/// -80,80-`) the n-th shard's tablets are `zone1-<n>00` and `zone1-<n>01`.
 public struct LocalCluster: Sendable {
     public struct Options: Sendable {
         public var directory: String
         public var ctldPort: Int = 15999
         public var mysqlBasePort: Int = 17100
+        /// The shards of keyspace `commerce`, each with a primary and a replica.
+        public var shards: [String] = ["0"]
         /// The `cairn` executable to start the parts with.
         public var executable: String
 
@@ -47,16 +50,25 @@ public struct LocalCluster: Sendable {
     var configFile: String { "\(dir)/config.json" }
     func socket(_ alias: String) -> String { "\(dir)/\(alias)/mysqld.sock" }
 
+    /// Each shard with its primary's and replica's tablet uids: 100 and 101 for the first.
+    var layout: [(shard: String, primary: Int, replica: Int)] {
+        options.shards.enumerated().map { (index, shard) in (shard, 100 * (index + 1), 100 * (index + 1) + 1) }
+    }
+    var aliases: [String] { layout.flatMap { ["zone1-\($0.primary)", "zone1-\($0.replica)"] } }
+
     /// Writes the configuration, token and replication password when missing.
     /// The directory is private (0700): it holds the secrets, the backups and
     /// the MariaDB sockets.
     func prepare() throws {
         try FileSystem.createPrivateDirectory(dir)
         try FileSystem.createPrivateDirectory("\(dir)/ctld")
-        for sub in ["backups", "logs", "zone1-100", "zone1-101"] {
+        for shard in options.shards {
+            _ = try KeyspaceShard(keyspace: "commerce", shard: shard)
+        }
+        for sub in ["backups", "logs"] + aliases {
             try FileSystem.createDirectory("\(dir)/\(sub)")
         }
-        guard socket("zone1-101").utf8.count < 100 else {
+        guard aliases.allSatisfy({ socket($0).utf8.count < 100 }) else {
             throw CairnError(.usage, "the directory \(dir) is too deep for MariaDB's socket paths (107 bytes at most); choose a shorter --dir")
         }
         _ = try AuthToken.loadOrCreate(tokenFile)
@@ -85,9 +97,9 @@ public struct LocalCluster: Sendable {
 
     var parts: [Part] {
         let common = ["--config", configFile, "--log-level", "info"]
-        func tablet(_ uid: Int, _ type: String) -> Part {
+        func tablet(_ uid: Int, _ type: String, shard: String) -> Part {
             let alias = "zone1-\(uid)"
-            return Part(name: alias, arguments: ["tablet", "--alias", alias, "--keyspace", "commerce", "--shard", "0", "--type", type,
+            return Part(name: alias, arguments: ["tablet", "--alias", alias, "--keyspace", "commerce", "--shard", shard, "--type", type,
                                                  "--mysql-socket", socket(alias), "--mysql-datadir", "\(dir)/\(alias)/data",
                                                  "--mysql-port", String(options.mysqlBasePort + uid - 100),
                                                  "--ctld", "localhost:\(options.ctldPort)", "--tablet-token-file", tabletTokenFile] + common)
@@ -95,9 +107,16 @@ public struct LocalCluster: Sendable {
         return [
             Part(name: "ctld", arguments: ["ctld", "--port", String(options.ctldPort), "--data-dir", "\(dir)/ctld",
                                            "--auth-token-file", tokenFile, "--tablet-token-file", tabletTokenFile] + common),
-            tablet(100, "primary"),
-            tablet(101, "replica"),
-        ]
+        ] + layout.flatMap { [tablet($0.primary, "primary", shard: $0.shard), tablet($0.replica, "replica", shard: $0.shard)] }
+    }
+
+    /// The summary's lines for the tablets, aligned.
+    var tabletLines: String {
+        layout.flatMap { shard in
+            [(shard.primary, "primary"), (shard.replica, "replica")].map { uid, type in
+                "  zone1-\(uid)   \(type) of commerce/\(shard.shard): MariaDB on socket \(socket("zone1-\(uid)")), port \(options.mysqlBasePort + uid - 100)"
+            }
+        }.joined(separator: "\n")
     }
 
     /// Starts everything, waits until the cluster is usable, prints how to
@@ -135,15 +154,19 @@ public struct LocalCluster: Sendable {
 
             Cairn local cluster is up under \(dir):
               ctld        localhost:\(options.ctldPort) (auth token in \(tokenFile))
-              zone1-100   primary of commerce/0: MariaDB on socket \(socket("zone1-100")), port \(options.mysqlBasePort)
-              zone1-101   replica of commerce/0: MariaDB on socket \(socket("zone1-101")), port \(options.mysqlBasePort + 1)
+            \(tabletLines)
               backups     file://\(dir)/backups (scheduler: full every 24h, incremental every 1h)
 
             Try, from the directory that holds cairn-local:
-              cairn --server localhost:\(options.ctldPort) Backup commerce/0
-              cairn backups commerce/0
+              cairn --server localhost:\(options.ctldPort) Backup commerce/\(options.shards[0])
+              cairn backups commerce/\(options.shards[0])
               cairn tablets
-              cairn jobs
+              cairn jobs\(options.shards.count > 1 ? """
+
+              cairn backup commerce
+              cairn restore-point commerce before-change
+              cairn restore-points commerce
+            """ : "")
               mariadb --socket=\(socket("zone1-100")) --user=\(Mysqld.currentUserName)
 
             Logs are in \(dir)/logs. Press Ctrl-C to stop everything.
@@ -202,9 +225,11 @@ public struct LocalCluster: Sendable {
         let client = ClusterClient(address: "localhost:\(options.ctldPort)", token: try AuthToken.read(tokenFile))
         for _ in 0..<1800 {
             let tablets = (try? await client.tablets()) ?? []
-            let primary = tablets.first { $0.alias == "zone1-100" && $0.healthy }
-            let replica = tablets.first { $0.alias == "zone1-101" && $0.healthy && $0.replication?.running == true }
-            if primary != nil && replica != nil { return }
+            let ready = layout.allSatisfy { shard in
+                tablets.contains { $0.alias == "zone1-\(shard.primary)" && $0.healthy }
+                    && tablets.contains { $0.alias == "zone1-\(shard.replica)" && $0.healthy && $0.replication?.running == true }
+            }
+            if ready { return }
             try checkAlive(children)
             try await Task.sleep(for: .milliseconds(100))
         }

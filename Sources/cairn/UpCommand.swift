@@ -6,7 +6,7 @@ import Foundation
 struct UpCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "up",
-        abstract: "Run the embedded local cluster: ctld, a primary and a replica of commerce/0, each with its own MariaDB.",
+        abstract: "Run the embedded local cluster: ctld, a primary and a replica of each shard of commerce (default: shard 0), each with its own MariaDB.",
         discussion: "Everything lives under --dir (backups in <dir>/backups, logs in <dir>/logs). Ctrl-C stops it all cleanly; running it again reuses the directory."
     )
 
@@ -19,7 +19,21 @@ struct UpCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("The primary's MariaDB port; the replica uses the next one.", valueName: "port"))
     var mysqlBasePort: Int = 17100
 
+    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("The shards of keyspace commerce, comma-separated, e.g. -80,80- for a two-shard keyspace.", valueName: "shards"))
+    var shards: String = "0"
+
     @OptionGroup var output: OutputOptions
+
+    var shardList: [String] { shards.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
+
+    func validate() throws {
+        guard !shardList.isEmpty, shardList.count <= 8, Set(shardList).count == shardList.count else {
+            throw ValidationError("--shards takes 1 to 8 distinct shards, comma-separated, e.g. -80,80-")
+        }
+        for shard in shardList {
+            do { _ = try KeyspaceShard(keyspace: "commerce", shard: shard) } catch let error as CairnError { throw ValidationError(error) }
+        }
+    }
 
     func run() async throws {
         let logger = output.makeLogger(label: "up", defaultLevel: "warning")
@@ -27,6 +41,7 @@ struct UpCommand: AsyncParsableCommand {
         var options = LocalCluster.Options(directory: URL(fileURLWithPath: dir).standardizedFileURL.path, executable: executable)
         options.ctldPort = port
         options.mysqlBasePort = mysqlBasePort
+        options.shards = shardList
         try await LocalCluster(options: options, logger: logger).run { Output.line($0) }
     }
 }
