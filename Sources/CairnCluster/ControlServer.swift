@@ -80,6 +80,7 @@ public final class ControlServer: Sendable {
         let services: [any Service] = [
             HeartbeatMonitor(server: self),
             Scheduler(server: self),
+            RestorePointScheduler(server: self),
             JobHistoryPruner(store: store, retention: options.jobRetention, logger: logger),
         ]
         return Application(

@@ -148,3 +148,55 @@ extension Duration {
         Int(components.seconds) * 1000 + Int(components.attoseconds / 1_000_000_000_000_000)
     }
 }
+
+/// Which restore points a shard's prune removes: pure, so each rule is
+/// unit-tested without storage.
+///
+/// A point inside the PITR window is kept (the window keeps its chains
+/// restorable); one older than the window goes, and its chains are left to
+/// the backup policy. Without a window, a point goes once its history is
+/// gone: no kept full backup of the shard lies at or before its position,
+/// so it can never be restored again. Nothing younger than `min_age` goes.
+public enum RestorePointRetention {
+    public struct Removal: Sendable, Hashable {
+        public var name: String
+        public var reason: String
+    }
+
+    /// `keptManifests`: the shard's complete backups that the prune keeps.
+    public static func removals(_ points: [RestorePoint], shard: String, keptManifests: [BackupManifest],
+                                policy: RetentionPolicy, now: Date) -> [Removal] {
+        let fulls = keptManifests.filter { !$0.incremental }
+        return points.compactMap { point -> Removal? in
+            guard let part = point.shards[shard] else { return nil }
+            guard now.timeIntervalSince(point.createdAt) >= policy.minAge.timeInterval else { return nil }
+            if let window = policy.pitrWindow, point.createdAt < now.addingTimeInterval(-window.timeInterval) {
+                return Removal(name: point.name, reason: "older than the PITR window (\(window))")
+            }
+            if !fulls.contains(where: { part.position.contains($0.position) }) {
+                return Removal(name: point.name, reason: "no kept full backup of shard \(shard) is at or before its position, so it can no longer be restored")
+            }
+            return nil
+        }
+    }
+}
+
+/// When ctld creates the next restore point of a keyspace
+/// (`backup_strategy.restore_point_interval`).
+public enum RestorePointSchedule {
+    /// Automatic points are named for the second they were planned at.
+    public static func automaticName(at time: Date) -> String {
+        "auto-\(UTCTime.nameStamp(time))"
+    }
+
+    /// Due `interval` after the newest point, at once when there is none;
+    /// after a failure, again after `retry` (never later than the interval).
+    public static func nextDue(newest: Date?, lastFailure: Date?, interval: ConfigDuration,
+                               retry: TimeInterval = 60) -> Date {
+        var due = newest.map { $0.addingTimeInterval(interval.timeInterval) } ?? .distantPast
+        if let lastFailure {
+            due = max(due, lastFailure.addingTimeInterval(min(retry, interval.timeInterval)))
+        }
+        return due
+    }
+}

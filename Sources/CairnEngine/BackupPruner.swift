@@ -32,6 +32,8 @@ public struct BackupPruner: Sendable {
         /// Stored bytes freed.
         public var freedBytes: Int64
         public var dryRun: Bool
+        /// Restore points of the keyspace removed (or, in a dry run, to remove) with this prune.
+        public var restorePoints: [RestorePointRetention.Removal] = []
     }
 
     /// The shard's backups as the planner sees them.
@@ -58,6 +60,10 @@ public struct BackupPruner: Sendable {
     public func prune(_ stored: ShardListing, policy: RetentionPolicy, now: Date, dryRun: Bool) async throws -> Report {
         let plan = RetentionPlanner.plan(Self.candidates(stored), policy: policy, now: now)
         var report = Report(plan: plan, removed: [], freedBytes: 0, dryRun: dryRun)
+        // Restore points first: a point whose history this prune removes never outlives it.
+        let kept = Set(plan.kept.map(\.name))
+        report.restorePoints = try await RestorePointRepository(storage: storage, logger: logger).prune(
+            shard: shard, keptManifests: stored.manifests.filter { kept.contains($0.backupName) }, policy: policy, now: now, dryRun: dryRun)
         guard !dryRun else { return report }
         let reasons = Dictionary(plan.decisions.map { ($0.name, $0.reasons.first?.description ?? "") },
                                  uniquingKeysWith: { a, _ in a })

@@ -65,6 +65,21 @@ public struct RestorePointRepository: Sendable {
         return points.sorted { ($0.createdAt, $0.name) < ($1.createdAt, $1.name) }
     }
 
+    /// Applies ``RestorePointRetention`` for one shard after its prune, and
+    /// (unless `dryRun`) deletes what it removes. Returns the removals.
+    public func prune(shard: KeyspaceShard, keptManifests: [BackupManifest], policy: RetentionPolicy,
+                      now: Date, dryRun: Bool) async throws -> [RestorePointRetention.Removal] {
+        let points = try await list(keyspace: shard.keyspace)
+        guard !points.isEmpty else { return [] }
+        let removals = RestorePointRetention.removals(points, shard: shard.shard, keptManifests: keptManifests, policy: policy, now: now)
+        guard !dryRun, !removals.isEmpty else { return removals }
+        try await storage.delete(keys: removals.map { Self.key(keyspace: shard.keyspace, name: $0.name) })
+        for removal in removals {
+            logger.info("removed a restore point", metadata: ["keyspace": "\(shard.keyspace)", "point": "\(removal.name)", "reason": "\(removal.reason)"])
+        }
+        return removals
+    }
+
     /// Each point with, for each of its shards, whether the shard's stored
     /// backups reach its position (nil) or why not.
     public func statuses(keyspace: String) async throws -> [RestorePointStatus] {

@@ -51,6 +51,9 @@ struct PruneCommand: AsyncParsableCommand {
             } else {
                 Output.line("Removed \(report.removed.count) backup\(report.removed.count == 1 ? "" : "s") of \(shard) (\(formatBytes(report.freedBytes))) from \(displayURL); \(report.plan.kept.count) kept.")
             }
+            for point in report.restorePoints {
+                Output.line("\(dryRun ? "Would remove" : "Removed") restore point \(point.name) of keyspace \(shard.keyspace): \(point.reason).")
+            }
         }
         for problem in report.plan.problems {
             Output.note("warning: backup \(problem.name) of \(shard) has an unreadable MANIFEST and was kept; inspect it, then repair it or remove it with `cairn remove-backup \(shard) \(problem.name)`")
@@ -113,9 +116,12 @@ struct PruneReportJSON: Encodable {
     /// What was removed (empty in a dry run).
     var removed: [String]
     var freedBytes: Int64
+    /// Restore points of the keyspace removed (in a dry run: to remove), with why.
+    var restorePoints: [String: String]
 
     enum CodingKeys: String, CodingKey {
         case shard, storage, now, policy, decisions, removed
+        case restorePoints = "restore_points_removed"
         case dryRun = "dry_run"
         case windowStart = "window_start"
         case removalOrder = "removal_order"
@@ -141,6 +147,7 @@ struct PruneReportJSON: Encodable {
         removalOrder = plan.removalOrder
         removed = report.removed
         freedBytes = report.freedBytes
+        restorePoints = Dictionary(report.restorePoints.map { ($0.name, $0.reason) }, uniquingKeysWith: { a, _ in a })
     }
 
     func table() -> String {

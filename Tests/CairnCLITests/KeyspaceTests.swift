@@ -170,4 +170,24 @@ struct KeyspaceTests {
         }
         await cluster.stop()
     }
+
+    @Test("with restore_point_interval, ctld creates restore points of a keyspace on its own")
+    func scheduledRestorePoints() async throws {
+        let cluster = try ClusterFixture(extraConfiguration: #""backup_strategy": { "full_backup_interval": "24h", "restore_point_interval": "1m" }"#)
+        do {
+            try cluster.startControlServer()
+            try cluster.startTablet("zone1-100", shard: "commerce/-80", type: "primary")
+            try await cluster.waitForTablets(["zone1-100"])
+            try await cluster.waitUntil("ctld has created a restore point", timeout: 60) {
+                let listed = try await cluster.cli(["restore-points", "commerce", "--json"])
+                return listed.exitCode == 0 && listed.stdout.contains("\"name\" : \"auto-")
+            }
+            let listed = try await cluster.cli(["restore-points", "commerce"])
+            #expect(listed.stdout.split(separator: "\n").filter { $0.hasPrefix("auto-") }.count == 1, "one point per interval: \(listed)")
+        } catch {
+            await cluster.stop()
+            throw error
+        }
+        await cluster.stop()
+    }
 }

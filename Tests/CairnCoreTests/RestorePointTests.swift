@@ -57,4 +57,49 @@ struct RestorePointTests {
         let outside = #expect(throws: CairnError.self) { try point.position(of: KeyspaceShard(parsing: "commerce/0")) }
         #expect(outside?.message.contains("covers commerce/-80, commerce/80-") == true)
     }
+
+    func point(_ name: String, at minute: Double, seq: UInt64, _ chain: ChainBuilder) -> RestorePoint {
+        RestorePoint(name: name, keyspace: "commerce", createdAt: chain.time(minute), blockedMilliseconds: 5,
+                     shards: ["0": RestorePoint.ShardPoint(position: ChainBuilder.pos(seq), tablet: "zone1-100", blockedMilliseconds: 5)])
+    }
+
+    @Test("retention keeps points inside the PITR window, removes older ones, and removes a point whose history is gone")
+    func retention() throws {
+        var chain = ChainBuilder()
+        let oldFull = chain.full(at: 0, seq: 10)
+        chain.incremental(after: oldFull, at: 60, seq: 20)
+        let newFull = chain.full(at: 24 * 60, seq: 100)
+        let now = chain.time(24 * 60 + 120)
+        let points = [point("early", at: 30, seq: 15, chain), point("recent", at: 24 * 60 + 60, seq: 110, chain),
+                      point("other-shard-only", at: 30, seq: 15, chain)].map { p -> RestorePoint in
+            var p = p
+            if p.name == "other-shard-only" { p.shards = ["-80": p.shards["0"]!] }
+            return p
+        }
+        // A window of 6h: "early" (a day old) goes, "recent" stays; a point of another shard is not this shard's to judge.
+        let windowed = RestorePointRetention.removals(points, shard: "0", keptManifests: chain.backups,
+                                                      policy: RetentionPolicy(pitrWindow: ConfigDuration(seconds: 6 * 3600)), now: now)
+        #expect(windowed.map(\.name) == ["early"])
+        #expect(windowed.first?.reason.contains("older than the PITR window (6h)") == true)
+        // No window: "early" stays while the old full is kept, and goes once the prune drops that chain.
+        #expect(RestorePointRetention.removals(points, shard: "0", keptManifests: chain.backups, policy: RetentionPolicy(), now: now).isEmpty)
+        let afterPrune = RestorePointRetention.removals(points, shard: "0", keptManifests: [newFull], policy: RetentionPolicy(), now: now)
+        #expect(afterPrune.map(\.name) == ["early"])
+        #expect(afterPrune.first?.reason.contains("can no longer be restored") == true)
+        // min_age protects even a lost point.
+        let young = RestorePointRetention.removals(points, shard: "0", keptManifests: [newFull],
+                                                   policy: RetentionPolicy(minAge: ConfigDuration(seconds: 48 * 3600)), now: now)
+        #expect(young.isEmpty)
+    }
+
+    @Test("scheduled points are due an interval after the newest, at once without one, and a minute after a failure")
+    func schedule() throws {
+        let chain = ChainBuilder()
+        let interval = ConfigDuration(seconds: 3600)
+        #expect(RestorePointSchedule.nextDue(newest: nil, lastFailure: nil, interval: interval) == .distantPast)
+        #expect(RestorePointSchedule.nextDue(newest: chain.time(0), lastFailure: nil, interval: interval) == chain.time(60))
+        #expect(RestorePointSchedule.nextDue(newest: chain.time(0), lastFailure: chain.time(70), interval: interval) == chain.time(71))
+        #expect(RestorePointSchedule.automaticName(at: chain.time(0)) == "auto-2026-11-01.000000")
+        try RestorePoint.validateName(RestorePointSchedule.automaticName(at: chain.time(0)))
+    }
 }
