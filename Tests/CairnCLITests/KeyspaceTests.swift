@@ -118,6 +118,9 @@ struct KeyspaceTests {
                 restored.append(singleServer)
                 #expect(try await Self.pairs(singleServer) == held["-80"])
             }
+            // Through ctld a keyspace restores into each shard's replica; with none, nothing starts.
+            let noReplica = try await cluster.cli(["restore", "commerce", "--to-restore-point", "mid-load"])
+            #expect(noReplica.exitCode == 1 && noReplica.stderr.contains("nothing was restored: shard commerce/-80 has no healthy replica or rdonly tablet"), "\(noReplica)")
             // A keyspace needs one instant: --to-position names one shard's history.
             let refused = try await CLI.run(["restore", "commerce", "--local", "--target-root", work.file("refused"), "--to-position", "0-100-1",
                                              "--storage", cluster.storageURL])
