@@ -56,4 +56,26 @@ struct IdentifierTests {
         #expect(UTCTime.parseRFC3339("2026-02-30T00:00:00Z") == nil)
         #expect(UTCTime.parseRFC3339("yesterday") == nil)
     }
+
+    @Test("formatting by integer arithmetic agrees with Foundation's Gregorian calendar, and every millisecond round-trips")
+    func timeArithmetic() {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        var generator = SystemRandomNumberGenerator()
+        // From 1900 to 2200: leap years, century rules, before the epoch.
+        let samples = (0..<2000).map { _ in Double.random(in: -2_208_988_800 ... 7_258_118_400, using: &generator) }
+            + [0, -1, 951_782_400, 951_868_799.999, 4_107_542_400, 1_764_100_914.123]
+        for t in samples {
+            let date = Date(timeIntervalSince1970: t)
+            let c = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second], from: date)
+            let expected = String(format: "%04d-%02d-%02dT%02d:%02d:%02d", c.year!, c.month!, c.day!, c.hour!, c.minute!, c.second!)
+            #expect(UTCTime.rfc3339(date, fractional: false) == expected + "Z", "at \(t)")
+            #expect(UTCTime.nameStamp(date) == String(format: "%04d-%02d-%02d.%02d%02d%02d", c.year!, c.month!, c.day!, c.hour!, c.minute!, c.second!))
+            // What is written is read back to the same text: ctld's JSON survives a round trip.
+            let text = UTCTime.rfc3339(date)
+            #expect(UTCTime.rfc3339(UTCTime.parseRFC3339(text)!) == text, "\(text)")
+        }
+        #expect(UTCTime.rfc3339(UTCTime.parseRFC3339("2026-11-25T19:41:54.123Z")!) == "2026-11-25T19:41:54.123Z")
+        #expect(UTCTime.parseRFC3339("2000-02-29T00:00:00Z") != nil && UTCTime.parseRFC3339("1900-02-29T00:00:00Z") == nil)
+    }
 }
