@@ -298,7 +298,7 @@ extension RestoreCommand {
             }
             var planned: [(shard: KeyspaceShard, plan: RestorePlan, directory: String)] = []
             for shard in shards {
-                let runner = RestoreRunner(context: RestoreContext(shard: shard, storage: storage, logger: logger, progress: nil))
+                let runner = RestoreRunner(context: RestoreContext(shard: shard, storage: storage, logger: logger, progress: nil, replay: binlogReplay))
                 do {
                     let target = try await parameters.resolvingRestorePoint(for: shard, in: storage, logger: logger).target()
                     let directory = "\(root)/\(shard.shard)"
@@ -323,7 +323,7 @@ extension RestoreCommand {
                     group.addTask {
                         var line = KeyspaceRestoreShardJSON(shard: shard.description, plan: RestorePlanSummary(plan), targetDatadir: directory)
                         do {
-                            let runner = RestoreRunner(context: RestoreContext(shard: shard, storage: storage, logger: logger, progress: nil))
+                            let runner = RestoreRunner(context: RestoreContext(shard: shard, storage: storage, logger: logger, progress: nil, replay: binlogReplay))
                             line.reachedPosition = try await runner.run(plan, into: directory).position.description
                         } catch let error as CairnError {
                             line.error = error.message
