@@ -3,7 +3,7 @@
 
 .PHONY: bench bench-small bench-file bench-s3
 
-# Issues 2, 3 and 4 on the default dataset (about 1.2 GiB of InnoDB data).
+# Issues 2, 3, 4 and 12 on the default dataset (about 1.2 GiB of InnoDB data).
 bench:
 	bash scripts/bench.sh
 
@@ -18,6 +18,11 @@ bench-file:
 # S3 only (issue 4), at upload concurrency 1, 4 and 8.
 bench-s3:
 	BENCH_ISSUES="4" bash scripts/bench.sh
+
+# Replay only (issue 12): the SQL thread against mariadb-binlog | mariadb at the same durability.
+.PHONY: bench-replay
+bench-replay:
+	BENCH_ISSUES="12" bash scripts/bench.sh
 
 # The scheduler at fleet scale (issue 18): the real ctld against 100, 1,000
 # and 10,000 simulated tablets, 10 minutes each; see docs/BENCHMARKS.md.

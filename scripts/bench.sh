@@ -8,13 +8,15 @@
 #            vs mariadb-binlog <the same binlogs> | mariadb
 #   issue 4  full backup and restore on S3 (a local SeaweedFS) at each upload concurrency
 #            vs the same stream piped through aws s3 cp
+#   issue 12 the replay of issue 3's transactions through the restore server's SQL thread
+#            vs mariadb-binlog --start-position | mariadb into a server with the same durability
 #
 # Everything lives under ./bench-data (removed and made again on each run).
 # Settings (environment):
 #   BENCH_PRESET=small      a smoke run: 4 tables x 20,000 rows, 5,000 transactions
 #   BENCH_TABLES, BENCH_ROWS  the sysbench dataset (default 8 x 600,000 rows: about 1.2 GiB of InnoDB data)
 #   BENCH_TXNS              sysbench transactions replayed in issue 3 (default 100,000)
-#   BENCH_ISSUES            which comparisons to run (default "2 3 4")
+#   BENCH_ISSUES            which comparisons to run (default "2 3 4 12")
 #   BENCH_CONCURRENCIES     upload/download concurrencies for issue 4 (default "1 4 8")
 #   BENCH_BUFFER_POOL       the source server's InnoDB buffer pool (default 1G)
 #   SWIFT_SCRATCH_PATH      swift build's --scratch-path (default ./.build)
@@ -28,7 +30,7 @@ if [ "${BENCH_PRESET:-}" = "small" ]; then
 else
   tables="${BENCH_TABLES:-8}"; rows="${BENCH_ROWS:-600000}"; txns="${BENCH_TXNS:-100000}"
 fi
-issues="${BENCH_ISSUES:-2 3 4}"
+issues="${BENCH_ISSUES:-2 3 4 12}"
 concurrencies="${BENCH_CONCURRENCIES:-1 4 8}"
 buffer_pool="${BENCH_BUFFER_POOL:-1G}"
 scratch="${SWIFT_SCRATCH_PATH:-$here/.build}"
@@ -89,16 +91,20 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# datadir socket server-id buffer-pool. The options of Cairn's own restore
-# server, but with MariaDB's default durability (every commit flushed), as the
-# server an operator pipes `mariadb-binlog | mariadb` into would have; Cairn's
-# restore server flushes at its clean shutdown instead (docs/BENCHMARKS.md).
+# datadir socket server-id buffer-pool [mariadbd options...]. The options of
+# Cairn's own restore server, but with MariaDB's default durability (every
+# commit flushed), as the server an operator pipes `mariadb-binlog | mariadb`
+# into would have; Cairn's restore server flushes at its clean shutdown
+# instead (docs/BENCHMARKS.md). Issue 12 passes $restore_durability to
+# compare at the same settings.
+restore_durability=(--innodb-flush-log-at-trx-commit=2 --sync-binlog=0 --innodb-doublewrite=0
+                    --innodb-buffer-pool-load-at-startup=OFF --innodb-buffer-pool-dump-at-shutdown=OFF)
 start_server() {
   local err="$1.err"
   mariadbd --no-defaults --datadir="$1" --socket="$2" --pid-file="$1.pid" --log-error="$err" --skip-networking \
     --server-id="$3" --innodb-buffer-pool-size="$4" --log-bin="$1/binlog" --binlog-format=ROW \
     --gtid-strict-mode=ON --log-slave-updates=ON --skip-name-resolve --skip-slave-start --event-scheduler=OFF \
-    $user_arg >/dev/null 2>&1 &
+    $user_arg "${@:5}" >/dev/null 2>&1 &
   servers+=("$1.pid")
   for _ in $(seq 1 600); do
     mariadb --socket="$2" --user=root -e "SELECT 1" >/dev/null 2>&1 && return 0
@@ -263,7 +269,10 @@ fi
 
 # ---------------------------------------------------------------- issue 3
 
-if [[ " $issues " == *" 3 "* ]]; then
+# The chain of issues 3 and 12: 1% of rows changed and an incremental, then
+# BENCH_TXNS sysbench transactions and a second incremental.
+chain_ready=""
+prepare_chain() {
   [ -n "$full_name" ] || cairn_full_file
   changed=$(( tables * rows / 100 ))
   for t in $(seq 1 "$tables"); do sql "UPDATE sbtest.sbtest$t SET k = k + 1 WHERE id % 100 = 0"; done
@@ -288,7 +297,15 @@ for path in sys.argv[1:]:
 print(" ".join(names))' "$work/cairn-inc1.out" "$work/cairn-inc2.out")"
   binlog_paths=""
   for b in $binlogs; do binlog_paths="$binlog_paths $src/$b"; done
+  tablist="$(seq -s, -f 'sbtest.sbtest%g' 1 "$tables")"
+  src_sum="$(sql "CHECKSUM TABLE $tablist" | md5sum)"
+  chain_ready=1
+}
+same() { [ "$1" = "$src_sum" ] && echo "equal to source" || echo "DIFFERS from source"; }
+sums() { mariadb --socket="$1" --user=root -N -B -e "CHECKSUM TABLE $tablist" | md5sum; }
 
+if [[ " $issues " == *" 3 "* ]]; then
+  if [ -z "$chain_ready" ]; then prepare_chain; fi
   fresh "$work/r-full"
   measure cairn-restore-full "$cairn" restore commerce/0 --local --target-datadir "$work/r-full" "${cairn_file[@]}" --backup "$full_name"
   rfull_time="$T"
@@ -302,11 +319,8 @@ print(" ".join(names))' "$work/cairn-inc1.out" "$work/cairn-inc2.out")"
   measure peer-replay bash -c "set -o pipefail; mariadb-binlog --start-position=${full_position#MariaDB/} $binlog_paths | mariadb --socket=$work/r-full.sock --user=root --binary-mode"
   peer_replay="$T"
   start_server "$work/r-chain" "$work/r-chain.sock" 3 256M
-  tablist="$(seq -s, -f 'sbtest.sbtest%g' 1 "$tables")"
-  src_sum="$(sql "CHECKSUM TABLE $tablist" | md5sum)"
-  cairn_sum="$(mariadb --socket="$work/r-chain.sock" --user=root -N -B -e "CHECKSUM TABLE $tablist" | md5sum)"
-  peer_sum="$(mariadb --socket="$work/r-full.sock" --user=root -N -B -e "CHECKSUM TABLE $tablist" | md5sum)"
-  same() { [ "$1" = "$src_sum" ] && echo "equal to source" || echo "DIFFERS from source"; }
+  cairn_sum="$(sums "$work/r-chain.sock")"
+  peer_sum="$(sums "$work/r-full.sock")"
 
   out ""
   out "== issue 3: incremental after $changed changed rows (1%), and replay of $replayed transactions"
@@ -323,6 +337,45 @@ print(" ".join(names))' "$work/cairn-inc1.out" "$work/cairn-inc2.out")"
   out "  data after replay: cairn $(same "$cairn_sum"), peer $(same "$peer_sum")"
   stop_server "$work/r-full.pid"; stop_server "$work/r-chain.pid"
   fresh "$work/r-full"; fresh "$work/r-chain"
+fi
+
+# ---------------------------------------------------------------- issue 12
+
+if [[ " $issues " == *" 12 "* ]]; then
+  if [ -z "$chain_ready" ]; then prepare_chain; fi
+  # Cairn's replay is the restore of the whole chain minus the restore of the
+  # full backup alone (the better of two); it runs through the restore
+  # server's SQL thread, and once more through Cairn's client pipe
+  # (--binlog-replay client) for reference. The peer pipes the same binary
+  # log files into that very full restore, started with the durability
+  # settings of Cairn's restore server.
+  restore12() { # name target-dir [cairn restore options...]
+    fresh "$2"
+    measure "$1" "$cairn" restore commerce/0 --local --target-datadir "$2" "${cairn_file[@]}" "${@:3}"
+  }
+  restore12 cairn12-full "$work/r12-full" --backup "$full_name"; r12_full="$T"
+  restore12 cairn12-chain "$work/r12-chain"; r12_chain="$T"; r12_rss="$OWN"
+  restore12 cairn12-client "$work/r12-client" --binlog-replay client; r12_client="$T"
+  restore12 cairn12-full "$work/r12-full" --backup "$full_name"; r12_full="$(min "$r12_full" "$T")"
+  sql_replay="$(sub "$r12_chain" "$r12_full")"
+  client_replay="$(sub "$r12_client" "$r12_full")"
+
+  start_server "$work/r12-full" "$work/r12-full.sock" 2 256M "${restore_durability[@]}"
+  measure peer12-replay bash -c "set -o pipefail; mariadb-binlog --start-position=${full_position#MariaDB/} $binlog_paths | mariadb --socket=$work/r12-full.sock --user=root --binary-mode"
+  peer12="$T"
+  start_server "$work/r12-chain" "$work/r12-chain.sock" 3 256M
+  start_server "$work/r12-client" "$work/r12-client.sock" 4 256M
+  out ""
+  out "== issue 12: replay of $replayed transactions through the restore server's SQL thread, durability of Cairn's restore server on both sides"
+  header
+  row "replay time (s)" "$sql_replay" "$peer12" "$(ratio "$sql_replay" "$peer12")" "<= 0.20" "$(verdict "$(ratio "$sql_replay" "$peer12")" "<=" 0.20)"
+  row "speed-up (peer time / cairn time)" "" "" "$(ratio "$peer12" "$sql_replay")" ">= 5.00"
+  row "replay rate (transactions/s)" "$(per_second "$replayed" "$sql_replay")" "$(per_second "$replayed" "$peer12")" "$(ratio "$peer12" "$sql_replay")"
+  row "cairn --binlog-replay client (s)" "$client_replay" "$peer12" "$(ratio "$client_replay" "$peer12")"
+  out "  (cairn replay = restore of full+incrementals ${r12_chain} s (client pipe ${r12_client} s) - restore of the full alone ${r12_full} s; peak RSS $(kib_mib "$r12_rss") MiB)"
+  out "  data after replay: cairn $(same "$(sums "$work/r12-chain.sock")"), cairn client pipe $(same "$(sums "$work/r12-client.sock")"), peer $(same "$(sums "$work/r12-full.sock")")"
+  stop_server "$work/r12-full.pid"; stop_server "$work/r12-chain.pid"; stop_server "$work/r12-client.pid"
+  fresh "$work/r12-full"; fresh "$work/r12-chain"; fresh "$work/r12-client"
 fi
 
 # ---------------------------------------------------------------- issue 4

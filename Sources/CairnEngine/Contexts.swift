@@ -38,13 +38,17 @@ public struct RestoreContext: Sendable {
     public var storage: any BackupStorage
     public var logger: Logger
     public var progress: TransferProgress?
+    /// How binary logs are applied after the full backup.
+    public var replay: BinlogReplayMethod
 
     public var repository: BackupRepository { BackupRepository(storage: storage, logger: logger) }
 
-    public init(shard: KeyspaceShard, storage: any BackupStorage, logger: Logger, progress: TransferProgress?) {
+    public init(shard: KeyspaceShard, storage: any BackupStorage, logger: Logger, progress: TransferProgress?,
+                replay: BinlogReplayMethod = .sqlThread) {
         self.shard = shard
         self.storage = storage
         self.logger = logger
         self.progress = progress
+        self.replay = replay
     }
 }

@@ -13,8 +13,8 @@ public struct RestoreResult: Sendable {
 }
 
 /// Restores a chain into a new data directory: the full backup, then each
-/// incremental's binary logs up to the target, through a temporary
-/// `mariadbd` that is shut down cleanly at the end.
+/// incremental's binary logs up to the target, applied by the SQL thread of
+/// a temporary `mariadbd` (``RelayLogReplay``) that is shut down cleanly at the end.
 public struct RestoreRunner: Sendable {
     public let context: RestoreContext
     /// Left in the target while a restore runs; a directory holding it is not a usable data directory.
@@ -72,13 +72,20 @@ public struct RestoreRunner: Sendable {
             }
             try await server!.setGTIDState(full.position)
 
-            for incremental in plan.incrementals {
-                logger.info("applying incremental backup", metadata: ["backup": "\(incremental.backupName)"])
-                let isLast = incremental.backupName == plan.incrementals.last?.backupName
-                let keepGoing = try await BinlogEngine.apply(
-                    incremental, into: server!, stopPosition: isLast ? plan.stopPosition : nil,
-                    stopTime: plan.stopTime, context: context)
-                if !keepGoing { break }
+            switch context.replay {
+            case .sqlThread:
+                let binlogs = StoredBinlog.files(of: plan, repository: context.repository, shard: context.shard)
+                _ = try await RelayLogReplay.replay(binlogs, into: server!, start: full.position, stopPosition: plan.stopPosition,
+                                                    stopTime: plan.stopTime, context: context)
+            case .clientPipe:
+                for incremental in plan.incrementals {
+                    logger.info("applying incremental backup", metadata: ["backup": "\(incremental.backupName)"])
+                    let isLast = incremental.backupName == plan.incrementals.last?.backupName
+                    let keepGoing = try await BinlogEngine.apply(
+                        incremental, into: server!, stopPosition: isLast ? plan.stopPosition : nil,
+                        stopTime: plan.stopTime, context: context)
+                    if !keepGoing { break }
+                }
             }
 
             let reached = try await server!.binlogPosition()

@@ -64,7 +64,11 @@ final class RestoreServer: Sendable {
         // is what lets a replay go faster than the source wrote.
         options.extraArguments = ["--init-file=\(initFile)", "--skip-slave-start", "--event-scheduler=OFF",
                                   "--innodb-buffer-pool-load-at-startup=OFF", "--innodb-buffer-pool-dump-at-shutdown=OFF",
-                                  "--innodb-flush-log-at-trx-commit=2", "--sync-binlog=0", "--innodb-doublewrite=0"]
+                                  "--innodb-flush-log-at-trx-commit=2", "--sync-binlog=0", "--innodb-doublewrite=0",
+                                  // Binary logs are replayed as relay logs under this name (RelayLogReplay); the
+                                  // SQL thread writes what it applies to the binary log because MysqldOptions
+                                  // turns log_slave_updates on, and RelayLogReplay checks that it did.
+                                  "--relay-log=\(RelayLogReplay.relayBasename)"]
         do {
             let mysqld = try await Mysqld.start(options, user: account, password: password, logger: logger)
             try? FileManager.default.removeItem(atPath: initFile)

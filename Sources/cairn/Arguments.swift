@@ -1,12 +1,14 @@
 import ArgumentParser
 import CairnCluster
 import CairnCore
+import CairnEngine
 
 // Values the parser checks, so a verb's run() starts from typed values. An
 // unknown value is a usage error (exit 2) naming the values that are known.
 
 extension RequestedBackupType: ExpressibleByArgument {}
 extension FullBackupEngine: ExpressibleByArgument {}
+extension BinlogReplayMethod: ExpressibleByArgument {}
 extension ClusterAPI.TabletType: ExpressibleByArgument {}
 
 // `<keyspace>/<shard>` is parsed with `@Argument(transform: KeyspaceShard.init(parsing:))`

@@ -285,6 +285,7 @@ extension RestoreCommand {
         let configuration = try storageOptions.loadConfiguration()
         let logger = output.makeLogger()
         let root = URL(fileURLWithPath: targetRoot!).standardizedFileURL.path
+        let replay = binlogReplay
         return try await storageOptions.withStorage(configuration, logger: logger) { storage in
             let shards: [KeyspaceShard]
             if let name = parameters.restorePoint {
@@ -298,7 +299,7 @@ extension RestoreCommand {
             }
             var planned: [(shard: KeyspaceShard, plan: RestorePlan, directory: String)] = []
             for shard in shards {
-                let runner = RestoreRunner(context: RestoreContext(shard: shard, storage: storage, logger: logger, progress: nil))
+                let runner = RestoreRunner(context: RestoreContext(shard: shard, storage: storage, logger: logger, progress: nil, replay: replay))
                 do {
                     let target = try await parameters.resolvingRestorePoint(for: shard, in: storage, logger: logger).target()
                     let directory = "\(root)/\(shard.shard)"
@@ -323,7 +324,7 @@ extension RestoreCommand {
                     group.addTask {
                         var line = KeyspaceRestoreShardJSON(shard: shard.description, plan: RestorePlanSummary(plan), targetDatadir: directory)
                         do {
-                            let runner = RestoreRunner(context: RestoreContext(shard: shard, storage: storage, logger: logger, progress: nil))
+                            let runner = RestoreRunner(context: RestoreContext(shard: shard, storage: storage, logger: logger, progress: nil, replay: replay))
                             line.reachedPosition = try await runner.run(plan, into: directory).position.description
                         } catch let error as CairnError {
                             line.error = error.message

@@ -37,6 +37,11 @@ struct RestoreCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Through ctld: restore into this tablet (a replica or rdonly; it is wiped first).", valueName: "alias"))
     var tablet: String?
 
+    // For comparisons (tests, `make bench`): `client` replays through `mariadb-binlog | mariadb` instead of the
+    // restore server's SQL thread (docs/ARCHITECTURE.md).
+    @Option(name: .long, help: ArgumentHelp("Direct mode: how binary logs are replayed, sql-thread or client.", valueName: "method", visibility: .hidden))
+    var binlogReplay: BinlogReplayMethod = .sqlThread
+
     @Flag(name: .long, help: "Through ctld: return once the restore has started.")
     var async = false
 
@@ -67,7 +72,8 @@ struct RestoreCommand: AsyncParsableCommand {
         let logger = output.makeLogger()
         let progress = TransferProgress()
         try await storageOptions.withStorage(configuration, logger: logger) { storage in
-            let runner = RestoreRunner(context: RestoreContext(shard: shard, storage: storage, logger: logger, progress: progress))
+            let runner = RestoreRunner(context: RestoreContext(shard: shard, storage: storage, logger: logger, progress: progress,
+                                                                replay: binlogReplay))
             let target = try await requested.resolvingRestorePoint(for: shard, in: storage, logger: logger).target()
             let plan = try await runner.plan(target)
             try RestoreRunner.checkTarget(directory)

@@ -49,6 +49,16 @@ struct S3EndToEndTests {
         }
     }
 
+    @Test("restores from S3 through the SQL thread equal the source and the client pipe's restores, for latest, a position and a time", .seaweedFS)
+    func replayMatchesClientPipe() async throws {
+        try await withSeaweedFS { server in
+            let work = try TemporaryDirectory(prefix: "cairn-s3-replay")
+            defer { work.remove() }
+            let storage = try await ScenarioStorage.s3(server, bucket: Self.bucket, prefix: "replay", configDirectory: work.path)
+            try await ReplayTests.matchesClientPipe(storage: storage, work: work)
+        }
+    }
+
     /// The stored objects directly under `commerce/0/<backup>/`, with the
     /// ETag SeaweedFS reports for each, through the S3 backend itself.
     func objects(of backup: String, in storage: ScenarioStorage) async throws -> [S3Messages.ListedObject] {
