@@ -77,7 +77,8 @@ public struct ClusterClient: Sendable {
 
     /// Creates a restore point of a keyspace.
     public func createRestorePoint(_ request: ClusterAPI.RestorePointRequest) async throws -> RestorePoint {
-        try await send(.POST, "/restore-points", body: request)
+        // Preparing may wait 10 s, blocking up to the maximum block, releasing 10 s more.
+        try await send(.POST, "/restore-points", body: request, timeout: .milliseconds(Int64(request.maximumBlockMilliseconds) + 30_000))
     }
 
     /// A keyspace's restore points, and whether each shard can restore them.
@@ -87,9 +88,14 @@ public struct ClusterClient: Sendable {
 
     // MARK: - Tablet agent calls
 
-    /// Asks a primary tablet to block its commits; it answers once they are blocked.
-    public func holdCommits(_ request: ClusterAPI.CommitBlockRequest, timeout: TimeAmount) async throws -> ClusterAPI.CommitBlockHeld {
-        try await send(.POST, "/commit-blocks", body: request, timeout: timeout)
+    /// Asks a primary tablet to take its backup stage up to BLOCK_DDL (commits still flow).
+    public func prepareCommitBlock(_ request: ClusterAPI.CommitBlockRequest, timeout: TimeAmount) async throws {
+        let _: Empty = try await send(.POST, "/commit-blocks", body: request, timeout: timeout)
+    }
+
+    /// Asks a prepared primary to block its commits; it answers with its position once they are blocked.
+    public func blockCommits(_ request: ClusterAPI.CommitBlockRequest, timeout: TimeAmount) async throws -> ClusterAPI.CommitBlockHeld {
+        try await send(.POST, "/commit-blocks/\(request.id)/block", body: request, timeout: timeout)
     }
 
     /// Releases a primary's commit block (also one not held yet, which then lets go at once).

@@ -29,7 +29,11 @@ struct RestorePointScheduler: Service {
                 try await Task.sleep(for: RestorePointScheduler.tick)
                 let keyspaces: [String]
                 do {
-                    keyspaces = Set(try await server.store.knownShards().map(\.shard.keyspace)).sorted()
+                    // A keyspace with a job running waits: a physical backup holds its primary's
+                    // backup stage, and the point could not be prepared until it ends.
+                    let shards = try await server.store.knownShards()
+                    let busy = Set(shards.filter(\.busy).map(\.shard.keyspace))
+                    keyspaces = Set(shards.map(\.shard.keyspace)).subtracting(busy).sorted()
                 } catch {
                     server.logger.warning("cannot read the topology for restore points; the next tick retries", metadata: ["error": "\(error)"])
                     continue

@@ -36,71 +36,96 @@ extension ControlServer {
         }
 
         let id = UUID().uuidString.lowercased()
+        let blockRequest = ClusterAPI.CommitBlockRequest(id: id, maximumBlockMilliseconds: request.maximumBlockMilliseconds)
         let maximumBlock = Duration.milliseconds(request.maximumBlockMilliseconds)
         let clock = ContinuousClock()
         var round = CommitBlockRound(shards: primaries.map(\.shard), maximumBlock: maximumBlock, started: clock.now)
-        enum Event: Sendable {
-            case held(shard: String, tablet: String, Result<ClusterAPI.CommitBlockHeld, CairnError>)
-            case deadline
-        }
-        await withTaskGroup(of: Event.self) { group in
+
+        // 1. Every primary takes its backup stage up to BLOCK_DDL; commits still flow.
+        let prepared = await withTaskGroup(of: (String, CairnError?).self, returning: [(String, CairnError?)].self) { group in
             for (shard, tablet) in primaries {
                 group.addTask {
                     do {
-                        let held = try await self.tabletClient(tablet).holdCommits(
-                            ClusterAPI.CommitBlockRequest(id: id, maximumBlockMilliseconds: request.maximumBlockMilliseconds),
-                            timeout: .milliseconds(Int64(request.maximumBlockMilliseconds) + 2000))
-                        return .held(shard: shard, tablet: tablet.alias, .success(held))
+                        try await self.tabletClient(tablet).prepareCommitBlock(blockRequest, timeout: .seconds(15))
+                        return (shard, nil)
                     } catch {
-                        return .held(shard: shard, tablet: tablet.alias, .failure(error as? CairnError ?? CairnError(.cluster, "\(error)")))
+                        return (shard, error as? CairnError ?? CairnError(.cluster, "\(error)"))
                     }
                 }
             }
-            group.addTask {
-                try? await Task.sleep(for: maximumBlock + .milliseconds(1))
-                return .deadline
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+        if let (shard, error) = prepared.first(where: { $0.1 != nil }) {
+            round.failed(shard, error!.message)
+        } else {
+            // 2. Every primary blocks its commits; the maximum block bounds this step.
+            round = CommitBlockRound(shards: primaries.map(\.shard), maximumBlock: maximumBlock, started: clock.now)
+            enum Event: Sendable {
+                case held(shard: String, tablet: String, Result<ClusterAPI.CommitBlockHeld, CairnError>)
+                case deadline
             }
-            for await event in group {
-                switch event {
-                case .held(let shard, let tablet, .success(let held)):
-                    if let position = try? ReplicationPosition(parsing: held.position) {
-                        round.blocked(shard, RestorePoint.ShardPoint(position: position, tablet: tablet, blockedMilliseconds: 0), at: clock.now)
-                    } else {
-                        round.failed(shard, "tablet \(tablet) answered a position that is not one (\(held.position))")
+            await withTaskGroup(of: Event.self) { group in
+                for (shard, tablet) in primaries {
+                    group.addTask {
+                        do {
+                            let held = try await self.tabletClient(tablet).blockCommits(
+                                blockRequest, timeout: .milliseconds(Int64(request.maximumBlockMilliseconds) + 2000))
+                            return .held(shard: shard, tablet: tablet.alias, .success(held))
+                        } catch {
+                            return .held(shard: shard, tablet: tablet.alias, .failure(error as? CairnError ?? CairnError(.cluster, "\(error)")))
+                        }
                     }
-                case .held(let shard, _, .failure(let error)):
-                    round.failed(shard, error.message)
-                case .deadline:
-                    round.timedOut(at: clock.now)
                 }
-                if round.outcome != .waiting { break }
+                group.addTask {
+                    try? await Task.sleep(for: maximumBlock + .milliseconds(1))
+                    return .deadline
+                }
+                for await event in group {
+                    switch event {
+                    case .held(let shard, let tablet, .success(let held)):
+                        if let position = try? ReplicationPosition(parsing: held.position) {
+                            round.blocked(shard, RestorePoint.ShardPoint(position: position, tablet: tablet, blockedMilliseconds: 0), at: clock.now)
+                        } else {
+                            round.failed(shard, "tablet \(tablet) answered a position that is not one (\(held.position))")
+                        }
+                    case .held(let shard, _, .failure(let error)):
+                        round.failed(shard, error.message)
+                    case .deadline:
+                        round.timedOut(at: clock.now)
+                    }
+                    if round.outcome != .waiting { break }
+                }
+                group.cancelAll()
             }
-            group.cancelAll()
         }
 
-        // Every primary is told, whatever happened: a block still on its way lets go as it arrives.
-        let released = await withTaskGroup(of: (String, Int?).self, returning: [String: Int].self) { group in
-            for (shard, tablet) in primaries {
-                group.addTask {
-                    do {
-                        return (shard, try await self.tabletClient(tablet).releaseCommits(id: id).blockedMilliseconds)
-                    } catch {
-                        self.logger.warning("could not release a commit block; the tablet releases it itself within seconds",
-                                            metadata: ["tablet": "\(tablet.alias)", "error": "\(error)"])
-                        return (shard, nil)
+        // 3. Every primary is told, whatever happened (a step still on its way lets go as it
+        // arrives). Not cancelled with the request: a block must not wait for the tablet's guard.
+        let releasing = Task {
+            await withTaskGroup(of: (String, String, Int?, String?).self, returning: [(String, String, Int?, String?)].self) { group in
+                for (shard, tablet) in primaries {
+                    group.addTask {
+                        do {
+                            return (shard, tablet.alias, try await self.tabletClient(tablet).releaseCommits(id: id).blockedMilliseconds, nil)
+                        } catch {
+                            return (shard, tablet.alias, nil, (error as? CairnError)?.message ?? "\(error)")
+                        }
                     }
                 }
+                return await group.reduce(into: []) { $0.append($1) }
             }
-            var result: [String: Int] = [:]
-            for await (shard, blocked) in group { if let blocked { result[shard] = blocked } }
-            return result
         }
-        let upperBound = (clock.now - round.started).milliseconds
+        let released = await releasing.value
+        let unreleased = released.filter { $0.3 != nil }
+        for (_, tablet, _, error) in unreleased {
+            logger.warning("could not release a commit block; the tablet releases it itself within its maximum block and 5 s",
+                           metadata: ["tablet": "\(tablet)", "error": "\(error ?? "")"])
+        }
+        for (shard, _, blocked, _) in released { round.released(shard, blockedMilliseconds: blocked) }
 
         switch round.outcome {
         case .allBlocked:
-            var parts = round.blocked
-            for shard in parts.keys { parts[shard]!.blockedMilliseconds = released[shard] ?? upperBound }
+            let parts = round.blocked
             let point = RestorePoint(name: request.name, keyspace: request.keyspace, createdAt: Date(),
                                      blockedMilliseconds: parts.values.map(\.blockedMilliseconds).max() ?? 0, shards: parts)
             try await points.save(point)
@@ -110,7 +135,9 @@ extension ControlServer {
             return point
         case .abandon(let reason):
             logger.warning("restore point abandoned", metadata: ["keyspace": "\(request.keyspace)", "point": "\(request.name)", "reason": "\(reason)"])
-            throw CairnError(.cluster, "restore point \(request.name) was not created, nothing was recorded and every primary's commits are released: \(reason)")
+            let releasedText = unreleased.isEmpty ? "every primary's commits are released"
+                : "tablet\(unreleased.count == 1 ? "" : "s") \(unreleased.map(\.1).joined(separator: ", ")) did not answer the release and let go on their own within the maximum block and 5 s"
+            throw CairnError(.cluster, "restore point \(request.name) was not created and nothing was recorded (\(releasedText)): \(reason)")
         case .waiting:
             throw CairnError(.internal, "the restore point round ended without an outcome; retry")
         }

@@ -87,7 +87,7 @@ public final class TabletAgent: Sendable {
             throw CairnError(.configuration, "the tablet has no backup storage configured; pass --config with a \"bucket\" or --storage URL")
         }
         storage = try StorageFactory.make(url: url, configuration: options.configuration, logger: logger)
-        commitBlocks = CommitBlocks(mysql: options.mysql, logger: logger)
+        commitBlocks = CommitBlocks(mysql: options.mysql, alias: options.alias.description, logger: logger)
         mysqld = TabletMysqld(socketPath: options.mysqlSocket, dataDirectory: options.mysqlDataDirectory, port: options.mysqlPort,
                               serverID: options.alias.uid, connection: options.mysql, logger: logger)
         ctld = ClusterClient(address: options.ctldAddress, token: options.authToken,
@@ -120,8 +120,9 @@ public final class TabletAgent: Sendable {
             logger: logger
         )
         // Shut down in reverse: jobs drain first, the heartbeat carries their reports to the end.
-        let services: [any Service] = [HeartbeatService(agent: self), app, TabletJobRunner(agent: self),
-                                       CommitBlockGuard(blocks: commitBlocks)]
+        // The guard stops after the API, so it releases every block the API took.
+        let services: [any Service] = [HeartbeatService(agent: self), CommitBlockGuard(blocks: commitBlocks), app,
+                                       TabletJobRunner(agent: self)]
         var configuration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         // A drain that hangs is cancelled, so mysqld is still stopped in time.
         configuration.maximumGracefulShutdownDuration = TabletAgent.maximumDrain
@@ -166,7 +167,15 @@ public final class TabletAgent: Sendable {
             guard self.options.type == .primary else {
                 throw CairnError(.cluster, "tablet \(self.aliasText) is a \(self.options.type.rawValue); restore points block commits on primaries only")
             }
-            let position = try await self.commitBlocks.hold(id: body.id, maximumBlock: .milliseconds(body.maximumBlockMilliseconds))
+            try await self.commitBlocks.prepare(id: body.id)
+            return jsonResponse(ClusterClient.Empty())
+        }
+        api.post("commit-blocks/:id/block") { request, context in
+            let body = try await decodeBody(ClusterAPI.CommitBlockRequest.self, from: request)
+            guard body.id == (try context.parameters.require("id")) else {
+                throw CairnError(.usage, "the commit block id in the path and the body differ")
+            }
+            let position = try await self.commitBlocks.block(id: body.id, maximumBlock: .milliseconds(body.maximumBlockMilliseconds))
             return jsonResponse(ClusterAPI.CommitBlockHeld(position: position.description))
         }
         api.delete("commit-blocks/:id") { _, context in

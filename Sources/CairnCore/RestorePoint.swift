@@ -32,8 +32,7 @@ public struct RestorePoint: Codable, Sendable, Hashable {
     public var keyspace: String
     /// When commits were released.
     public var createdAt: Date
-    /// Commits were blocked somewhere in the keyspace for this long: from the
-    /// first primary's block to the last release.
+    /// The longest any one primary held its commits blocked.
     public var blockedMilliseconds: Int
     /// Keyed by shard name (`-80`, `80-`).
     public var shards: [String: ShardPoint]
@@ -129,6 +128,19 @@ public struct CommitBlockRound: Sendable {
         outcome = .abandon("shard \(shard) could not block its commits: \(reason)")
     }
 
+    /// A primary answered the release: how long it held its commits, or nil
+    /// when it held nothing any more (its block was lost: the connection
+    /// died, the tablet restarted or released it on its own). A point is
+    /// recorded only when every primary held its block until the release.
+    public mutating func released(_ shard: String, blockedMilliseconds: Int?) {
+        if let blockedMilliseconds {
+            blocked[shard]?.blockedMilliseconds = blockedMilliseconds
+            return
+        }
+        guard outcome == .allBlocked || outcome == .waiting else { return }
+        outcome = .abandon("shard \(shard)'s commit block was lost before the round ended (its tablet held nothing when released), so its position may hold commits made after the others blocked; retry")
+    }
+
     /// The clock passed the maximum block while some primaries had not answered.
     public mutating func timedOut(at now: ContinuousClock.Instant) {
         guard outcome == .waiting, now - started > maximumBlock else { return }
@@ -154,9 +166,11 @@ extension Duration {
 ///
 /// A point inside the PITR window is kept (the window keeps its chains
 /// restorable); one older than the window goes, and its chains are left to
-/// the backup policy. Without a window, a point goes once its history is
-/// gone: no kept full backup of the shard lies at or before its position,
-/// so it can never be restored again. Nothing younger than `min_age` goes.
+/// the backup policy. Without a window, a point goes once it can never be
+/// restored again: the shard's kept backups already pass its position, yet
+/// no kept chain reaches it (its chain was pruned; a kept full backup
+/// without its incrementals does not help). A point the backups have not
+/// reached yet stays. Nothing younger than `min_age` goes.
 public enum RestorePointRetention {
     public struct Removal: Sendable, Hashable {
         public var name: String
@@ -166,17 +180,16 @@ public enum RestorePointRetention {
     /// `keptManifests`: the shard's complete backups that the prune keeps.
     public static func removals(_ points: [RestorePoint], shard: String, keptManifests: [BackupManifest],
                                 policy: RetentionPolicy, now: Date) -> [Removal] {
-        let fulls = keptManifests.filter { !$0.incremental }
-        return points.compactMap { point -> Removal? in
+        points.compactMap { point -> Removal? in
             guard let part = point.shards[shard] else { return nil }
             guard now.timeIntervalSince(point.createdAt) >= policy.minAge.timeInterval else { return nil }
-            if let window = policy.pitrWindow, point.createdAt < now.addingTimeInterval(-window.timeInterval) {
+            if let window = policy.pitrWindow {
+                guard point.createdAt < now.addingTimeInterval(-window.timeInterval) else { return nil }
                 return Removal(name: point.name, reason: "older than the PITR window (\(window))")
             }
-            if !fulls.contains(where: { part.position.contains($0.position) }) {
-                return Removal(name: point.name, reason: "no kept full backup of shard \(shard) is at or before its position, so it can no longer be restored")
-            }
-            return nil
+            let passed = keptManifests.contains { $0.position.contains(part.position) }
+            guard passed, (try? RestorePlanner.plan(backups: keptManifests, target: .position(part.position))) == nil else { return nil }
+            return Removal(name: point.name, reason: "the kept backups of shard \(shard) pass its position but no kept chain reaches it, so it can no longer be restored")
         }
     }
 }

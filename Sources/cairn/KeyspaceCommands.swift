@@ -353,7 +353,14 @@ extension RestoreCommand {
         let configuration = try storageOptions.loadConfiguration()
         _ = output.makeLogger()
         let client = try cluster.client(configuration)
-        let shards = try await KeyspaceShards.of(keyspace, client: client)
+        var shards = try await KeyspaceShards.of(keyspace, client: client)
+        if let name = parameters.restorePoint {
+            // Every shard of the point, whether or not it has tablets now.
+            guard let status = try await client.restorePoints(keyspace: keyspace).first(where: { $0.point.name == name }) else {
+                throw CairnError(.notFound, "there is no restore point \(name) in keyspace \(keyspace); list them with `cairn restore-points \(keyspace)`")
+            }
+            shards = try status.point.shards.keys.sorted().map { try KeyspaceShard(keyspace: keyspace, shard: $0) }
+        }
         let tablets = try await client.tablets()
         var targets: [(shard: KeyspaceShard, tablet: String)] = []
         for shard in shards {
@@ -362,6 +369,17 @@ extension RestoreCommand {
                 throw CairnError(.cluster, "nothing was restored: shard \(shard) has no healthy replica or rdonly tablet to restore into; start one (`cairn tablet --type replica ...`), or restore in direct mode with --local --target-root")
             }
             targets.append((shard, tablet))
+        }
+        // Every shard is planned before any replica is wiped.
+        if !dryRun {
+            for (shard, tablet) in targets {
+                do {
+                    _ = try await client.startRestore(ClusterAPI.RestoreRequest(keyspace: shard.keyspace, shard: shard.shard, tablet: tablet,
+                                                                                parameters: parameters, dryRun: true))
+                } catch let error as CairnError {
+                    throw CairnError(error.code, "nothing was restored: \(shard) cannot be: \(error.message)")
+                }
+            }
         }
         var results: [KeyspaceRestoreShardJSON] = []
         var started: [(shard: KeyspaceShard, job: ClusterAPI.Job)] = []

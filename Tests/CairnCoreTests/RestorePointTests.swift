@@ -19,6 +19,18 @@ struct RestorePointTests {
         round.blocked("80-", try part("0-200-9"), at: start + .milliseconds(30))
         #expect(round.outcome == .allBlocked)
         #expect(round.blocked.count == 2)
+        round.released("-80", blockedMilliseconds: 25)
+        round.released("80-", blockedMilliseconds: 7)
+        #expect(round.outcome == .allBlocked && round.blocked["-80"]?.blockedMilliseconds == 25)
+
+        // A primary that held nothing at the release had lost its block: nothing is recorded.
+        var lost = CommitBlockRound(shards: ["-80", "80-"], maximumBlock: .seconds(2), started: start)
+        lost.blocked("-80", try part("0-100-5"), at: start)
+        lost.blocked("80-", try part("0-200-9"), at: start)
+        lost.released("-80", blockedMilliseconds: 12)
+        lost.released("80-", blockedMilliseconds: nil)
+        guard case .abandon(let reason) = lost.outcome else { Issue.record("recorded a point with a lost block"); return }
+        #expect(reason.contains("shard 80-'s commit block was lost"))
     }
 
     @Test("a shard that fails, or a block that comes too late, abandons the round and names the shard")
@@ -81,11 +93,14 @@ struct RestorePointTests {
                                                       policy: RetentionPolicy(pitrWindow: ConfigDuration(seconds: 6 * 3600)), now: now)
         #expect(windowed.map(\.name) == ["early"])
         #expect(windowed.first?.reason.contains("older than the PITR window (6h)") == true)
-        // No window: "early" stays while the old full is kept, and goes once the prune drops that chain.
+        // No window: "early" stays while its chain is kept, and goes once the prune drops that chain,
+        // even when the old full backup itself is kept (keep_daily keeps fulls without incrementals).
         #expect(RestorePointRetention.removals(points, shard: "0", keptManifests: chain.backups, policy: RetentionPolicy(), now: now).isEmpty)
-        let afterPrune = RestorePointRetention.removals(points, shard: "0", keptManifests: [newFull], policy: RetentionPolicy(), now: now)
+        let afterPrune = RestorePointRetention.removals(points, shard: "0", keptManifests: [oldFull, newFull], policy: RetentionPolicy(), now: now)
         #expect(afterPrune.map(\.name) == ["early"])
         #expect(afterPrune.first?.reason.contains("can no longer be restored") == true)
+        // "recent" is past every kept backup: not restorable yet, but it will be; it stays.
+        #expect(RestorePointRetention.removals(points, shard: "0", keptManifests: [newFull], policy: RetentionPolicy(), now: now).map(\.name) == ["early"])
         // min_age protects even a lost point.
         let young = RestorePointRetention.removals(points, shard: "0", keptManifests: [newFull],
                                                    policy: RetentionPolicy(minAge: ConfigDuration(seconds: 48 * 3600)), now: now)
