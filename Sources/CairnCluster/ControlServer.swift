@@ -29,6 +29,10 @@ public struct ControlServerOptions: Sendable {
     public var httpLimits: HTTPServerLimits = .controlServer
     /// Which finished jobs ctld keeps; the rest are pruned in the background.
     public var jobRetention = JobRetention()
+    /// How old a shard's cached storage listing may grow before ctld lists
+    /// it again for the metrics, `cairn status` and the console (a finished
+    /// job, and the scheduler's own listings, refresh it sooner).
+    public var inventoryRefresh: TimeInterval = 300
 
     public init(dataDirectory: String, configuration: CairnConfiguration, authToken: String, schedulerEnabled: Bool) {
         self.dataDirectory = dataDirectory
@@ -81,6 +85,7 @@ public final class ControlServer: Sendable {
             HeartbeatMonitor(server: self),
             Scheduler(server: self),
             JobHistoryPruner(store: store, retention: options.jobRetention, logger: logger),
+            ShardInventoryRefresher(server: self),
         ]
         return Application(
             router: buildRouter(),
@@ -100,6 +105,7 @@ public final class ControlServer: Sendable {
         router.add(middleware: ErrorMiddleware(logger: logger))
         router.add(middleware: BearerTokenMiddleware(tokens: [options.authToken, tabletToken], refusal: "a valid auth token is required", logger: logger))
         addRoutes(router)
+        addObservabilityRoutes(router)
         return router
     }
 
@@ -225,6 +231,7 @@ public final class ControlServer: Sendable {
 
     func record(_ update: ClusterAPI.JobUpdate) async throws {
         let job = try await store.updateJob(update.id) { $0.apply(update) }
+        if let job, update.result != nil { jobEnded(job) }
         if let job, let result = update.result {
             logger.info("job finished", metadata: ["job": "\(job.id)", "kind": "\(job.kind.rawValue)", "shard": "\(job.shardID)",
                                                    "tablet": "\(job.tablet)", "result": "\(result.rawValue)",
@@ -233,7 +240,7 @@ public final class ControlServer: Sendable {
     }
 
     func failJob(_ id: Int64, _ message: String) async throws {
-        try await store.updateJob(id) { $0.fail(message) }
+        if let job = try await store.updateJob(id, { $0.fail(message) }) { jobEnded(job) }
         logger.warning("job failed", metadata: ["job": "\(id)", "error": "\(message)"])
     }
 
@@ -368,4 +375,6 @@ public final class ControlServer: Sendable {
     }
 
     let schedulerState = SchedulerState()
+    let inventory = ShardInventory()
+    let metrics = ControlMetrics()
 }
