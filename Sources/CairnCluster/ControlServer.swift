@@ -103,9 +103,12 @@ public final class ControlServer: Sendable {
     func buildRouter() -> Router<BasicRequestContext> {
         let router = Router()
         router.add(middleware: ErrorMiddleware(logger: logger))
-        router.add(middleware: BearerTokenMiddleware(tokens: [options.authToken, tabletToken], refusal: "a valid auth token is required", logger: logger))
+        // The console's pages check their own session cookie instead.
+        router.add(middleware: BearerTokenMiddleware(tokens: [options.authToken, tabletToken], refusal: "a valid auth token is required", logger: logger,
+                                                     exempt: ControlServer.isConsolePath))
         addRoutes(router)
         addObservabilityRoutes(router)
+        addConsoleRoutes(router)
         return router
     }
 
@@ -377,4 +380,5 @@ public final class ControlServer: Sendable {
     let schedulerState = SchedulerState()
     let inventory = ShardInventory()
     let metrics = ControlMetrics()
+    let consoleSessions = ConsoleSessions()
 }
