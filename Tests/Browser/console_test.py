@@ -14,7 +14,9 @@ import sys
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 base, token, keyspace, shard, backup_name, shots = sys.argv[1:7]
@@ -25,6 +27,14 @@ seen = {}
 def check(condition, message):
     if not condition:
         raise SystemExit("console check failed: " + message)
+
+
+def click_and_load(element):
+    """Clicks a link or submit button and waits until the next page has replaced this one."""
+    old = driver.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(driver, 120).until(EC.staleness_of(old))
+    WebDriverWait(driver, 120).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
 options = webdriver.ChromeOptions()
@@ -43,12 +53,12 @@ try:
 
     # A wrong token is refused.
     driver.find_element(By.NAME, "token").send_keys("not-the-token-at-all")
-    driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    click_and_load(driver.find_element(By.CSS_SELECTOR, "button[type=submit]"))
     check("not ctld's auth token" in driver.page_source, "a wrong token was not refused")
 
     driver.find_element(By.NAME, "token").send_keys(token)
-    driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    check(not driver.current_url.endswith("/login"), "the login with the right token failed")
+    click_and_load(driver.find_element(By.CSS_SELECTOR, "button[type=submit]"))
+    check(not driver.current_url.endswith("/login"), "the login with the right token failed: %s %s" % (driver.current_url, driver.page_source[:2000]))
     cookie = driver.get_cookie("cairn_session")
     check(cookie is not None, "no session cookie")
     check(cookie.get("httpOnly") is True, "the session cookie is not HttpOnly")
@@ -56,8 +66,8 @@ try:
     driver.save_screenshot(os.path.join(shots, "1-keyspaces.png"))
 
     # Keyspaces, then shards, then the shard with its backup.
-    driver.find_element(By.LINK_TEXT, keyspace).click()
-    driver.find_element(By.LINK_TEXT, shard).click()
+    click_and_load(driver.find_element(By.LINK_TEXT, keyspace))
+    click_and_load(driver.find_element(By.LINK_TEXT, shard))
     check(backup_name in driver.page_source, "the shard page does not show backup " + backup_name)
     check(len(driver.find_elements(By.CSS_SELECTOR, "svg rect")) >= 2, "the shard page draws no timeline")
     check("restorable window" in driver.page_source, "the shard page does not draw the restorable window")
@@ -65,14 +75,14 @@ try:
     driver.save_screenshot(os.path.join(shots, "2-shard.png"))
 
     # Plan a restore (dry run) to the latest backup.
-    driver.find_element(By.XPATH, "//button[contains(., 'Plan restore')]").click()
+    click_and_load(driver.find_element(By.XPATH, "//button[contains(., 'Plan restore')]"))
     check("Restore plan (dry run)" in driver.page_source, "no restore plan was shown")
     check(backup_name in driver.find_element(By.CSS_SELECTOR, ".box table").text, "the plan does not use " + backup_name)
     driver.save_screenshot(os.path.join(shots, "3-plan.png"))
 
     # Start a backup: the job page reloads itself until the job ends.
     driver.get(shard_url)
-    driver.find_element(By.XPATH, "//button[contains(., 'Start backup')]").click()
+    click_and_load(driver.find_element(By.XPATH, "//button[contains(., 'Start backup')]"))
     check("/ui/jobs/" in driver.current_url, "starting a backup did not lead to its job: " + driver.current_url)
     seen["job_url"] = driver.current_url
 
@@ -80,7 +90,8 @@ try:
         text = d.find_element(By.TAG_NAME, "main").text
         return ("completed" in text or "failed" in text or "nothing to do" in text) and "Running;" not in text
 
-    WebDriverWait(driver, 600, poll_frequency=1).until(ended)
+    WebDriverWait(driver, 600, poll_frequency=1,
+                  ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(ended)
     main = driver.find_element(By.TAG_NAME, "main").text
     driver.save_screenshot(os.path.join(shots, "4-job.png"))
     check("completed" in main, "the backup job did not complete: " + main)
@@ -98,7 +109,7 @@ try:
         check(overflow <= 1, "%s is %dpx wider than a phone screen" % (url, overflow))
 
     # Logging out ends the session.
-    driver.find_element(By.XPATH, "//button[contains(., 'Log out')]").click()
+    click_and_load(driver.find_element(By.XPATH, "//button[contains(., 'Log out')]"))
     driver.get(base + "/")
     check(driver.current_url.endswith("/login"), "the session survived logging out")
     print(json.dumps(seen))

@@ -63,6 +63,8 @@ struct ConsoleBrowserTests {
             let row = text.stdout.split(separator: "\n").first { $0.hasPrefix("commerce/0 ") }
             #expect(row?.contains(" yes ") == true && row?.contains("full") == true, "\(text)")
 
+            // New commits, so the backup the browser starts (auto) has something to take: an incremental.
+            _ = try await cluster.query("zone1-100", "INSERT INTO shop.items VALUES (3), (4)")
             let script = Self.repository.appendingPathComponent("Tests/Browser/console_test.py").path
             let output = try await ChildProcess.run(python, [script, "http://127.0.0.1:\(cluster.ctldPort)", cluster.token, "commerce", "0", name, Self.artifacts],
                                                     doing: "driving the console in headless Chromium (screenshots in \(Self.artifacts))")
