@@ -153,6 +153,31 @@ struct ObservabilityTests {
                                                                           incrementalBackupInterval: .init(seconds: 3600))) == 7200)
     }
 
+    @Test("cairn status fits a screen: shards with problems first, the rest counted past the limit, one line per shown problem")
+    func statusReportFitsAScreen() {
+        let now = Date(timeIntervalSince1970: 1_800_000_000)
+        func shard(_ i: Int, problems: [String]) -> ClusterAPI.ShardStatus {
+            ClusterAPI.ShardStatus(keyspace: "big", shard: String(format: "%03d", i), protected: problems.isEmpty,
+                                   lastBackup: nil, lastBackupAgeSeconds: 90, window: nil, completeBackups: 1, lastDrill: nil,
+                                   tablets: 2, healthyTablets: 2, runningJob: nil, nextBackup: nil, listedAt: now, problems: problems)
+        }
+        var shards = (0..<60).map { shard($0, problems: []) }
+        shards[17] = shard(17, problems: ["there is no complete backup", "tablet zone1-1 (replica) is not healthy"])
+        shards[42] = shard(42, problems: ["the last backup job (9) failed: disk full"])
+        let status = ClusterAPI.FleetStatus(generatedAt: now, maximumAgeSeconds: 7200, shards: shards)
+        let lines = StatusReport.render(status, showAll: false, limit: 10).split(separator: "\n").map(String.init)
+        #expect(lines[0] == "60 shards: 58 protected, 2 not protected; 2 with problems.")
+        // The header, then the two troubled shards first.
+        #expect(lines[2].hasPrefix("big/017 ") && lines[3].hasPrefix("big/042 "))
+        #expect(lines.count(where: { $0.hasPrefix("big/") && $0.contains(" yes ") }) == 8)
+        #expect(lines.contains("50 more shard(s) not shown (0 of them with problems); --all shows them."))
+        #expect(lines.contains("big/017: there is no complete backup (and 1 more)"))
+        #expect(lines.contains("big/042: the last backup job (9) failed: disk full"))
+        #expect(lines.count <= 16)
+        let all = StatusReport.render(status, showAll: true, limit: 10).split(separator: "\n")
+        #expect(all.count(where: { $0.hasPrefix("big/") && !$0.contains(":") }) == 60)
+    }
+
     @Test("every metric the example alert rules name is one Cairn exports")
     func alertRulesNameExportedMetrics() throws {
         var url = URL(fileURLWithPath: #filePath)

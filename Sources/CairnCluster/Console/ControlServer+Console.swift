@@ -11,8 +11,9 @@ import Logging
 /// only a shard's page lists that shard's backups in storage.
 extension ControlServer {
     /// The paths the console serves; the API's bearer-token check leaves them to the console's own session check.
+    /// (`/favicon.ico` too, which browsers ask for on every page: a quiet 404, not a 401 and a warning.)
     static func isConsolePath(_ path: String) -> Bool {
-        path == "/" || path == "/login" || path == "/logout" || path.hasPrefix("/ui/")
+        path == "/" || path == "/login" || path == "/logout" || path.hasPrefix("/ui/") || path == "/favicon.ico"
     }
 
     func addConsoleRoutes(_ router: Router<BasicRequestContext>) {
