@@ -30,7 +30,7 @@ struct ConsoleBrowserTests {
         return python
     }
 
-    @Test("log in, see the shard and its backup, plan a restore, start a backup and see its job finish; cairn status shows the shard protected")
+    @Test("log in, see the shard and its backup, plan a restore, start a backup and see its job finish; cairn status shows the shard protected; the real ctld's and tablet's /metrics count both backups")
     func consoleInBrowser() async throws {
         let python = try requireBrowser()
         let cluster = try ClusterFixture()
@@ -74,6 +74,24 @@ struct ConsoleBrowserTests {
             // The backup the browser started is a real one, seen by the CLI too.
             let jobs = try await cluster.jobs(shard: "commerce/0")
             #expect(jobs.count == 2 && jobs.allSatisfy { $0["result"] as? String == "completed" }, "\(jobs)")
+            // The real daemons' /metrics, as Prometheus scrapes them: ctld's with the client token, the tablet's with the tablet token.
+            let ctldMetrics = "http://127.0.0.1:\(cluster.ctldPort)/metrics"
+            #expect(try await PrometheusScrape.scrape(ctldMetrics, token: nil).status == 401)
+            try await cluster.waitUntil("ctld's metrics count the browser's backup") {
+                let scrape = try await PrometheusScrape.scrape(ctldMetrics, token: cluster.token)
+                return scrape.value("cairn_shard_complete_backups", ["keyspace": "commerce", "shard": "0"]) == 2
+            }
+            let ctldScrape = try await PrometheusScrape.scrape(ctldMetrics, token: cluster.token)
+            #expect(ctldScrape.value("cairn_shard_protected", ["keyspace": "commerce", "shard": "0"]) == 1)
+            #expect(ctldScrape.value("cairn_jobs_finished_total", ["keyspace": "commerce", "shard": "0", "kind": "backup", "result": "completed"]) == 2)
+            let agent = try #require(try await cluster.tabletStates().first?["agent_url"] as? String)
+            #expect(try await PrometheusScrape.scrape(agent + "/metrics", token: cluster.token).status == 401)
+            let tabletScrape = try await PrometheusScrape.scrape(agent + "/metrics", token: cluster.tabletToken)
+            #expect(tabletScrape.status == 200)
+            #expect(tabletScrape.value("cairn_tablet_jobs_finished_total", ["kind": "backup", "result": "completed"]) == 2)
+            #expect(tabletScrape.value("cairn_tablet_mysqld_up") == 1)
+            #expect(tabletScrape.value("cairn_tablet_job_running") == 0)
+
             for shot in ["2-shard.png", "4-job.png", "5-phone-shard.png"] {
                 #expect(FileManager.default.fileExists(atPath: Self.artifacts + "/" + shot), "no screenshot \(shot)")
             }
