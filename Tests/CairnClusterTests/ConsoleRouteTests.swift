@@ -77,6 +77,35 @@ struct ConsoleRouteTests {
         }
     }
 
+    @Test("a shard's page draws its backups, the restorable window and the keyspace's restore points on the timeline")
+    func shardTimeline() async throws {
+        let harness = try ControlServerHarness()
+        let shard = harness.shard
+        let now = Date()
+        let start = Date(timeIntervalSince1970: (now.timeIntervalSince1970 - 7200).rounded(.down))
+        let full = try await SyntheticBackups.writeComplete(
+            SyntheticBackups.manifest(shard: shard, start: start, finish: start.addingTimeInterval(60), parent: nil, seq: 5),
+            to: harness.storage, shard: shard)
+        let incremental = try await SyntheticBackups.writeComplete(
+            SyntheticBackups.manifest(shard: shard, start: start.addingTimeInterval(3600), finish: start.addingTimeInterval(3605), parent: full, seq: 9),
+            to: harness.storage, shard: shard)
+        try await RestorePointRepository(storage: harness.storage, logger: testLogger).save(RestorePoint(
+            name: "before-migration", keyspace: "commerce", createdAt: start.addingTimeInterval(1800), blockedMilliseconds: 7,
+            shards: ["0": .init(position: SyntheticBackups.position(7), tablet: "zone1-100", blockedMilliseconds: 7)]))
+        try await harness.test { client in
+            #expect(try await client.call(.post, "/tablets", json: ControlServerHarness.registration()).status == .ok)
+            try await ShardInventoryRefresher(server: harness.server).pass(BackupRepository(storage: harness.storage, logger: testLogger))
+            let login = try await client.execute(uri: "/login", method: .post, headers: formHeaders, body: form(["token": ControlServerHarness.token]))
+            let cookie = String(try #require(login.headers[.setCookie]).prefix { $0 != ";" })
+            let page = String(buffer: try await client.execute(uri: "/ui/shards/commerce/0", method: .get, headers: [.cookie: cookie]).body)
+            // One bar per backup, each titled with its name and kind.
+            #expect(page.contains("<title>\(full.backupName): full,"))
+            #expect(page.contains("<title>\(incremental.backupName): incremental,"))
+            #expect(page.contains("restorable: \(UTCTime.rfc3339(full.finishTime, fractional: false)) to \(UTCTime.rfc3339(incremental.startTime, fractional: false))"))
+            #expect(page.contains("restore point before-migration at \(UTCTime.rfc3339(start.addingTimeInterval(1800), fractional: false))"))
+        }
+    }
+
     @Test("values from outside are escaped in pages")
     func escaping() {
         #expect(ConsoleHTML.escape(#"<script>alert("x&y")</script>'"#) == "&lt;script&gt;alert(&quot;x&amp;y&quot;)&lt;/script&gt;&#39;")

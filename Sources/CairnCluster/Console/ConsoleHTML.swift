@@ -151,7 +151,7 @@ enum ChainTimeline {
 
     static let colors = ["full": "#2f6fb3", "incremental": "#2e9d57", "incomplete": "#b0b7bf", "unreadable": "#b3261e"]
 
-    static func svg(_ listing: BackupListing, window: ShardProtection.RestorableWindow?, now: Date) -> String {
+    static func svg(_ listing: BackupListing, window: ShardProtection.RestorableWindow?, restorePoints: [RestorePoint] = [], now: Date) -> String {
         let backups = listing.backups.filter { $0.startTime != nil }
         guard let first = backups.compactMap(\.startTime).min() else {
             return "<p class=\"muted\">No backups to draw.</p>"
@@ -203,6 +203,11 @@ enum ChainTimeline {
             if b.status == "complete" && !b.restorable { svg += " stroke=\"#b3261e\" stroke-width=\"2\"" }
             svg += "><title>\(ConsoleHTML.escape(title))</title></rect>"
         }
+        // Restore points of the keyspace: a dashed line across the chains at each point's time.
+        for point in restorePoints where point.createdAt >= first {
+            let px = fmt(x(point.createdAt))
+            svg += "<line x1=\"\(px)\" y1=\"2\" x2=\"\(px)\" y2=\"\(fmt(axisY))\" stroke=\"#8e44ad\" stroke-width=\"1.5\" stroke-dasharray=\"4 3\"><title>restore point \(ConsoleHTML.escape(point.name)) at \(ConsoleHTML.escape(UTCTime.rfc3339(point.createdAt, fractional: false)))</title></line>"
+        }
         // The axis: the first backup, now.
         svg += "<line x1=\"\(left)\" y1=\"\(fmt(axisY))\" x2=\"\(fmt(width - right))\" y2=\"\(fmt(axisY))\" stroke=\"#66707a\"/>"
         svg += "<text x=\"\(left)\" y=\"\(fmt(axisY + 16))\" font-size=\"12\" fill=\"#66707a\">\(ConsoleHTML.time(first))</text>"
@@ -217,7 +222,7 @@ enum ChainTimeline {
             svg += "<text x=\"\(left)\" y=\"\(fmt(windowY + 12))\" font-size=\"12\" fill=\"#b3261e\">nothing restorable</text>"
         }
         svg += "</svg>"
-        let legend = "<p class=\"legend\"><span><i class=\"sw\" style=\"background:#2f6fb3\"></i>full</span><span><i class=\"sw\" style=\"background:#2e9d57\"></i>incremental</span><span><i class=\"sw\" style=\"background:#b0b7bf\"></i>incomplete</span><span><i class=\"sw\" style=\"background:#9fd8b1\"></i>restorable</span><span><i class=\"sw\" style=\"background:#f3c2bf\"></i>gap to now</span></p>"
+        let legend = "<p class=\"legend\"><span><i class=\"sw\" style=\"background:#2f6fb3\"></i>full</span><span><i class=\"sw\" style=\"background:#2e9d57\"></i>incremental</span><span><i class=\"sw\" style=\"background:#b0b7bf\"></i>incomplete</span><span><i class=\"sw\" style=\"background:#9fd8b1\"></i>restorable</span><span><i class=\"sw\" style=\"background:#f3c2bf\"></i>gap to now</span><span><i class=\"sw\" style=\"background:#8e44ad\"></i>restore point</span></p>"
         return "<div class=\"scroll\">\(svg)</div>\(legend)"
     }
 

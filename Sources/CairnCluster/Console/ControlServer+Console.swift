@@ -1,5 +1,6 @@
 import CairnCore
 import CairnEngine
+import CairnStorage
 import Foundation
 import Hummingbird
 import Logging
@@ -169,7 +170,10 @@ extension ControlServer {
         body += "<h2>Actions</h2><div class=\"box\">"
         body += "<form class=\"inline\" method=\"post\" action=\"\(path)/backup\">\(ConsoleHTML.csrfField(csrf))<label for=\"type\">Backup type</label><select id=\"type\" name=\"type\"><option value=\"auto\">auto</option><option value=\"full\">full</option><option value=\"incremental\">incremental</option></select><button type=\"submit\" name=\"start\" value=\"backup\">Start backup</button></form>"
         body += "<form class=\"inline\" method=\"post\" action=\"\(path)/plan\">\(ConsoleHTML.csrfField(csrf))<label for=\"to_time\">Restore to (UTC)</label><input id=\"to_time\" name=\"to_time\" type=\"datetime-local\" step=\"1\"><button type=\"submit\">Plan restore (dry run)</button><span class=\"muted\">empty: the latest backup</span></form></div>"
-        body += "<h2>Chains</h2>" + ChainTimeline.svg(listing, window: status.window, now: now)
+        // The keyspace's restore points that name this shard (one listing of the keyspace's points; a failure only hides them).
+        let points = ((try? await RestorePointRepository(storage: try requireStorage(), logger: logger).list(keyspace: shard.keyspace)) ?? [])
+            .filter { $0.shards[shard.shard] != nil }
+        body += "<h2>Chains</h2>" + ChainTimeline.svg(listing, window: status.window, restorePoints: points, now: now)
         let rows = listing.backups.reversed().map { b -> [String] in
             [ConsoleHTML.escape(b.name), ConsoleHTML.escape(b.status == "complete" ? b.type : b.status),
              b.parent.map(ConsoleHTML.escape) ?? "-", ConsoleHTML.time(b.startTime), ConsoleHTML.time(b.finishTime),
