@@ -4,8 +4,11 @@
 # load generator, openssl (test certificates), strace (the interrupted-prune
 # test kills cairn at a chosen system call), GNU time (the benchmark's
 # peak-memory figures), make and systemd (`make install`, and the tests'
-# `systemd-analyze verify` of the units), and SeaweedFS (for the S3 tests) and, when no `aws`
-# is on PATH, awscli (the S3 benchmark's peer) in a project-local venv.
+# `systemd-analyze verify` of the units), chromium and chromium-driver (the
+# console's browser test), and SeaweedFS (for the S3 tests), prometheus-client
+# (the metrics test parses ctld's /metrics with its parser), selenium (drives
+# chromium) and, when no `aws` is on PATH, awscli (the S3 benchmark's peer)
+# in a project-local venv.
 # Does nothing when everything is already present.
 set -euo pipefail
 
@@ -13,7 +16,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$here/.venv"
 
 need_apt=()
-for pkg in mariadb-server mariadb-backup mariadb-client libmariadb-dev libzstd-dev zstd sysbench libsqlite3-dev openssl strace time make systemd; do
+for pkg in mariadb-server mariadb-backup mariadb-client libmariadb-dev libzstd-dev zstd sysbench libsqlite3-dev openssl strace time make systemd chromium chromium-driver; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
     need_apt+=("$pkg")
   fi
@@ -50,3 +53,13 @@ if ! command -v aws >/dev/null 2>&1 && [ ! -x "$venv/bin/aws" ]; then
   echo "install: awscli into $venv (the peer of the S3 benchmark)"
   "$venv/bin/pip" install -q --disable-pip-version-check awscli
 fi
+
+# The metrics test parses /metrics with Prometheus's own Python parser; the
+# console test drives the system chromium through selenium.
+for module in prometheus_client selenium; do
+  if ! "$venv/bin/python3" -c "import $module" >/dev/null 2>&1; then
+    package="${module//_/-}"
+    echo "install: $package into $venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check "$package"
+  fi
+done

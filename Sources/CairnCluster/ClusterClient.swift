@@ -44,6 +44,11 @@ public struct ClusterClient: Sendable {
         try await send(.GET, "/tablets", body: Optional<Empty>.none)
     }
 
+    /// Every shard's protection, for `cairn status`.
+    public func status() async throws -> ClusterAPI.FleetStatus {
+        try await send(.GET, "/status", body: Optional<Empty>.none)
+    }
+
     public func startBackup(_ request: ClusterAPI.BackupRequest) async throws -> ClusterAPI.Job {
         try await send(.POST, "/backups", body: request)
     }

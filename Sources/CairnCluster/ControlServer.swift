@@ -29,6 +29,10 @@ public struct ControlServerOptions: Sendable {
     public var httpLimits: HTTPServerLimits = .controlServer
     /// Which finished jobs ctld keeps; the rest are pruned in the background.
     public var jobRetention = JobRetention()
+    /// How old a shard's cached storage listing may grow before ctld lists
+    /// it again for the metrics, `cairn status` and the console (a finished
+    /// job, and the scheduler's own listings, refresh it sooner).
+    public var inventoryRefresh: TimeInterval = 300
 
     public init(dataDirectory: String, configuration: CairnConfiguration, authToken: String, schedulerEnabled: Bool) {
         self.dataDirectory = dataDirectory
@@ -82,6 +86,7 @@ public final class ControlServer: Sendable {
             Scheduler(server: self),
             RestorePointScheduler(server: self),
             JobHistoryPruner(store: store, retention: options.jobRetention, logger: logger),
+            ShardInventoryRefresher(server: self),
         ]
         return Application(
             router: buildRouter(),
@@ -99,8 +104,12 @@ public final class ControlServer: Sendable {
     func buildRouter() -> Router<BasicRequestContext> {
         let router = Router()
         router.add(middleware: ErrorMiddleware(logger: logger))
-        router.add(middleware: BearerTokenMiddleware(tokens: [options.authToken, tabletToken], refusal: "a valid auth token is required", logger: logger))
+        // The console's pages check their own session cookie instead.
+        router.add(middleware: BearerTokenMiddleware(tokens: [options.authToken, tabletToken], refusal: "a valid auth token is required", logger: logger,
+                                                     exempt: ControlServer.isConsolePath))
         addRoutes(router)
+        addObservabilityRoutes(router)
+        addConsoleRoutes(router)
         return router
     }
 
@@ -226,6 +235,7 @@ public final class ControlServer: Sendable {
 
     func record(_ update: ClusterAPI.JobUpdate) async throws {
         let job = try await store.updateJob(update.id) { $0.apply(update) }
+        if let job, update.result != nil { jobEnded(job) }
         if let job, let result = update.result {
             logger.info("job finished", metadata: ["job": "\(job.id)", "kind": "\(job.kind.rawValue)", "shard": "\(job.shardID)",
                                                    "tablet": "\(job.tablet)", "result": "\(result.rawValue)",
@@ -234,7 +244,7 @@ public final class ControlServer: Sendable {
     }
 
     func failJob(_ id: Int64, _ message: String) async throws {
-        try await store.updateJob(id) { $0.fail(message) }
+        if let job = try await store.updateJob(id, { $0.fail(message) }) { jobEnded(job) }
         logger.warning("job failed", metadata: ["job": "\(id)", "error": "\(message)"])
     }
 
@@ -369,4 +379,7 @@ public final class ControlServer: Sendable {
     }
 
     let schedulerState = SchedulerState()
+    let inventory = ShardInventory()
+    let metrics = ControlMetrics()
+    let consoleSessions = ConsoleSessions()
 }

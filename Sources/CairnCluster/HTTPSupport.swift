@@ -19,13 +19,18 @@ struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
         self.logger = logger
     }
 
-    init(tokens: [String], refusal: String, logger: Logger) {
+    /// Paths this middleware leaves to their own authentication (ctld's console).
+    var exempt: @Sendable (String) -> Bool = { _ in false }
+
+    init(tokens: [String], refusal: String, logger: Logger, exempt: @escaping @Sendable (String) -> Bool = { _ in false }) {
         self.tokens = tokens
         self.refusal = refusal
         self.logger = logger
+        self.exempt = exempt
     }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        if exempt(request.uri.path) { return try await next(request, context) }
         let offered = request.headers[.authorization].flatMap { value -> String? in
             value.hasPrefix("Bearer ") ? String(value.dropFirst("Bearer ".count)) : nil
         }

@@ -190,6 +190,7 @@ struct Scheduler: Service {
         if replan {
             let cached = server.schedulerState.get(shardText)
             let manifests = try await BackupRepository(storage: try server.requireStorage(), logger: server.logger).completeManifests(shard)
+            server.inventory.observe(shardText, manifests: manifests, at: Date())
             let attempt = last.map {
                 BackupScheduleRule.Attempt(started: $0.startedAt ?? $0.createdAt, ended: $0.endedAt, failed: $0.result == .failed)
             }

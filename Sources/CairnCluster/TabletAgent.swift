@@ -72,6 +72,8 @@ public final class TabletAgent: Sendable {
     let jobs = JobQueue()
     /// Commit blocks held for a restore point (primaries only).
     let commitBlocks: CommitBlocks
+    /// Its `/metrics`.
+    let metrics = TabletMetrics()
 
     struct State {
         var restoring = false
@@ -182,6 +184,10 @@ public final class TabletAgent: Sendable {
             let blocked = await self.commitBlocks.release(id: try context.parameters.require("id"))
             return jsonResponse(ClusterAPI.CommitBlockReleased(blockedMilliseconds: blocked.map(\.milliseconds)))
         }
+        // Behind the same tablet token as the rest (docs/OBSERVABILITY.md).
+        router.get("metrics") { _, _ in
+            self.metrics.scrape(await self.makeHeartbeat(), shard: self.options.shard)
+        }
         return router
     }
 
@@ -233,6 +239,7 @@ public final class TabletAgent: Sendable {
             }
             jobs.acknowledged(heartbeat.finishedJobs.map(\.id))
         } catch {
+            metrics.heartbeatFailed()
             logger.warning("cannot reach ctld", metadata: ["ctld": "\(ctld.baseURL)", "error": "\(error)"])
         }
         await keepReplicating()

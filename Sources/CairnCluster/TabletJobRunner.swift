@@ -138,6 +138,7 @@ struct TabletJobRunner: Service {
         report.rate = progress.rate
         let final = ClusterAPI.JobUpdate(id: job.id, report: report)
         queue.ended(final)
+        agent.metrics.jobEnded(kind: job.kind, report: report)
         // Reported now if ctld is up; otherwise the next heartbeats carry it,
         // or at shutdown the tablet's goodbye (which a cancelled drain does not stop).
         let timeout = queue.isClosed ? TabletJobRunner.shutdownReportTimeout : nil

@@ -24,6 +24,7 @@ struct Cairn: AsyncParsableCommand {
             RemoveBackupCommand.self,
             RestorePointCommand.self,
             RestorePointsCommand.self,
+            StatusCommand.self,
         ]
     )
 }
