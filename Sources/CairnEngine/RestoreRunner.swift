@@ -30,7 +30,8 @@ public struct RestoreRunner: Sendable {
         guard !manifests.isEmpty else {
             throw CairnError(.notFound, "there is no complete backup of \(context.shard) in \(context.storage.displayURL); take one with `cairn backup \(context.shard)`")
         }
-        return try RestorePlanner.plan(backups: manifests, target: target)
+        let archive = try await context.repository.listArchive(context.shard)
+        return try RestorePlanner.plan(backups: manifests, archive: archive.timeline, target: target)
     }
 
     /// Checks that `directory` can receive a restore: missing or empty.
@@ -72,9 +73,17 @@ public struct RestoreRunner: Sendable {
             }
             try await server!.setGTIDState(full.position)
 
-            for incremental in plan.incrementals {
+            // The incrementals, then the archived segments (each replayed as a
+            // one-file binlog backup from the position reached before it).
+            var replay = plan.incrementals
+            var replayFrom = plan.chainEnd
+            for segment in plan.segments {
+                replay.append(segment.asReplayManifest(replayFrom: replayFrom))
+                replayFrom = replayFrom.union(segment.position)
+            }
+            for (index, incremental) in replay.enumerated() {
                 logger.info("applying incremental backup", metadata: ["backup": "\(incremental.backupName)"])
-                let isLast = incremental.backupName == plan.incrementals.last?.backupName
+                let isLast = index == replay.count - 1
                 let keepGoing = try await BinlogEngine.apply(
                     incremental, into: server!, stopPosition: isLast ? plan.stopPosition : nil,
                     stopTime: plan.stopTime, context: context)
