@@ -22,6 +22,7 @@ struct Cairn: AsyncParsableCommand {
             UpCommand.self,
             PruneCommand.self,
             RemoveBackupCommand.self,
+            ArchiveCommand.self,
         ]
     )
 }
