@@ -38,6 +38,7 @@ public struct BinlogTransactionAssembler: Sendable {
     static let heartbeatEvent: UInt8 = 27
     static let xaPrepareEvent: UInt8 = 38
     static let gtidEvent: UInt8 = 0xa2
+    static let gtidListEvent: UInt8 = 0xa3
     static let headerLength = 19
     /// LOG_EVENT_BINLOG_IN_USE_F: set in the Format_description of a file being written.
     static let binlogInUseFlag: UInt16 = 0x1
@@ -161,7 +162,8 @@ enum CRC32 {
 }
 
 /// A segment being filled: the bytes of a self-contained binary log file
-/// (magic, Format_description, whole transactions) and what they hold. Pure.
+/// (magic, Format_description, Gtid_list, whole transactions) and what
+/// they hold. Pure.
 public struct OpenSegment: Sendable {
     public static let magic: [UInt8] = [0xfe, 0x62, 0x69, 0x6e]
 
@@ -177,10 +179,39 @@ public struct OpenSegment: Sendable {
 
     public init(formatDescription: [UInt8], from: MariaDBGTIDList) {
         self.formatDescription = formatDescription
-        self.bytes = Self.magic + formatDescription
+        self.bytes = Self.magic + formatDescription + Self.gtidListEvent(from, after: formatDescription)
         self.fromPosition = from
         self.position = from
     }
+
+    /// A Gtid_list event stating the position before the segment's first
+    /// transaction, as a binary log file starts with one: a GTID-based
+    /// replay (`mariadb-binlog --start-position`) learns from it where the
+    /// file begins, even when it applies none of the file's transactions.
+    static func gtidListEvent(_ position: MariaDBGTIDList, after fde: [UInt8]) -> [UInt8] {
+        let checksums = fde.count > 5 && fde[fde.count - 5] == 1
+        let gtids = position.gtids
+        var body: [UInt8] = []
+        body += le32(UInt32(gtids.count))
+        for g in gtids {
+            body += le32(g.domain)
+            body += le32(g.server)
+            body += le32(UInt32(g.sequence & 0xffff_ffff)) + le32(UInt32(g.sequence >> 32))
+        }
+        let length = 19 + body.count + (checksums ? 4 : 0)
+        var e: [UInt8] = []
+        e += Array(fde[0..<4])  // the Format_description's time
+        e.append(BinlogTransactionAssembler.gtidListEvent)
+        e += Array(fde[5..<9])  // its server id
+        e += le32(UInt32(length))
+        e += le32(UInt32(4 + fde.count + length))  // where the next event starts in the segment
+        e += [0, 0]
+        e += body
+        if checksums { e += le32(CRC32.checksum(e)) }
+        return e
+    }
+
+    static func le32(_ v: UInt32) -> [UInt8] { (0..<4).map { UInt8((v >> (8 * UInt32($0))) & 0xff) } }
 
     public var isEmpty: Bool { transactionCount == 0 }
 

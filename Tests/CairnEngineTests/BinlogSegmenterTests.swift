@@ -122,6 +122,13 @@ struct BinlogSegmenterTests {
         }
         #expect(Array(segment.bytes.prefix(4)) == [0xfe, 0x62, 0x69, 0x6e])
         #expect(Array(segment.bytes[4..<(4 + fde.count)]) == fde)
+        // Then a Gtid_list event with the starting position, its checksum valid.
+        let listStart = 4 + fde.count
+        let listLength = Int(BinlogTransactionAssembler.le32(segment.bytes, listStart + 9))
+        let list = Array(segment.bytes[listStart..<(listStart + listLength)])
+        #expect(list[4] == 0xa3 && BinlogTransactionAssembler.le32(list, 19) == 1)
+        #expect(BinlogTransactionAssembler.le64(list, 31) == 9)
+        #expect(Events.le32(CRC32.checksum(list.dropLast(4))) == Array(list.suffix(4)))
         #expect(segment.position == (try MariaDBGTIDList(parsing: "0-1-11")))
         #expect(segment.firstEventTime == 1_800_000_000 && segment.lastEventTime == 1_800_000_003)
         #expect(!segment.isDue(now: start + .seconds(4), interval: .seconds(5), maxBytes: 1 << 20))
