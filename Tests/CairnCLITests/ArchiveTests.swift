@@ -129,6 +129,50 @@ struct ArchiveTests {
         await source.stop()
     }
 
+    @Test("binary logs purged before they were archived are a named gap: latest is refused, points before it restore")
+    func purgedBeforeArchiving() async throws {
+        try await withTestServer { source in
+            let work = try TemporaryDirectory(prefix: "cairn-archive-purged")
+            defer { work.remove() }
+            let storage = try ScenarioStorage.file(work.file("backups"))
+            let bench = Sysbench(server: source, tables: 2, tableSize: 1_000)
+            try await bench.prepare()
+            let full = try await Scenario.backup(source, storage: storage)
+            #expect(full.exitCode == 0, "\(full)")
+            let atFull = try await Snapshot.take(source)
+            // Writes the archiver will never see: their binary log is purged before it starts.
+            try await bench.write(events: 200)
+            try await source.query("FLUSH BINARY LOGS")
+            let newest = try #require(try await source.connect().binaryLogs().last?.name)
+            // The server keeps a file until its binlog checkpoint passes it; purge until it is gone.
+            for _ in 0..<100 {
+                try await source.query("PURGE BINARY LOGS TO \(MySQLConnection.quote(newest))")
+                if try await source.connect().binaryLogs().first?.name == newest { break }
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            #expect(try await source.connect().binaryLogs().first?.name == newest)
+            try await bench.write(events: 200)
+            let after = try await Snapshot.take(source)
+
+            let archiver = try startArchiver(source, storage: storage)
+            do {
+                try await waitForArchive(storage, reaching: after.position, archiver: archiver)
+            } catch {
+                archiver.kill(SIGKILL)
+                throw error
+            }
+            archiver.kill(SIGTERM)
+            #expect(await archiver.wait().succeeded)
+
+            let listing = try await Scenario.run(["backups", "commerce/0"], storage: storage)
+            #expect(listing.exitCode == 0 && listing.stdout.contains("Gap:") && listing.stdout.contains("purged"), "\(listing)")
+            let latest = try await Scenario.run(["restore", "commerce/0", "--local", "--target-datadir", work.file("latest")], storage: storage)
+            #expect(latest.exitCode == 1 && latest.stderr.contains("gap") && latest.stderr.contains(atFull.position.gtidText), "\(latest)")
+            try await ChainTests.expectRestore(storage: storage, into: work.file("at-full"), equals: atFull,
+                                               extra: ["--to-position", atFull.position.gtidText])
+        }
+    }
+
     func startArchiver(_ source: TestServer, storage: ScenarioStorage) throws -> ChildProcess {
         try CLI.start(["archive", "commerce/0", "--local", "--mysql-socket", source.socketPath,
                        "--interval", "\(Self.interval)s", "--log-level", "warning"] + storage.arguments,
