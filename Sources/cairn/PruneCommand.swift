@@ -52,6 +52,10 @@ struct PruneCommand: AsyncParsableCommand {
                 Output.line("Removed \(report.removed.count) backup\(report.removed.count == 1 ? "" : "s") of \(shard) (\(formatBytes(report.freedBytes))) from \(displayURL); \(report.plan.kept.count) kept.")
             }
         }
+        if !output.json, !report.segmentsRemoved.isEmpty {
+            let n = report.segmentsRemoved.count
+            Output.line("\(dryRun ? "Would remove" : "Removed") \(n) archived binary log segment\(n == 1 ? "" : "s") that no kept full backup needs (through \(report.segmentsRemoved.last!)).")
+        }
         for problem in report.plan.problems {
             Output.note("warning: backup \(problem.name) of \(shard) has an unreadable MANIFEST and was kept; inspect it, then repair it or remove it with `cairn remove-backup \(shard) \(problem.name)`")
         }
@@ -113,9 +117,12 @@ struct PruneReportJSON: Encodable {
     /// What was removed (empty in a dry run).
     var removed: [String]
     var freedBytes: Int64
+    /// Archived binary log segments removed (to remove, in a dry run).
+    var segmentsRemoved: [String]
 
     enum CodingKeys: String, CodingKey {
         case shard, storage, now, policy, decisions, removed
+        case segmentsRemoved = "segments_removed"
         case dryRun = "dry_run"
         case windowStart = "window_start"
         case removalOrder = "removal_order"
@@ -141,6 +148,7 @@ struct PruneReportJSON: Encodable {
         removalOrder = plan.removalOrder
         removed = report.removed
         freedBytes = report.freedBytes
+        segmentsRemoved = report.segmentsRemoved
     }
 
     func table() -> String {
