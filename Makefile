@@ -1,9 +1,9 @@
 # Benchmarks against the peer tools; see docs/BENCHMARKS.md.
 # `make bench` needs a quiet machine and several GiB of disk under ./bench-data.
 
-.PHONY: bench bench-small bench-file bench-s3
+.PHONY: bench bench-small bench-file bench-s3 bench-archive
 
-# Issues 2, 3 and 4 on the default dataset (about 1.2 GiB of InnoDB data).
+# Issues 2, 3, 4 and 11 on the default dataset (about 1.2 GiB of InnoDB data).
 bench:
 	bash scripts/bench.sh
 
@@ -18,6 +18,10 @@ bench-file:
 # S3 only (issue 4), at upload concurrency 1, 4 and 8.
 bench-s3:
 	BENCH_ISSUES="4" bash scripts/bench.sh
+
+# Continuous binary log archiving only (issue 11): lag, CPU, RSS, replay.
+bench-archive:
+	BENCH_ISSUES="11" bash scripts/bench.sh
 
 # The scheduler at fleet scale (issue 18): the real ctld against 100, 1,000
 # and 10,000 simulated tablets, 10 minutes each; see docs/BENCHMARKS.md.
