@@ -160,7 +160,14 @@ public final class BinlogArchiver: Service, Sendable {
                 backoff = .milliseconds(500)
                 while !stopping {
                     if progress.pendingBytes >= settings.spoolLimitBytes {
-                        // Storage is not keeping up: stop receiving until it does.
+                        // Storage is not keeping up: stop receiving until it does. The server
+                        // keeps the binary logs meanwhile, so this is lag, not a gap (unless
+                        // they are purged before storage returns, which the planner then names).
+                        let message = "the archiver holds \(progress.pendingBytes / (1 << 20)) MiB of segments storage has not taken (the spool limit); it stopped receiving until storage accepts them"
+                        if state.withLock({ $0.lastError != message }) {
+                            logger.error("\(message)", metadata: ["shard": "\(shard)", "storage": "\(settings.storage.displayURL)"])
+                        }
+                        state.withLock { $0.lastError = message }
                         try await storePending(&progress, repository: repository)
                         continue
                     }
