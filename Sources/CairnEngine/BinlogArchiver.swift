@@ -53,7 +53,7 @@ public final class BinlogArchiver: Service, Sendable {
 
         public init(shard: KeyspaceShard, mysql: MySQLConnectionConfiguration, storage: any BackupStorage,
                     interval: Duration = .seconds(5), maxSegmentBytes: Int = 4 << 20, spoolLimitBytes: Int = 24 << 20,
-                    replicaServerID: UInt32? = nil, compression: CompressionSettings = CompressionSettings(threads: 1),
+                    replicaServerID: UInt32? = nil, compression: CompressionSettings = .singleThreaded(),
                     heartbeatSeconds: Double = 1, maxBackoff: Duration = .seconds(30)) {
             self.shard = shard
             self.mysql = mysql
@@ -143,6 +143,7 @@ public final class BinlogArchiver: Service, Sendable {
             "interval": "\(settings.interval)", "storage": "\(settings.storage.displayURL)",
         ])
         var backoff = Duration.milliseconds(500)
+        var storageRetry = StorageRetry()
         while !stopping {
             var stream: BinlogStream? = nil
             do {
@@ -167,8 +168,9 @@ public final class BinlogArchiver: Service, Sendable {
                         if state.withLock({ $0.lastError != message }) {
                             logger.error("\(message)", metadata: ["shard": "\(shard)", "storage": "\(settings.storage.displayURL)"])
                         }
-                        state.withLock { $0.lastError = message }
-                        try await storePending(&progress, repository: repository)
+                        if let at = storageRetry.at { await sleepUnlessStopping(ContinuousClock.now.duration(to: at)) }
+                        await storeIfDue(&progress, &storageRetry, repository: repository)
+                        if progress.pendingBytes >= settings.spoolLimitBytes { state.withLock { $0.lastError = message } }
                         continue
                     }
                     let events = try await stream!.fetch()
@@ -177,7 +179,9 @@ public final class BinlogArchiver: Service, Sendable {
                     if progress.open?.isDue(now: now, interval: settings.interval, maxBytes: settings.maxSegmentBytes) == true {
                         progress.seal(now: now)
                     }
-                    try await storePending(&progress, repository: repository)
+                    // A storage failure does not interrupt receiving: sealed segments wait (up to
+                    // the spool limit) and are retried with backoff.
+                    await storeIfDue(&progress, &storageRetry, repository: repository)
                     updateLag(progress, now: ContinuousClock.now)
                 }
                 await stream?.close()
@@ -194,11 +198,8 @@ public final class BinlogArchiver: Service, Sendable {
                 state.withLock { $0.connected = false; $0.lastError = message }
                 // The source may be gone: what arrived whole goes to storage now, not at the next interval.
                 progress.seal(now: .now)
-                do {
-                    try await storePending(&progress, repository: repository)
-                } catch {
-                    logger.warning("storing archived segments failed", metadata: ["error": "\((error as? CairnError)?.message ?? "\(error)")"])
-                }
+                storageRetry.at = nil
+                await storeIfDue(&progress, &storageRetry, repository: repository)
                 if stopping { break }
                 logger.warning("binary log archiving interrupted; retrying", metadata: [
                     "error": "\(message)", "retry_in": "\(backoff)",
@@ -244,6 +245,34 @@ public final class BinlogArchiver: Service, Sendable {
             progress.received.advance(to: transaction.gtid)
             state.withLock { $0.receivedPosition = ReplicationPosition(mariadb: progress.received) }
             if progress.open!.bytes.count >= settings.maxSegmentBytes { progress.seal(now: now) }
+        }
+    }
+
+    /// When storage may be tried again after a failure.
+    struct StorageRetry {
+        var at: ContinuousClock.Instant? = nil
+        var backoff = Duration.milliseconds(500)
+    }
+
+    /// Stores the sealed segments unless storage failed a moment ago; a
+    /// failure is logged and retried later with backoff (0.5 s doubling to
+    /// `maxBackoff`), while receiving goes on.
+    func storeIfDue(_ progress: inout Progress, _ retry: inout StorageRetry, repository: BackupRepository) async {
+        guard !progress.pending.isEmpty else { return }
+        let now = ContinuousClock.now
+        if let at = retry.at, now < at { return }
+        do {
+            try await storePending(&progress, repository: repository)
+            retry = StorageRetry()
+        } catch {
+            let message = (error as? CairnError)?.message ?? "\(error)"
+            state.withLock { $0.lastError = message }
+            logger.warning("storing archived segments failed; they wait in memory and are retried", metadata: [
+                "shard": "\(settings.shard)", "error": "\(message)", "pending": "\(progress.pending.count)",
+                "retry_in": "\(retry.backoff)",
+            ])
+            retry.at = now.advanced(by: retry.backoff)
+            retry.backoff = min(retry.backoff * 2, settings.maxBackoff)
         }
     }
 
@@ -335,6 +364,15 @@ public final class BinlogArchiver: Service, Sendable {
             "shard": "\(settings.shard)", "archived_until": "\(receivedPosition)", "resuming_after": "\(resume)",
         ])
         return resume.mariadb ?? MariaDBGTIDList()
+    }
+}
+
+extension CompressionSettings {
+    /// zstd at `level` on the caller's thread: the archiver's default, for its small, frequent segments.
+    public static func singleThreaded(level: Int = 3) -> CompressionSettings {
+        var settings = CompressionSettings(level: level, threads: 1)
+        settings.multithreaded = false
+        return settings
     }
 }
 

@@ -48,7 +48,7 @@ struct ArchiveCommand: AsyncParsableCommand {
         let mysql = try mysqlOptions.connection(configuration)
         try await storageOptions.withStorage(configuration, logger: logger) { storage in
             var compression = CompressionSettings(configuration: configuration)
-            compression.threads = 1
+            compression.multithreaded = false
             let archiver = BinlogArchiver(
                 settings: .init(shard: shard, mysql: mysql, storage: storage, interval: .seconds(duration.seconds),
                                 replicaServerID: archiverServerId, compression: compression),
