@@ -102,7 +102,7 @@ public final class BinlogArchiver: Service, Sendable {
 
     struct Sealed: Sendable {
         var sequence: Int
-        var bytes: [UInt8]
+        var bytes: ByteBuffer
         var from: MariaDBGTIDList
         var position: MariaDBGTIDList
         var firstEventTime: UInt32
@@ -121,7 +121,9 @@ public final class BinlogArchiver: Service, Sendable {
         var pending: [Sealed] = []
         var sourceServerID: UInt32 = 0
 
-        var pendingBytes: Int { pending.reduce(0) { $0 + $1.bytes.count } }
+        var pendingBytes: Int { pending.reduce(0) { $0 + $1.bytes.readableBytes } }
+        /// A new segment's buffer: its size limit and room for the transaction that crosses it.
+        var segmentCapacity = 0
 
         mutating func seal(now: ContinuousClock.Instant) {
             guard let segment = open, !segment.isEmpty else { return }
@@ -130,7 +132,7 @@ public final class BinlogArchiver: Service, Sendable {
                                   lastEventTime: segment.lastEventTime ?? 0, transactionCount: segment.transactionCount,
                                   sealedAt: now))
             nextSequence += 1
-            open = OpenSegment(formatDescription: segment.formatDescription, from: segment.position)
+            open = OpenSegment(formatDescription: segment.formatDescription, from: segment.position, capacity: segmentCapacity)
         }
     }
 
@@ -138,6 +140,7 @@ public final class BinlogArchiver: Service, Sendable {
         let shard = settings.shard
         let repository = BackupRepository(storage: settings.storage, logger: logger)
         var progress = try await startingPoint(repository: repository)
+        progress.segmentCapacity = settings.maxSegmentBytes + (256 << 10)
         logger.info("archiving the binary log", metadata: [
             "shard": "\(shard)", "after": "\(progress.received)", "next_segment": "\(progress.nextSequence)",
             "interval": "\(settings.interval)", "storage": "\(settings.storage.displayURL)",
@@ -235,7 +238,7 @@ public final class BinlogArchiver: Service, Sendable {
             // segment keeps one format, so a different one starts a new segment.
             if let open = progress.open, !open.isEmpty, OpenSegment.sameFormat(open.formatDescription, fde) { break }
             progress.seal(now: now)
-            progress.open = OpenSegment(formatDescription: fde, from: progress.received)
+            progress.open = OpenSegment(formatDescription: fde, from: progress.received, capacity: progress.segmentCapacity)
         case .transaction(let transaction):
             guard progress.open != nil else {
                 throw CairnError(.integrity, "the server sent a transaction before a Format_description event; reconnecting")
@@ -244,7 +247,7 @@ public final class BinlogArchiver: Service, Sendable {
             progress.open!.append(transaction, now: now)
             progress.received.advance(to: transaction.gtid)
             state.withLock { $0.receivedPosition = ReplicationPosition(mariadb: progress.received) }
-            if progress.open!.bytes.count >= settings.maxSegmentBytes { progress.seal(now: now) }
+            if progress.open!.bytes.readableBytes >= settings.maxSegmentBytes { progress.seal(now: now) }
         }
     }
 
@@ -376,21 +379,20 @@ extension CompressionSettings {
     }
 }
 
-/// Hands out an in-memory byte array in chunks of at most 1 MiB.
+/// Hands out a buffer in slices of at most 1 MiB, without copying.
 final class BytesSource: ByteSource {
-    private let bytes: [UInt8]
+    private let bytes: ByteBuffer
     private let offset = Mutex(0)
 
-    init(_ bytes: [UInt8]) { self.bytes = bytes }
+    init(_ bytes: ByteBuffer) { self.bytes = bytes }
 
     func next() async throws -> ByteBuffer? {
         offset.withLock { at -> ByteBuffer? in
-            guard at < bytes.count else { return nil }
-            let end = min(bytes.count, at + (1 << 20))
-            var buffer = ByteBufferAllocator().buffer(capacity: end - at)
-            buffer.writeBytes(bytes[at..<end])
-            at = end
-            return buffer
+            guard at < bytes.readableBytes else { return nil }
+            let length = min(bytes.readableBytes - at, 1 << 20)
+            let slice = bytes.getSlice(at: bytes.readerIndex + at, length: length)
+            at += length
+            return slice
         }
     }
 }

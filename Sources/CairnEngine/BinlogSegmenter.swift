@@ -1,5 +1,6 @@
 import CairnCore
 import Foundation
+import NIOCore
 
 /// One whole transaction received from the binary log stream: every event
 /// from its GTID event to the event that commits it, as the server logged them.
@@ -167,7 +168,9 @@ enum CRC32 {
 public struct OpenSegment: Sendable {
     public static let magic: [UInt8] = [0xfe, 0x62, 0x69, 0x6e]
 
-    public private(set) var bytes: [UInt8]
+    /// One buffer, allocated at the segment's full size: a large allocation
+    /// goes back to the system when freed, instead of growing the heap.
+    public private(set) var bytes: ByteBuffer
     public let formatDescription: [UInt8]
     public let fromPosition: MariaDBGTIDList
     public private(set) var position: MariaDBGTIDList
@@ -177,9 +180,11 @@ public struct OpenSegment: Sendable {
     /// When its first transaction arrived (the caller's clock).
     public private(set) var openedAt: ContinuousClock.Instant? = nil
 
-    public init(formatDescription: [UInt8], from: MariaDBGTIDList) {
+    public init(formatDescription: [UInt8], from: MariaDBGTIDList, capacity: Int = 0) {
         self.formatDescription = formatDescription
-        self.bytes = Self.magic + formatDescription + Self.gtidListEvent(from, after: formatDescription)
+        let header = Self.magic + formatDescription + Self.gtidListEvent(from, after: formatDescription)
+        self.bytes = ByteBufferAllocator().buffer(capacity: max(capacity, header.count))
+        self.bytes.writeBytes(header)
         self.fromPosition = from
         self.position = from
     }
@@ -217,7 +222,7 @@ public struct OpenSegment: Sendable {
 
     public mutating func append(_ transaction: ReceivedTransaction, now: ContinuousClock.Instant) {
         if openedAt == nil { openedAt = now }
-        bytes.append(contentsOf: transaction.bytes)
+        bytes.writeBytes(transaction.bytes)
         position.advance(to: transaction.gtid)
         if firstEventTime == nil { firstEventTime = transaction.timestamp }
         lastEventTime = max(lastEventTime ?? 0, transaction.timestamp)
@@ -228,7 +233,7 @@ public struct OpenSegment: Sendable {
     /// old or `maxBytes` large.
     public func isDue(now: ContinuousClock.Instant, interval: Duration, maxBytes: Int) -> Bool {
         guard let openedAt, !isEmpty else { return false }
-        return bytes.count >= maxBytes || openedAt.duration(to: now) >= interval
+        return bytes.readableBytes >= maxBytes || openedAt.duration(to: now) >= interval
     }
 
     /// Whether `other` describes the same event format (ignoring its creation time and checksum).
