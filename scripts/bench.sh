@@ -18,7 +18,7 @@
 #   BENCH_TXNS              sysbench transactions replayed in issue 3 (default 100,000)
 #   BENCH_ISSUES            which comparisons to run (default "2 3 4 11")
 #   BENCH_ARCHIVE_SECONDS   issue 11: seconds of full-speed sysbench writes while archiving (default 300)
-#   BENCH_ARCHIVE_INTERVAL  issue 11: the archiver's --interval (default 4s)
+#   BENCH_ARCHIVE_INTERVAL  issue 11: the archiver's --interval (default 3s)
 #   BENCH_CONCURRENCIES     upload/download concurrencies for issue 4 (default "1 4 8")
 #   BENCH_BUFFER_POOL       the source server's InnoDB buffer pool (default 1G)
 #   SWIFT_SCRATCH_PATH      swift build's --scratch-path (default ./.build)
@@ -34,7 +34,7 @@ else
 fi
 issues="${BENCH_ISSUES:-2 3 4 11}"
 concurrencies="${BENCH_CONCURRENCIES:-1 4 8}"
-archive_interval="${BENCH_ARCHIVE_INTERVAL:-4s}"
+archive_interval="${BENCH_ARCHIVE_INTERVAL:-3s}"
 if [ "${BENCH_PRESET:-}" = "small" ]; then archive_seconds="${BENCH_ARCHIVE_SECONDS:-20}"; else archive_seconds="${BENCH_ARCHIVE_SECONDS:-300}"; fi
 buffer_pool="${BENCH_BUFFER_POOL:-1G}"
 scratch="${SWIFT_SCRATCH_PATH:-$here/.build}"

@@ -176,7 +176,7 @@ public final class BinlogArchiver: Service, Sendable {
                         if progress.pendingBytes >= settings.spoolLimitBytes { state.withLock { $0.lastError = message } }
                         continue
                     }
-                    let events = try await stream!.fetch()
+                    let events = try await stream!.fetch(maxBytes: 256 << 10)
                     let now = ContinuousClock.now
                     for event in events { try receive(event.bytes, into: &progress, now: now) }
                     if progress.open?.isDue(now: now, interval: settings.interval, maxBytes: settings.maxSegmentBytes) == true {
