@@ -168,9 +168,12 @@ enum CRC32 {
 public struct OpenSegment: Sendable {
     public static let magic: [UInt8] = [0xfe, 0x62, 0x69, 0x6e]
 
-    /// One buffer, allocated at the segment's full size: a large allocation
-    /// goes back to the system when freed, instead of growing the heap.
+    /// One buffer, grown to the segment's full size when the first
+    /// transaction arrives (not before: while the previous segment uploads,
+    /// only it is held); a large allocation goes back to the system when
+    /// freed, instead of growing the heap.
     public private(set) var bytes: ByteBuffer
+    let capacity: Int
     public let formatDescription: [UInt8]
     public let fromPosition: MariaDBGTIDList
     public private(set) var position: MariaDBGTIDList
@@ -183,7 +186,8 @@ public struct OpenSegment: Sendable {
     public init(formatDescription: [UInt8], from: MariaDBGTIDList, capacity: Int = 0) {
         self.formatDescription = formatDescription
         let header = Self.magic + formatDescription + Self.gtidListEvent(from, after: formatDescription)
-        self.bytes = ByteBufferAllocator().buffer(capacity: max(capacity, header.count))
+        self.capacity = capacity
+        self.bytes = ByteBufferAllocator().buffer(capacity: header.count)
         self.bytes.writeBytes(header)
         self.fromPosition = from
         self.position = from
@@ -221,7 +225,10 @@ public struct OpenSegment: Sendable {
     public var isEmpty: Bool { transactionCount == 0 }
 
     public mutating func append(_ transaction: ReceivedTransaction, now: ContinuousClock.Instant) {
-        if openedAt == nil { openedAt = now }
+        if openedAt == nil {
+            openedAt = now
+            bytes.reserveCapacity(max(capacity, bytes.readableBytes + transaction.bytes.count))
+        }
         bytes.writeBytes(transaction.bytes)
         position.advance(to: transaction.gtid)
         if firstEventTime == nil { firstEventTime = transaction.timestamp }
