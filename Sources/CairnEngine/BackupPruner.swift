@@ -62,7 +62,7 @@ public struct BackupPruner: Sendable {
     public func prune(_ stored: ShardListing, policy: RetentionPolicy, now: Date, dryRun: Bool) async throws -> Report {
         let backupPlan = RetentionPlanner.plan(Self.candidates(stored), policy: policy, now: now)
         // Segments belong to the chains they continue: the archive may keep backups, and goes with them.
-        let archive = try await repository.listArchive(shard)
+        let archive = try await repository.listArchive(shard, objects: stored.archiveObjects)
         let archivePlan = ArchiveRetention.plan(backupPlan, backups: stored.manifests, archive: archive.timeline)
         let plan = archivePlan.backups
         var report = Report(plan: plan, removed: [], freedBytes: 0, dryRun: dryRun)

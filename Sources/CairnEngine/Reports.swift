@@ -89,7 +89,7 @@ public struct BackupListing: Codable, Sendable {
                      logger: Logger) async throws -> BackupListing {
         let repository = BackupRepository(storage: storage, logger: logger)
         let stored = try await repository.list(shard)
-        let archived = try await repository.listArchive(shard)
+        let archived = try await repository.listArchive(shard, objects: stored.archiveObjects)
         let chains = BackupChains(stored.manifests)
         let entries = stored.map { b -> Entry in
             switch b.state {

@@ -26,11 +26,12 @@ public struct RestoreRunner: Sendable {
 
     /// Chooses the chain for `target` from what storage holds.
     public func plan(_ target: RestoreTarget) async throws -> RestorePlan {
-        let manifests = try await context.repository.completeManifests(context.shard)
+        let listing = try await context.repository.list(context.shard)
+        let manifests = listing.manifests
         guard !manifests.isEmpty else {
             throw CairnError(.notFound, "there is no complete backup of \(context.shard) in \(context.storage.displayURL); take one with `cairn backup \(context.shard)`")
         }
-        let archive = try await context.repository.listArchive(context.shard)
+        let archive = try await context.repository.listArchive(context.shard, objects: listing.archiveObjects)
         return try RestorePlanner.plan(backups: manifests, archive: archive.timeline, target: target)
     }
 

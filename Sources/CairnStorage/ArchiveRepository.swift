@@ -27,12 +27,14 @@ extension BackupRepository {
         "\(Self.archivePrefix(shard))\(name)"
     }
 
-    /// Lists the archive and reads the manifests of the segments that
+    /// Lists the archive (or takes `objects`, the archive's part of a shard
+    /// listing already made) and reads the manifests of the segments that
     /// `include` selects by what their names say (all by default), 16 at a time.
-    public func listArchive(_ shard: KeyspaceShard,
+    public func listArchive(_ shard: KeyspaceShard, objects listed: [StorageObject]? = nil,
                             include: @Sendable (ArchiveSegmentManifest.NameInfo) -> Bool = { _ in true }) async throws -> ArchiveListing {
         let prefix = Self.archivePrefix(shard)
-        let objects = try await storage.list(prefix: prefix)
+        let objects: [StorageObject]
+        if let listed { objects = listed } else { objects = try await storage.list(prefix: prefix) }
         let wanted = objects.compactMap { object -> (StorageObject, ArchiveSegmentManifest.NameInfo)? in
             let name = String(object.key.dropFirst(prefix.count))
             guard let info = ArchiveSegmentManifest.parseManifestName(name), include(info) else { return nil }

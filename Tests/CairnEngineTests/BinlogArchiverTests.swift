@@ -60,6 +60,8 @@ struct BinlogArchiverTests {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await archiver.run() }
                 do {
+                    // With nothing archived or backed up, it starts at the server's position when it connects.
+                    try await wait("the archiver is connected") { archiver.status.connected }
                     for i in 0..<20 { try await source.query("INSERT INTO t.a VALUES (\(i), REPEAT('x', 1000))") }
                     let first = try await source.gtidBinlogPosition()
                     try await wait("the first writes are archived") { archiver.status.archivedPosition?.contains(first) == true }
