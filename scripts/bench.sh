@@ -8,6 +8,8 @@
 #            vs mariadb-binlog <the same binlogs> | mariadb
 #   issue 4  full backup and restore on S3 (a local SeaweedFS) at each upload concurrency
 #            vs the same stream piped through aws s3 cp
+#   issue 11 continuous archiving under full-speed sysbench writes: lag p50/p99,
+#            the archiver's CPU and peak RSS, and the replay of what it archived
 #   issue 12 the replay of issue 3's transactions through the restore server's SQL thread
 #            vs mariadb-binlog --start-position | mariadb into a server with the same durability
 #
@@ -16,7 +18,9 @@
 #   BENCH_PRESET=small      a smoke run: 4 tables x 20,000 rows, 5,000 transactions
 #   BENCH_TABLES, BENCH_ROWS  the sysbench dataset (default 8 x 600,000 rows: about 1.2 GiB of InnoDB data)
 #   BENCH_TXNS              sysbench transactions replayed in issue 3 (default 100,000)
-#   BENCH_ISSUES            which comparisons to run (default "2 3 4 12")
+#   BENCH_ISSUES            which comparisons to run (default "2 3 4 11 12")
+#   BENCH_ARCHIVE_SECONDS   issue 11: seconds of full-speed sysbench writes while archiving (default 300)
+#   BENCH_ARCHIVE_INTERVAL  issue 11: the archiver's --interval (default 3s)
 #   BENCH_CONCURRENCIES     upload/download concurrencies for issue 4 (default "1 4 8")
 #   BENCH_BUFFER_POOL       the source server's InnoDB buffer pool (default 1G)
 #   SWIFT_SCRATCH_PATH      swift build's --scratch-path (default ./.build)
@@ -32,6 +36,8 @@ else
 fi
 issues="${BENCH_ISSUES:-2 3 4 12}"
 concurrencies="${BENCH_CONCURRENCIES:-1 4 8}"
+archive_interval="${BENCH_ARCHIVE_INTERVAL:-3s}"
+if [ "${BENCH_PRESET:-}" = "small" ]; then archive_seconds="${BENCH_ARCHIVE_SECONDS:-20}"; else archive_seconds="${BENCH_ARCHIVE_SECONDS:-300}"; fi
 buffer_pool="${BENCH_BUFFER_POOL:-1G}"
 scratch="${SWIFT_SCRATCH_PATH:-$here/.build}"
 part_mib=5          # Cairn's default s3_part_size
@@ -461,6 +467,96 @@ EOF
     row "peak RSS restore (MiB)" "$(kib_mib "$s3_restore_rss")" "$(kib_mib "$peer_s3_restore_rss")" "" "<= $restore_budget = ($c+1) x $range_mib + $http_mib + $base_restore_mib (file)" "$(verdict "$(kib_mib "$s3_restore_rss")" "<=" "$restore_budget")"
   done
   stop_weed
+fi
+
+# ---------------------------------------------------------------- issue 11
+
+if [[ " $issues " == *" 11 "* ]]; then
+  # Its own storage: a full backup, then the archiver while sysbench writes
+  # as fast as it can; then the restore of everything archived.
+  arch_store="$data/archive-store"
+  fresh "$arch_store"; mkdir -p "$arch_store"
+  cairn_arch=(--storage "file://$arch_store")
+  measure cairn-arch-full "$cairn" backup commerce/0 --local --mysql-socket "$sock" --mysql-datadir "$src" "${cairn_arch[@]}" --type full --json
+  arch_full_name="$(json "$work/cairn-arch-full.out" 'j["backup"]["backup_name"]')"
+  arch_from="$(json "$work/cairn-arch-full.out" 'j["backup"]["position"]')"
+
+  # GNU time gives the archiver's CPU and peak RSS; its own pid gets the SIGTERM.
+  rm -f "$work/archiver.pid"
+  /usr/bin/time -f '%e %U %S %M' -o "$work/archiver.time" bash -c 'echo $$ >"$0"; exec "$@"' "$work/archiver.pid" \
+    "$cairn" archive commerce/0 --local --mysql-socket "$sock" "${cairn_arch[@]}" --interval "$archive_interval" --log-level warning \
+    >"$work/archiver.out" 2>"$work/archiver.err" &
+  arch_timer=$!
+  sleep 2
+  echo "Archiving while sysbench writes as fast as it can for $archive_seconds s..."
+  "${sb[@]}" --threads=4 --time="$archive_seconds" --events=0 --mysql-ignore-errors=1213,1020,1062,1205 run >"$work/sysbench-archive.log" 2>&1 \
+    || { tail "$work/sysbench-archive.log"; exit 1; }
+  arch_end="$(sql "SELECT @@gtid_binlog_pos")"
+  newest_seq() {
+    python3 - "$arch_store/commerce/0/binlog-archive" <<'EOF'
+import glob, json, sys
+best = 0
+for path in glob.glob(sys.argv[1] + "/*.json"):
+    best = max(best, int(json.load(open(path))["position"].split("-")[-1]))
+print(best)
+EOF
+  }
+  for _ in $(seq 1 600); do
+    [ "$(newest_seq)" -ge "$(gtid_seq "$arch_end")" ] && break
+    sleep 0.1
+  done
+  kill -TERM "$(cat "$work/archiver.pid")"
+  wait "$arch_timer" || { echo "bench: the archiver failed" >&2; tail -n 20 "$work/archiver.err" >&2; exit 1; }
+  read -r arch_elapsed arch_user arch_sys arch_rss <"$work/archiver.time"
+  arch_cpu="$(awk -v u="$arch_user" -v s="$arch_sys" -v e="$arch_elapsed" 'BEGIN { printf "%.1f", 100 * (u + s) / e }')"
+  written=$(( $(gtid_seq "$arch_end") - $(gtid_seq "$arch_from") ))
+  # Lag of a transaction: from its commit (the GTID event's header time, whole
+  # seconds, so up to 1 s too high) to its segment's manifest being stored.
+  # A segment's transactions are spread evenly between its first and last event time.
+  read -r lag_p50 lag_p99 lag_max segments arch_stored <<<"$(python3 - "$arch_store/commerce/0/binlog-archive" <<'EOF'
+import datetime, glob, json, os, sys
+def t(s): return datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+lags, stored, segs = [], 0, 0
+for path in glob.glob(sys.argv[1] + "/*.json"):
+    m = json.load(open(path)); segs += 1
+    stored += m["file"]["stored_size"] + os.path.getsize(path)
+    a, f, l, n = t(m["archived_time"]), t(m["first_event_time"]), t(m["last_event_time"]), m["transaction_count"]
+    lags += [a - (f + (l - f) * i / max(1, n - 1)) for i in range(n)]
+lags.sort()
+q = lambda p: lags[min(len(lags) - 1, int(p * len(lags)))] if lags else 0
+print("%.2f %.2f %.2f %d %d" % (q(0.50), q(0.99), lags[-1] if lags else 0, segs, stored))
+EOF
+)"
+
+  fresh "$work/r-arch-full"
+  measure cairn-arch-restore-full "$cairn" restore commerce/0 --local --target-datadir "$work/r-arch-full" "${cairn_arch[@]}" --backup "$arch_full_name"
+  arch_rfull="$T"
+  fresh "$work/r-arch-full"
+  fresh "$work/r-arch"
+  measure cairn-arch-restore "$cairn" restore commerce/0 --local --target-datadir "$work/r-arch" "${cairn_arch[@]}"
+  arch_rall="$T"; arch_restore_rss="$OWN"
+  arch_replay="$(sub "$arch_rall" "$arch_rfull")"
+  start_server "$work/r-arch" "$work/r-arch.sock" 4 256M
+  tablist="$(seq -s, -f 'sbtest.sbtest%g' 1 "$tables")"
+  src_sum="$(sql "CHECKSUM TABLE $tablist" | md5sum)"
+  arch_sum="$(mariadb --socket="$work/r-arch.sock" --user=root -N -B -e "CHECKSUM TABLE $tablist" | md5sum)"
+  stop_server "$work/r-arch.pid"; fresh "$work/r-arch"
+  hour_restore="$(awk -v r="$arch_replay" -v s="$archive_seconds" 'BEGIN { printf "%.0f", r * 3600 / s }')"
+
+  out ""
+  out "== issue 11: continuous archiving (interval $archive_interval) of $written transactions in $archive_seconds s ($(per_second "$written" "$archive_seconds")/s, sysbench at full speed)"
+  row "" "cairn" "" "" "bar"
+  row "archive lag p50 (s)" "$lag_p50" "" "" "<= 5" "$(verdict "$lag_p50" "<=" 5)"
+  row "archive lag p99 (s)" "$lag_p99" "" "" "<= 5" "$(verdict "$lag_p99" "<=" 5)"
+  row "archive lag max (s)" "$lag_max" "" "" ""
+  row "archiver CPU (% of one core)" "$arch_cpu" "" "" ""
+  row "archiver peak RSS (MiB)" "$(kib_mib "$arch_rss")" "" "" "<= 64" "$(verdict "$(kib_mib "$arch_rss")" "<=" 64)"
+  row "segments / stored (MiB)" "$segments / $(mib "$arch_stored")" "" "" ""
+  row "replay of the archive (s)" "$arch_replay" "" "" "" ""
+  row "replay rate (transactions/s)" "$(per_second "$written" "$arch_replay")" "" "" ""
+  row "an hour of this load (s, est.)" "$hour_restore" "" "" "$archive_seconds s of writes x 3600 / $archive_seconds"
+  out "  (replay = restore of full + segments ${arch_rall} s - restore of the full alone ${arch_rfull} s; peak RSS $(kib_mib "$arch_restore_rss") MiB; data $([ "$arch_sum" = "$src_sum" ] && echo "equal to source" || echo "DIFFERS from source"))"
+  out "  (lag: commit time is the event header's whole second, so figures can be up to 1 s high)"
 fi
 
 out ""

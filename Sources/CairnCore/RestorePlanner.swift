@@ -30,15 +30,22 @@ public struct RestorePlan: Sendable, Hashable {
     public var stopPosition: ReplicationPosition?
     /// Apply only transactions with a timestamp before this instant (time targets).
     public var stopTime: Date?
+    /// Archived binary log segments to replay after the incrementals, in order.
+    public var segments: [ArchiveSegmentManifest] = []
+    /// The position the segments reach (with `segments` not empty).
+    public var archiveReach: ReplicationPosition? = nil
 
     /// The position the restore reaches when it is known in advance (not for time targets).
     public var expectedPosition: ReplicationPosition? {
         switch target {
         case .time: nil
         case .position(let p): p
-        default: (incrementals.last ?? full).position
+        default: archiveReach ?? (incrementals.last ?? full).position
         }
     }
+
+    /// The position the backups (without segments) reach.
+    public var chainEnd: ReplicationPosition { (incrementals.last ?? full).position }
 
     public var backups: [BackupManifest] { [full] + incrementals }
 }

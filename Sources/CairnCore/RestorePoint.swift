@@ -177,9 +177,12 @@ public enum RestorePointRetention {
         public var reason: String
     }
 
-    /// `keptManifests`: the shard's complete backups that the prune keeps.
+    /// `keptManifests`: the shard's complete backups that the prune keeps;
+    /// `archive`: its archived binary log segments (those the prune removes
+    /// are ones every kept full backup holds, so they reach no point the
+    /// kept backups do not).
     public static func removals(_ points: [RestorePoint], shard: String, keptManifests: [BackupManifest],
-                                policy: RetentionPolicy, now: Date) -> [Removal] {
+                                archive: ArchiveTimeline = ArchiveTimeline([]), policy: RetentionPolicy, now: Date) -> [Removal] {
         points.compactMap { point -> Removal? in
             guard let part = point.shards[shard] else { return nil }
             guard now.timeIntervalSince(point.createdAt) >= policy.minAge.timeInterval else { return nil }
@@ -188,7 +191,7 @@ public enum RestorePointRetention {
                 return Removal(name: point.name, reason: "older than the PITR window (\(window))")
             }
             let passed = keptManifests.contains { $0.position.contains(part.position) }
-            guard passed, (try? RestorePlanner.plan(backups: keptManifests, target: .position(part.position))) == nil else { return nil }
+            guard passed, (try? RestorePlanner.plan(backups: keptManifests, archive: archive, target: .position(part.position))) == nil else { return nil }
             return Removal(name: point.name, reason: "the kept backups of shard \(shard) pass its position but no kept chain reaches it, so it can no longer be restored")
         }
     }

@@ -84,6 +84,9 @@ public enum RetentionRule: String, Sendable, Hashable, Codable, CaseIterable {
     case incompleteAfter = "incomplete_after"
     /// An earlier removal of it was interrupted.
     case removalInterrupted = "removal_interrupted"
+    /// Kept: with archived binary log segments it restores a point that
+    /// would otherwise no longer restore (`ArchiveRetention`).
+    case binlogArchive = "binlog_archive"
 }
 
 /// One reason behind a decision: the rule and a phrase a person can check.

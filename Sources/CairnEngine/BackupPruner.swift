@@ -34,6 +34,10 @@ public struct BackupPruner: Sendable {
         public var dryRun: Bool
         /// Restore points of the keyspace removed (or, in a dry run, to remove) with this prune.
         public var restorePoints: [RestorePointRetention.Removal] = []
+        /// Archived binary log segments removed (or, in a dry run, to remove): no kept full backup needs them.
+        public var segmentsRemoved: [String] = []
+        /// Backups kept only because, with the archive, they restore a point that would otherwise be lost.
+        public var keptForArchive: [String] = []
     }
 
     /// The shard's backups as the planner sees them.
@@ -58,18 +62,34 @@ public struct BackupPruner: Sendable {
     /// ``prune(policy:now:dryRun:)`` on a listing already taken, such as the
     /// one a backup planned with, its own committed backup added.
     public func prune(_ stored: ShardListing, policy: RetentionPolicy, now: Date, dryRun: Bool) async throws -> Report {
-        let plan = RetentionPlanner.plan(Self.candidates(stored), policy: policy, now: now)
+        let backupPlan = RetentionPlanner.plan(Self.candidates(stored), policy: policy, now: now)
+        // Segments belong to the chains they continue: the archive may keep backups, and goes with them.
+        let archive = try await repository.listArchive(shard, objects: stored.archiveObjects)
+        let archivePlan = ArchiveRetention.plan(backupPlan, backups: stored.manifests, archive: archive.timeline)
+        let plan = archivePlan.backups
         var report = Report(plan: plan, removed: [], freedBytes: 0, dryRun: dryRun)
         // Restore points first: a point whose history this prune removes never outlives it.
         let kept = Set(plan.kept.map(\.name))
         report.restorePoints = try await RestorePointRepository(storage: storage, logger: logger).prune(
-            shard: shard, keptManifests: stored.manifests.filter { kept.contains($0.backupName) }, policy: policy, now: now, dryRun: dryRun)
+            shard: shard, keptManifests: stored.manifests.filter { kept.contains($0.backupName) }, archive: archive.timeline,
+            policy: policy, now: now, dryRun: dryRun)
+        report.segmentsRemoved = archivePlan.removableSegments.map(\.manifestName)
+        report.keptForArchive = archivePlan.keptForArchive
         guard !dryRun else { return report }
         let reasons = Dictionary(plan.decisions.map { ($0.name, $0.reasons.first?.description ?? "") },
                                  uniquingKeysWith: { a, _ in a })
         (report.removed, report.freedBytes) = try await delete(plan.removalOrder, of: stored,
                                                                reason: { reasons[$0] ?? "" },
                                                                then: "the next prune finishes the work")
+        // Backups first: a segment is removed only once every backup that could replay it is gone.
+        try await repository.deleteSegments(archivePlan.removableSegments, shard: shard)
+        report.freedBytes += archivePlan.removableSegments.reduce(0) { $0 + $1.file.storedSize }
+        if !archivePlan.removableSegments.isEmpty {
+            logger.info("removed archived binary log segments", metadata: [
+                "shard": "\(shard)", "count": "\(archivePlan.removableSegments.count)",
+                "through": "\(archivePlan.removableSegments.last!.position)",
+            ])
+        }
         return report
     }
 

@@ -117,7 +117,7 @@ final class CompressStage: Sendable {
 
     // The compressor is only touched under the mutex, one call at a time.
     init(_ settings: CompressionSettings) throws {
-        let compressor = settings.algorithm == "none" ? nil : try ZstdCompressor(level: settings.level, threads: settings.threads)
+        let compressor = settings.algorithm == "none" ? nil : try ZstdCompressor(level: settings.level, threads: settings.multithreaded ? settings.threads : nil)
         state = Mutex(State(compressor: compressor))
     }
 

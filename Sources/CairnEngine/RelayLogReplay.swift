@@ -38,13 +38,15 @@ public struct StoredBinlog: Sendable {
         self.label = label
     }
 
-    /// The binary logs of a plan's incrementals, in order, without the files
-    /// that start at or after `stopPosition` (nothing up to it is in them).
-    static func files(of plan: RestorePlan, repository: BackupRepository, shard: KeyspaceShard) -> [StoredBinlog] {
+    /// The binary logs of `manifests` (a plan's incrementals, then its
+    /// archived segments as one-file binlog backups), in order, without the
+    /// files that start at or after `stopPosition` (nothing up to it is in them).
+    static func files(of manifests: [BackupManifest], stopPosition: ReplicationPosition?, repository: BackupRepository,
+                      shard: KeyspaceShard) -> [StoredBinlog] {
         var result: [StoredBinlog] = []
-        for manifest in plan.incrementals {
+        for manifest in manifests {
             for file in manifest.files {
-                if let stop = plan.stopPosition, let start = file.startPosition, start.contains(stop) { return result }
+                if let stop = stopPosition, let start = file.startPosition, start.contains(stop) { return result }
                 result.append(StoredBinlog(file: file, key: repository.key(shard, manifest.backupName, file.name),
                                            compression: manifest.compression, startPosition: file.startPosition,
                                            label: "binary log \(file.binlogFile ?? file.name) of backup \(manifest.backupName)"))

@@ -42,21 +42,54 @@ public struct BackupListing: Codable, Sendable {
         }
     }
 
+    /// The shard's binary log archive (`cairn archive`).
+    public struct Archive: Codable, Sendable {
+        public var segments: Int
+        public var storedBytes: Int64
+        public var firstSegment: String?
+        public var lastSegment: String?
+        /// After the newest archived transaction.
+        public var position: String?
+        public var lastEventTime: Date?
+        public var lastArchivedTime: Date?
+        /// Segment manifests that cannot be read (each a gap), with why.
+        public var unreadable: [String]
+
+        enum CodingKeys: String, CodingKey {
+            case segments
+            case storedBytes = "stored_bytes"
+            case firstSegment = "first_segment"
+            case lastSegment = "last_segment"
+            case position
+            case lastEventTime = "last_event_time"
+            case lastArchivedTime = "last_archived_time"
+            case unreadable
+        }
+    }
+
     public var shard: String
     public var storage: String
     public var backups: [Entry]
     public var nextFullDue: Date?
     public var nextIncrementalDue: Date?
+    /// Present when the shard has archived segments.
+    public var archive: Archive?
+    /// What can be restored, from backups and archived segments together; nil when nothing is.
+    public var restorableWindow: RestoreWindow?
 
     enum CodingKeys: String, CodingKey {
         case shard, storage, backups
         case nextFullDue = "next_full_due"
         case nextIncrementalDue = "next_incremental_due"
+        case archive
+        case restorableWindow = "restorable_window"
     }
 
     public static func make(shard: KeyspaceShard, storage: any BackupStorage, strategy: BackupStrategyConfig?,
                      logger: Logger) async throws -> BackupListing {
-        let stored = try await BackupRepository(storage: storage, logger: logger).list(shard)
+        let repository = BackupRepository(storage: storage, logger: logger)
+        let stored = try await repository.list(shard)
+        let archived = try await repository.listArchive(shard, objects: stored.archiveObjects)
         let chains = BackupChains(stored.manifests)
         let entries = stored.map { b -> Entry in
             switch b.state {
@@ -80,8 +113,19 @@ public struct BackupListing: Codable, Sendable {
             }
         }
         let schedule = BackupStrategy.schedule(backups: chains.backups, strategy: strategy, now: Date())
+        var archive: Archive? = nil
+        if !archived.objects.isEmpty {
+            let segments = archived.segments
+            archive = Archive(segments: segments.count, storedBytes: archived.objects.reduce(0) { $0 + $1.size },
+                              firstSegment: segments.first?.manifestName, lastSegment: segments.last?.manifestName,
+                              position: segments.last?.position.description, lastEventTime: segments.last?.lastEventTime,
+                              lastArchivedTime: segments.last?.archivedTime,
+                              unreadable: archived.unreadable.map { "\($0.name): \($0.problem)" })
+        }
         return BackupListing(shard: shard.description, storage: storage.displayURL, backups: entries,
-                             nextFullDue: schedule.nextFull, nextIncrementalDue: schedule.nextIncremental)
+                             nextFullDue: schedule.nextFull, nextIncrementalDue: schedule.nextIncremental,
+                             archive: archive,
+                             restorableWindow: RestorePlanner.window(backups: stored.manifests, archive: archived.timeline))
     }
 }
 
@@ -128,6 +172,12 @@ public struct RestorePlanSummary: Codable, Sendable {
             Step(backup: $0.backupName, type: $0.incremental ? "incremental" : "full (\($0.method.rawValue))",
                  fromPosition: $0.fromPosition?.description, position: $0.position.description,
                  startTime: $0.startTime, finishTime: $0.finishTime,
+                 firstEventTime: $0.firstEventTime, lastEventTime: $0.lastEventTime)
+        }
+        steps += plan.segments.map {
+            Step(backup: "\(ArchiveSegmentManifest.directoryName)/\($0.manifestName)", type: "archived segment",
+                 fromPosition: $0.fromPosition.description, position: $0.position.description,
+                 startTime: $0.archivedTime, finishTime: $0.archivedTime,
                  firstEventTime: $0.firstEventTime, lastEventTime: $0.lastEventTime)
         }
         stopPosition = plan.stopPosition?.description

@@ -26,11 +26,13 @@ public struct RestoreRunner: Sendable {
 
     /// Chooses the chain for `target` from what storage holds.
     public func plan(_ target: RestoreTarget) async throws -> RestorePlan {
-        let manifests = try await context.repository.completeManifests(context.shard)
+        let listing = try await context.repository.list(context.shard)
+        let manifests = listing.manifests
         guard !manifests.isEmpty else {
             throw CairnError(.notFound, "there is no complete backup of \(context.shard) in \(context.storage.displayURL); take one with `cairn backup \(context.shard)`")
         }
-        return try RestorePlanner.plan(backups: manifests, target: target)
+        let archive = try await context.repository.listArchive(context.shard, objects: listing.archiveObjects)
+        return try RestorePlanner.plan(backups: manifests, archive: archive.timeline, target: target)
     }
 
     /// Checks that `directory` can receive a restore: missing or empty.
@@ -72,15 +74,23 @@ public struct RestoreRunner: Sendable {
             }
             try await server!.setGTIDState(full.position)
 
+            // The incrementals, then the archived segments (each replayed as a
+            // one-file binlog backup from the position reached before it).
+            var replay = plan.incrementals
+            var replayFrom = plan.chainEnd
+            for segment in plan.segments {
+                replay.append(segment.asReplayManifest(replayFrom: replayFrom))
+                replayFrom = replayFrom.union(segment.position)
+            }
             switch context.replay {
             case .sqlThread:
-                let binlogs = StoredBinlog.files(of: plan, repository: context.repository, shard: context.shard)
+                let binlogs = StoredBinlog.files(of: replay, stopPosition: plan.stopPosition, repository: context.repository, shard: context.shard)
                 _ = try await RelayLogReplay.replay(binlogs, into: server!, start: full.position, stopPosition: plan.stopPosition,
                                                     stopTime: plan.stopTime, context: context)
             case .clientPipe:
-                for incremental in plan.incrementals {
+                for (index, incremental) in replay.enumerated() {
                     logger.info("applying incremental backup", metadata: ["backup": "\(incremental.backupName)"])
-                    let isLast = incremental.backupName == plan.incrementals.last?.backupName
+                    let isLast = index == replay.count - 1
                     let keepGoing = try await BinlogEngine.apply(
                         incremental, into: server!, stopPosition: isLast ? plan.stopPosition : nil,
                         stopTime: plan.stopTime, context: context)

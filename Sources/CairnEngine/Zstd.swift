@@ -9,6 +9,10 @@ public struct CompressionSettings: Sendable, Hashable {
     public var level: Int
     /// zstd worker threads; 0 means one per core, at most ``defaultMaximumThreads``.
     public var threads: Int
+    /// Whether zstd compresses on worker threads at all. Off: the caller's
+    /// thread compresses, with no job buffers (a few MiB instead of tens);
+    /// for small, frequent files such as archived binary log segments.
+    public var multithreaded = true
 
     /// The most workers `threads: 0` starts. Each zstd worker adds buffers
     /// (8 MiB jobs at level 3, input and output), so memory grew with the
@@ -41,7 +45,8 @@ final class ZstdCompressor {
     private let context: OpaquePointer
     private let outputChunk: Int
 
-    init(level: Int, threads: Int) throws {
+    /// `threads` nil: no worker threads (zstd's single-threaded streaming mode).
+    init(level: Int, threads: Int?) throws {
         guard let context = ZSTD_createCCtx() else {
             throw CairnError(.compression, "could not create a zstd compression context (out of memory)")
         }
@@ -49,9 +54,11 @@ final class ZstdCompressor {
         self.outputChunk = ZSTD_CStreamOutSize()
         try check(ZSTD_CCtx_setParameter(context, ZSTD_c_compressionLevel, Int32(level)), "setting the zstd level to \(level)")
         try check(ZSTD_CCtx_setParameter(context, ZSTD_c_checksumFlag, 1), "enabling zstd checksums")
-        let workers = threads > 0 ? threads : max(1, min(System.coreCount, CompressionSettings.defaultMaximumThreads))
-        // Without libzstd's multi-threading the parameter is refused; single-threaded is still correct.
-        _ = ZSTD_CCtx_setParameter(context, ZSTD_c_nbWorkers, Int32(workers))
+        if let threads {
+            let workers = threads > 0 ? threads : max(1, min(System.coreCount, CompressionSettings.defaultMaximumThreads))
+            // Without libzstd's multi-threading the parameter is refused; single-threaded is still correct.
+            _ = ZSTD_CCtx_setParameter(context, ZSTD_c_nbWorkers, Int32(workers))
+        }
     }
 
     deinit { ZSTD_freeCCtx(context) }

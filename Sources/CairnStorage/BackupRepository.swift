@@ -36,11 +36,15 @@ public struct ShardListing: Sendable, RandomAccessCollection {
     public private(set) var backups: [StoredBackup]
     /// Every directory name under the shard, backups or not: names a new backup must not take.
     private var directoryNames: Set<String>
+    /// The objects of the shard's binary log archive, from the same listing
+    /// (``BackupRepository/listArchive(_:objects:include:)`` reads their manifests).
+    public let archiveObjects: [StorageObject]
 
-    init(shard: KeyspaceShard, backups: [StoredBackup], directoryNames: Set<String>) {
+    init(shard: KeyspaceShard, backups: [StoredBackup], directoryNames: Set<String>, archiveObjects: [StorageObject] = []) {
         self.shard = shard
         self.backups = backups
         self.directoryNames = directoryNames
+        self.archiveObjects = archiveObjects
     }
 
     public var startIndex: Int { backups.startIndex }
@@ -151,7 +155,8 @@ public struct BackupRepository: Sendable {
             }
             result.append(StoredBackup(name: name, parsedName: parsed, state: state, objects: files, removalStarted: removing))
         }
-        return ShardListing(shard: shard, backups: result.sorted(by: Self.listingOrder), directoryNames: directoryNames)
+        return ShardListing(shard: shard, backups: result.sorted(by: Self.listingOrder), directoryNames: directoryNames,
+                            archiveObjects: groups[ArchiveSegmentManifest.directoryName] ?? [])
     }
 
     /// The complete backups of `shard`, oldest first.

@@ -67,11 +67,12 @@ public struct RestorePointRepository: Sendable {
 
     /// Applies ``RestorePointRetention`` for one shard after its prune, and
     /// (unless `dryRun`) deletes what it removes. Returns the removals.
-    public func prune(shard: KeyspaceShard, keptManifests: [BackupManifest], policy: RetentionPolicy,
+    public func prune(shard: KeyspaceShard, keptManifests: [BackupManifest], archive: ArchiveTimeline, policy: RetentionPolicy,
                       now: Date, dryRun: Bool) async throws -> [RestorePointRetention.Removal] {
         let points = try await list(keyspace: shard.keyspace)
         guard !points.isEmpty else { return [] }
-        let removals = RestorePointRetention.removals(points, shard: shard.shard, keptManifests: keptManifests, policy: policy, now: now)
+        let removals = RestorePointRetention.removals(points, shard: shard.shard, keptManifests: keptManifests, archive: archive,
+                                                      policy: policy, now: now)
         guard !dryRun, !removals.isEmpty else { return removals }
         try await storage.delete(keys: removals.map { Self.key(keyspace: shard.keyspace, name: $0.name) })
         for removal in removals {
@@ -86,14 +87,18 @@ public struct RestorePointRepository: Sendable {
         let points = try await list(keyspace: keyspace)
         let repository = BackupRepository(storage: storage, logger: logger)
         var manifests: [String: [BackupManifest]] = [:]
+        var archives: [String: ArchiveTimeline] = [:]
         for shard in Set(points.flatMap(\.shards.keys)) {
-            manifests[shard] = try await repository.completeManifests(try KeyspaceShard(keyspace: keyspace, shard: shard))
+            let listing = try await repository.list(try KeyspaceShard(keyspace: keyspace, shard: shard))
+            manifests[shard] = listing.manifests
+            archives[shard] = try await repository.listArchive(listing.shard, objects: listing.archiveObjects).timeline
         }
         return points.map { point in
             var unreachable: [String: String] = [:]
             for (shard, part) in point.shards {
                 do {
-                    _ = try RestorePlanner.plan(backups: manifests[shard] ?? [], target: .position(part.position))
+                    _ = try RestorePlanner.plan(backups: manifests[shard] ?? [], archive: archives[shard] ?? ArchiveTimeline([]),
+                                                target: .position(part.position))
                 } catch let error as CairnError {
                     unreachable[shard] = error.message
                 } catch {

@@ -38,6 +38,7 @@ struct BackupsCommand: AsyncParsableCommand {
         }
         guard !listing.backups.isEmpty else {
             Output.line("No backups of \(shard).")
+            if let archive = listing.archive { Output.line(Self.archiveLine(archive)) }
             return
         }
         var table = TextTable(header: ["NAME", "TYPE", "STATUS", "PARENT", "FROM", "POSITION", "STARTED", "FINISHED", "SIZE"])
@@ -53,10 +54,25 @@ struct BackupsCommand: AsyncParsableCommand {
         for b in listing.backups where b.status == "unreadable" {
             Output.note("warning: \(b.name): \(b.problem ?? "unreadable")")
         }
+        if let archive = listing.archive {
+            Output.line(Self.archiveLine(archive))
+            for problem in archive.unreadable { Output.note("warning: archived segment \(problem)") }
+        }
+        if let window = listing.restorableWindow {
+            Output.line("Restorable window: from \(window.fromPosition) (after \(UTCTime.rfc3339(window.fromTime, fractional: false))) to \(window.toPosition)" +
+                        (window.toTime.map { " (\(UTCTime.rfc3339($0, fractional: false)))" } ?? "") + ".")
+            for gap in window.gaps { Output.line("Gap: \(gap.description); restores past it need a full backup taken after it.") }
+        }
         if let next = listing.nextFullDue {
             Output.line("Next full backup due \(UTCTime.rfc3339(next, fractional: false))" +
                         (listing.nextIncrementalDue.map { ", next incremental \(UTCTime.rfc3339($0, fractional: false))" } ?? "") + ".")
         }
     }
-}
 
+    static func archiveLine(_ archive: BackupListing.Archive) -> String {
+        var s = "Binary log archive: \(archive.segments) segment\(archive.segments == 1 ? "" : "s"), \(formatBytes(archive.storedBytes))"
+        if let position = archive.position { s += ", up to \(position)" }
+        if let time = archive.lastEventTime { s += " (\(UTCTime.rfc3339(time, fractional: false)))" }
+        return s + "."
+    }
+}

@@ -25,6 +25,7 @@ struct Cairn: AsyncParsableCommand {
             RestorePointCommand.self,
             RestorePointsCommand.self,
             StatusCommand.self,
+            ArchiveCommand.self,
         ]
     )
 }

@@ -55,6 +55,10 @@ struct PruneCommand: AsyncParsableCommand {
                 Output.line("\(dryRun ? "Would remove" : "Removed") restore point \(point.name) of keyspace \(shard.keyspace): \(point.reason).")
             }
         }
+        if !output.json, !report.segmentsRemoved.isEmpty {
+            let n = report.segmentsRemoved.count
+            Output.line("\(dryRun ? "Would remove" : "Removed") \(n) archived binary log segment\(n == 1 ? "" : "s") that no kept full backup needs (through \(report.segmentsRemoved.last!)).")
+        }
         for problem in report.plan.problems {
             Output.note("warning: backup \(problem.name) of \(shard) has an unreadable MANIFEST and was kept; inspect it, then repair it or remove it with `cairn remove-backup \(shard) \(problem.name)`")
         }
@@ -118,10 +122,13 @@ struct PruneReportJSON: Encodable {
     var freedBytes: Int64
     /// Restore points of the keyspace removed (in a dry run: to remove), with why.
     var restorePoints: [String: String]
+    /// Archived binary log segments removed (to remove, in a dry run).
+    var segmentsRemoved: [String]
 
     enum CodingKeys: String, CodingKey {
         case shard, storage, now, policy, decisions, removed
         case restorePoints = "restore_points_removed"
+        case segmentsRemoved = "segments_removed"
         case dryRun = "dry_run"
         case windowStart = "window_start"
         case removalOrder = "removal_order"
@@ -148,6 +155,7 @@ struct PruneReportJSON: Encodable {
         removed = report.removed
         freedBytes = report.freedBytes
         restorePoints = Dictionary(report.restorePoints.map { ($0.name, $0.reason) }, uniquingKeysWith: { a, _ in a })
+        segmentsRemoved = report.segmentsRemoved
     }
 
     func table() -> String {

@@ -99,6 +99,7 @@ struct RestoreCommand: AsyncParsableCommand {
                 let links = plan.incrementals.count
                 Output.line("Restored \(shard) into \(directory): full backup \(plan.full.backupName)" +
                             (links > 0 ? " and \(links) incremental\(links == 1 ? "" : "s")" : "") +
+                            (plan.segments.isEmpty ? "" : " and \(plan.segments.count) archived binary log segment\(plan.segments.count == 1 ? "" : "s")") +
                             ", position \(result.position). Start it with: mariadbd --datadir=\(directory)")
             }
         }

@@ -116,6 +116,19 @@ public final class TestServer: Sendable {
         directory.remove()
     }
 
+    /// Kills the server with SIGKILL, keeping its files; ``restart()`` starts it again.
+    public func crash() async {
+        await mysqld.kill()
+    }
+
+    /// Starts a crashed or stopped server again on the same data directory and socket.
+    public func restart() async throws -> TestServer {
+        var options = mysqld.options
+        // The old process's private secure_file_priv directory went with it.
+        options.secureFileDirectory = nil
+        return TestServer(directory: directory, mysqld: try await Mysqld.start(options, logger: testLogger))
+    }
+
     /// Stops the server but keeps its files (to restart or inspect).
     public func stopKeepingFiles() async throws {
         try await mysqld.stop()

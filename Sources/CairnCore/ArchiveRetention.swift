@@ -1,0 +1,65 @@
+import Foundation
+
+/// Retention with a binary log archive. Pure.
+///
+/// Segments belong to the chain they continue: a segment is removed only
+/// when every kept full backup already holds all of it (no restore from a
+/// kept backup would replay it). And the backup plan, which knows only
+/// backups, is corrected where segments matter: a backup it would remove
+/// is kept when, with the segments, it restores the latest point or a point
+/// of the PITR window that would otherwise no longer restore.
+public enum ArchiveRetention {
+    public struct Plan: Sendable, Hashable {
+        /// The backup plan, with the backups the archive needs turned to keep.
+        public var backups: RetentionPlan
+        /// Backups the backup plan removed and the archive keeps.
+        public var keptForArchive: [String]
+        /// Segments to remove, oldest first.
+        public var removableSegments: [ArchiveSegmentManifest]
+    }
+
+    public static func plan(_ backupPlan: RetentionPlan, backups: [BackupManifest], archive: ArchiveTimeline) -> Plan {
+        guard !archive.isEmpty else { return Plan(backups: backupPlan, keptForArchive: [], removableSegments: []) }
+        var keptNames = Set(backupPlan.kept.map(\.name))
+        var keptForArchive: [String] = []
+        func kept() -> [BackupManifest] { backups.filter { keptNames.contains($0.backupName) } }
+        func protect(_ plan: RestorePlan) {
+            for b in plan.backups where keptNames.insert(b.backupName).inserted { keptForArchive.append(b.backupName) }
+        }
+
+        // The latest point stays where it is.
+        if let latest = try? RestorePlanner.plan(backups: backups, archive: archive, target: .latest) {
+            let after = try? RestorePlanner.plan(backups: kept(), archive: archive, target: .latest)
+            if after?.expectedPosition != latest.expectedPosition { protect(latest) }
+        }
+
+        // The PITR window: where what restores can change, at the window's
+        // start, just after each full backup finished, and just after each
+        // gap. Between those points the same segments carry on.
+        if let start = backupPlan.windowStart {
+            var points: Set<Date> = [start]
+            for b in backups where !b.incremental && b.finishTime >= start { points.insert(b.finishTime.addingTimeInterval(1)) }
+            for gap in archive.gaps where gap.beforeTime >= start { points.insert(gap.beforeTime.addingTimeInterval(1)) }
+            for t in points.sorted() {
+                guard let before = try? RestorePlanner.plan(backups: backups, archive: archive, target: .time(t)) else { continue }
+                if (try? RestorePlanner.plan(backups: kept(), archive: archive, target: .time(t))) == nil { protect(before) }
+            }
+        }
+
+        var plan = backupPlan
+        if !keptForArchive.isEmpty {
+            let protected = Set(keptForArchive)
+            for i in plan.decisions.indices where protected.contains(plan.decisions[i].name) {
+                plan.decisions[i].action = .keep
+                plan.decisions[i].reasons.insert(RetentionReason(.binlogArchive, "with the archived binary log it restores a point that would otherwise be lost"), at: 0)
+            }
+            plan.removalOrder.removeAll { protected.contains($0) }
+        }
+
+        let keptFulls = kept().filter { !$0.incremental }
+        let removable = keptFulls.isEmpty ? [] : archive.segments.filter { segment in
+            keptFulls.allSatisfy { $0.position.contains(segment.position) }
+        }
+        return Plan(backups: plan, keptForArchive: keptForArchive, removableSegments: removable)
+    }
+}
