@@ -191,21 +191,6 @@ public struct RelayLogFilter: Sendable {
     }
 }
 
-/// CRC-32 (IEEE), as binary log event checksums use it.
-enum CRC32 {
-    static let table: [UInt32] = (0..<256).map { n -> UInt32 in
-        var c = UInt32(n)
-        for _ in 0..<8 { c = c & 1 != 0 ? 0xedb8_8320 ^ (c >> 1) : c >> 1 }
-        return c
-    }
-
-    static func checksum(_ bytes: [UInt8]) -> UInt32 {
-        var c: UInt32 = 0xffff_ffff
-        for b in bytes { c = table[Int((c ^ UInt32(b)) & 0xff)] ^ (c >> 8) }
-        return c ^ 0xffff_ffff
-    }
-}
-
 /// Replays stored binary logs through the restore server's SQL thread.
 ///
 /// Each file is downloaded (SHA-256 checked), decompressed and filtered into
