@@ -36,7 +36,10 @@ struct FailureTests {
 
             let malformed = try await CLI.run(["backup", "commerce", "--local", "--mysql-socket", server.socketPath, "--storage", storage])
             #expect(malformed.exitCode == 2, "\(malformed)")
-            #expect(malformed.stderr.contains("invalid keyspace/shard \"commerce\""), "\(malformed)")
+            // A bare keyspace is a keyspace-wide backup, which goes through ctld, not --local.
+            #expect(malformed.stderr.contains("--local backs up one mysqld, so it takes <keyspace>/<shard>"), "\(malformed)")
+            let badShard = try await CLI.run(["backup", "commerce/x-y", "--local", "--mysql-socket", server.socketPath, "--storage", storage])
+            #expect(badShard.exitCode == 2 && badShard.stderr.contains("invalid shard \"x-y\""), "\(badShard)")
 
             let noServer = try await CLI.run(["backup", "commerce/0", "--local", "--mysql-socket", work.file("nothing.sock"), "--storage", storage])
             #expect(noServer.exitCode == 1, "\(noServer)")

@@ -25,7 +25,7 @@ struct RestoreTargetTests {
         let restore = try await CLI.run(["restore", "commerce/0", "--local", "--target-datadir", work.file("restored"),
                                          "--storage", "file://\(store)"] + both)
         #expect(restore.exitCode == 2, "\(restore)")
-        #expect(errorLine(restore) == "error: choose one of --backup, --to-time and --to-position", "\(restore)")
+        #expect(errorLine(restore) == "error: choose one of --backup, --to-time, --to-position and --to-restore-point", "\(restore)")
 
         let tablet = try await CLI.run(["tablet", "--alias", "zone1-100", "--keyspace", "commerce", "--shard", "0", "--type", "replica",
                                         "--mysql-socket", work.file("mysql.sock"), "--mysql-datadir", datadir,

@@ -137,7 +137,8 @@ struct RunnerTests {
                 Issue.record("expected a completed backup")
                 return
             }
-            #expect(storage.lists.withLock { $0 } == ["commerce/0/"])
+            // The shard once; and the keyspace's restore points, whose retention runs with each shard's prune.
+            #expect(storage.lists.withLock { $0 } == ["commerce/0/", "commerce/restore-points/"])
             #expect(storage.reads.withLock { $0 }.filter { $0.hasSuffix("/MANIFEST") } == ["commerce/0/\(older.backupName)/MANIFEST"])
             // Only with the new backup in its listing does the prune see that the older full backup is no longer needed.
             let left = try await BackupRepository(storage: base, logger: testLogger).list(try KeyspaceShard(parsing: "commerce/0"))
