@@ -242,16 +242,21 @@ public enum UTCTime {
         out.append(contentsOf: digits.reversed())
     }
 
+    /// Appends `YYYY-MM-DD`.
+    static func appendDate(_ year: Int64, _ month: Int, _ day: Int, to out: inout [UInt8]) {
+        append(year, width: 4, to: &out)
+        out.append(UInt8(ascii: "-"))
+        append(Int64(month), width: 2, to: &out)
+        out.append(UInt8(ascii: "-"))
+        append(Int64(day), width: 2, to: &out)
+    }
+
     /// `YYYY-MM-DD.HHMMSS`
     public static func nameStamp(_ date: Date) -> String {
         let f = fields(date)
         var out: [UInt8] = []
         out.reserveCapacity(17)
-        append(f.year, width: 4, to: &out)
-        out.append(UInt8(ascii: "-"))
-        append(Int64(f.month), width: 2, to: &out)
-        out.append(UInt8(ascii: "-"))
-        append(Int64(f.day), width: 2, to: &out)
+        appendDate(f.year, f.month, f.day, to: &out)
         out.append(UInt8(ascii: "."))
         for v in [f.hour, f.minute, f.second] { append(Int64(v), width: 2, to: &out) }
         return String(decoding: out, as: UTF8.self)
@@ -281,11 +286,7 @@ public enum UTCTime {
         let f = fields(date)
         var out: [UInt8] = []
         out.reserveCapacity(24)
-        append(f.year, width: 4, to: &out)
-        out.append(UInt8(ascii: "-"))
-        append(Int64(f.month), width: 2, to: &out)
-        out.append(UInt8(ascii: "-"))
-        append(Int64(f.day), width: 2, to: &out)
+        appendDate(f.year, f.month, f.day, to: &out)
         out.append(UInt8(ascii: "T"))
         append(Int64(f.hour), width: 2, to: &out)
         out.append(UInt8(ascii: ":"))
