@@ -67,8 +67,8 @@ extension RestorePlanner {
         case .position(let goal):
             if let p = try? plan(backups: backups, target: target) { return p }
             var blocking: ArchiveGap? = nil
-            for full in chains.fullBackups.reversed() where goal.contains(full.position) {
-                let ends = ([full] + chains.descendants(of: full.backupName, linkedOnly: true)).filter { goal.contains($0.position) }
+            for base in chains.snapshots(where: { goal.contains($0.position) }) {
+                let ends = ([base] + chains.binlogRun(of: base)).filter { goal.contains($0.position) }
                 for (rank, end) in ends.reversed().enumerated() {
                     guard let chain = chains.chain(to: end) else { continue }
                     let ext = archive.extend(from: end.position, until: { $0.position.contains(goal) })
@@ -94,8 +94,8 @@ extension RestorePlanner {
         case .time(let time):
             if let p = try? plan(backups: backups, target: target) { return p }
             var blocking: ArchiveGap? = nil
-            for full in chains.fullBackups.reversed() where full.finishTime < time {
-                let ends = [full] + chains.descendants(of: full.backupName, linkedOnly: true).filter { $0.coversUntil < time }
+            for base in chains.snapshots(where: { $0.finishTime < time }) {
+                let ends = [base] + chains.binlogRun(of: base).filter { $0.coversUntil < time }
                 for (rank, end) in ends.reversed().enumerated() {
                     guard let chain = chains.chain(to: end) else { continue }
                     let ext = archive.extend(from: end.position, until: { $0.lastEventTime >= time })
@@ -126,7 +126,7 @@ extension RestorePlanner {
         guard let earliest = restorable.filter({ !$0.incremental }).min(by: { $0.finishTime < $1.finishTime }),
               let newest = chains.newestRestorable else { return nil }
         let ext = archive.extend(from: newest.position)
-        var toTime: Date? = restorable.filter(\.incremental).map(\.coversUntil).max()
+        var toTime: Date? = restorable.filter { $0.method == .binlog }.map(\.coversUntil).max()
         if let last = ext.segments.last { toTime = max(toTime ?? last.lastEventTime, last.lastEventTime) }
         // A gap matters unless a restorable chain starts before it and ends after it.
         func bridged(_ gap: ArchiveGap) -> Bool {

@@ -38,7 +38,7 @@ public enum ArchiveRetention {
         // gap. Between those points the same segments carry on.
         if let start = backupPlan.windowStart {
             var points: Set<Date> = [start]
-            for b in backups where !b.incremental && b.finishTime >= start { points.insert(b.finishTime.addingTimeInterval(1)) }
+            for b in backups where b.isSnapshot && b.finishTime >= start { points.insert(b.finishTime.addingTimeInterval(1)) }
             for gap in archive.gaps where gap.beforeTime >= start { points.insert(gap.beforeTime.addingTimeInterval(1)) }
             for t in points.sorted() {
                 guard let before = try? RestorePlanner.plan(backups: backups, archive: archive, target: .time(t)) else { continue }

@@ -124,6 +124,36 @@ public struct BackupChains: Sendable {
         restorable.max { ($0.startTime, $0.backupName) < ($1.startTime, $1.backupName) }
     }
 
+    /// The restorable snapshots (full backups and deltas), oldest first: the
+    /// points a restore starts its binary log replay from.
+    public var restorableSnapshots: [BackupManifest] { restorable.filter(\.isSnapshot) }
+
+    /// The binary log incrementals that continue the snapshot `base` without
+    /// passing through another snapshot, linked, breadth first (a chain's
+    /// incrementals after a delta continue the delta, not the snapshot before it).
+    public func binlogRun(of base: BackupManifest) -> [BackupManifest] {
+        var result: [BackupManifest] = []
+        var seen: Set<String> = [base.backupName]
+        var queue: [BackupManifest] = [base]
+        var next = 0
+        while next < queue.count {
+            let parent = queue[next]
+            next += 1
+            for child in children[parent.backupName] ?? [] where !child.isSnapshot && child.fromPosition == parent.position {
+                guard seen.insert(child.backupName).inserted else { continue }
+                result.append(child)
+                queue.append(child)
+            }
+        }
+        return result
+    }
+
+    /// The restorable snapshots a restore to a point may start from, newest
+    /// first: the newest delta at or before the point costs the least replay.
+    public func snapshots(where admissible: (BackupManifest) -> Bool) -> [BackupManifest] {
+        restorableSnapshots.filter(admissible).sorted { ($0.startTime, $0.backupName) > ($1.startTime, $1.backupName) }
+    }
+
     /// From `full`, the shortest run of linked incrementals to the first backup
     /// satisfying `reaches`; nil when no whole chain from `full` gets there.
     func shortestRun(from full: BackupManifest, reaches: (BackupManifest) -> Bool) -> [BackupManifest]? {

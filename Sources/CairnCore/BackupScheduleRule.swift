@@ -20,7 +20,7 @@ public enum BackupScheduleRule {
     public struct Run: Sendable, Hashable {
         /// When to start it.
         public var at: Date
-        /// `full` or `incremental`: what the strategy is expected to take.
+        /// `full`, `delta` or `incremental`: what the strategy is expected to take.
         public var kind: String
         public var reason: String
         /// When it fell due: the strategy's time (moved on by a failed
@@ -56,7 +56,8 @@ public enum BackupScheduleRule {
     /// The spread window for a strategy: a quarter of its shortest interval, at most five minutes.
     public static func spreadWindow(_ strategy: BackupStrategyConfig) -> TimeInterval {
         let shortest = min(strategy.fullBackupInterval.timeInterval,
-                           strategy.incrementalBackupInterval?.timeInterval ?? .infinity)
+                           strategy.incrementalBackupInterval?.timeInterval ?? .infinity,
+                           strategy.deltaBackupInterval?.timeInterval ?? .infinity)
         return min(shortest / 4, 300)
     }
 

@@ -62,6 +62,9 @@ public struct BackupStrategyConfig: Hashable, Sendable {
     public var incrementalBackupInterval: ConfigDuration?
     /// `restore_point_interval`: ctld creates a restore point of every keyspace this often.
     public var restorePointInterval: ConfigDuration?
+    /// `delta_backup_interval`: between full backups, a physical delta this
+    /// long after the chain's newest full backup or delta (optional).
+    public var deltaBackupInterval: ConfigDuration?
 
     public init(fullBackupInterval: ConfigDuration, incrementalBackupInterval: ConfigDuration?) {
         self.fullBackupInterval = fullBackupInterval
@@ -157,7 +160,7 @@ public struct CairnConfiguration: Hashable, Sendable {
         c.bucket = try reader.string("bucket")
         c.awsRegion = try reader.string("aws_region")
         if let strategy = try reader.object("backup_strategy") {
-            try strategy.rejectUnknownKeys(["full_backup_interval", "incremental_backup_interval", "restore_point_interval"])
+            try strategy.rejectUnknownKeys(["full_backup_interval", "incremental_backup_interval", "restore_point_interval", "delta_backup_interval"])
             guard let full = try strategy.duration("full_backup_interval") else {
                 throw CairnError(.configuration, "the configuration \(source) sets backup_strategy without backup_strategy.full_backup_interval; add it, e.g. \"24h\"")
             }
@@ -169,6 +172,12 @@ public struct CairnConfiguration: Hashable, Sendable {
                 throw CairnError(.configuration, "backup_strategy.incremental_backup_interval in \(source) must be longer than 0s")
             }
             c.backupStrategy = BackupStrategyConfig(fullBackupInterval: full, incrementalBackupInterval: incremental)
+            if let delta = try strategy.duration("delta_backup_interval") {
+                guard delta.seconds > 0 else {
+                    throw CairnError(.configuration, "backup_strategy.delta_backup_interval in \(source) must be longer than 0s")
+                }
+                c.backupStrategy?.deltaBackupInterval = delta
+            }
             if let points = try strategy.duration("restore_point_interval") {
                 guard points.seconds >= 60 else {
                     throw CairnError(.configuration, "backup_strategy.restore_point_interval in \(source) is \(points); it must be at least 1m, since each point blocks every primary's commits for a moment")

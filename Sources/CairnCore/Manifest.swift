@@ -100,6 +100,13 @@ public struct BackupManifest: Sendable, Codable, Hashable {
     /// `none`, or the name of the encryption scheme.
     public var encryption: String
     public var files: [ManifestFile]
+    /// Physical backups: the InnoDB checkpoint LSN the backup reaches
+    /// (`to_lsn` of mariadb-backup's `xtrabackup_checkpoints`), where a delta
+    /// continuing it starts. Absent in backups taken before Cairn recorded
+    /// it: those cannot be a delta's parent.
+    public var toLSN: UInt64? = nil
+    /// Deltas: the LSN they start from, their parent's `to_lsn`.
+    public var fromLSN: UInt64? = nil
 
     public init(
         backupName: String, keyspace: String, shard: String, tabletAlias: String, hostname: String,
@@ -149,7 +156,20 @@ public struct BackupManifest: Sendable, Codable, Hashable {
         case serverID = "server_id"
         case serverVersion = "server_version"
         case flavor, compression, encryption, files
+        case toLSN = "to_lsn"
+        case fromLSN = "from_lsn"
     }
+
+    /// A physical delta: the pages changed since its parent (a full backup
+    /// or another delta), taken with `mariadb-backup --incremental-lsn`.
+    public var isDelta: Bool { method == .physical && incremental }
+
+    /// A chain link restored from data files (a full backup or a delta), as
+    /// opposed to a binary log incremental replayed on top of one.
+    public var isSnapshot: Bool { !incremental || isDelta }
+
+    /// `full`, `delta` or `incremental`: what `cairn backups` shows.
+    public var typeName: String { isDelta ? "delta" : (incremental ? "incremental" : "full") }
 
     public var storedSize: Int64 { files.reduce(0) { $0 + $1.storedSize } }
     public var rawSize: Int64 { files.reduce(0) { $0 + $1.rawSize } }
@@ -158,8 +178,13 @@ public struct BackupManifest: Sendable, Codable, Hashable {
     /// transaction committed before it is in this backup or its chain. For a
     /// full backup nothing is known past its snapshot, so a time target needs
     /// an incremental; for an incremental, everything committed before it
-    /// started was flushed into it.
+    /// started was flushed into it. (A delta is a snapshot like a full
+    /// backup: only binary log incrementals reach a time, see ``reachesTime(_:)``.)
     public var coversUntil: Date { startTime }
+
+    /// Whether a time target `time` can end at this backup: a binary log
+    /// incremental that started at or after it.
+    public func reachesTime(_ time: Date) -> Bool { method == .binlog && coversUntil >= time }
 
     /// Encodes as pretty, key-sorted JSON with RFC 3339 UTC times.
     public func encoded() throws -> Data {
@@ -226,7 +251,13 @@ public struct BackupManifest: Sendable, Codable, Hashable {
         }
         switch method {
         case .physical, .logical:
-            guard !incremental, parentBackup == nil else { return "a \(method.rawValue) backup is a full backup but is marked incremental" }
+            if method == .physical, incremental {
+                guard parentBackup != nil, fromPosition != nil, fromLSN != nil, toLSN != nil else {
+                    return "a delta must have a parent backup, a starting position and starting and ending LSNs"
+                }
+            } else {
+                guard !incremental, parentBackup == nil else { return "a \(method.rawValue) backup is a full backup but is marked incremental" }
+            }
             let expected = Self.requiredFileStems(method)!.map { $0 + suffix }
             guard names == Set(expected) else {
                 let missing = expected.filter { !names.contains($0) }

@@ -48,6 +48,17 @@ public struct RestorePlan: Sendable, Hashable {
     public var chainEnd: ReplicationPosition { (incrementals.last ?? full).position }
 
     public var backups: [BackupManifest] { [full] + incrementals }
+
+    /// The deltas to apply on the full backup, in order: the chain's links
+    /// before its first binary log incremental.
+    public var deltas: [BackupManifest] { Array(incrementals.prefix(while: \.isDelta)) }
+
+    /// The binary log incrementals to replay after the deltas, in order.
+    public var binlogIncrementals: [BackupManifest] { Array(incrementals.drop(while: \.isDelta)) }
+
+    /// The position the data files reach (the full backup, or its last
+    /// delta): where the binary log replay starts.
+    public var snapshotPosition: ReplicationPosition { (deltas.last ?? full).position }
 }
 
 /// Chooses what to restore: pure, so every rule is unit-tested without I/O.
@@ -78,10 +89,11 @@ public enum RestorePlanner {
             return planFromChain(chains.chain(to: backup)!, target: target)
 
         case .position(let goal):
-            for full in chains.fullBackups.reversed() where goal.contains(full.position) {
-                if let run = chains.shortestRun(from: full, reaches: { $0.position.contains(goal) }) {
-                    return RestorePlan(full: full, incrementals: run, target: target,
-                                       stopPosition: run.isEmpty ? nil : goal, stopTime: nil)
+            // The newest snapshot (full backup or delta) at or before the goal,
+            // then the fewest binary log incrementals after it that reach it.
+            for base in chains.snapshots(where: { goal.contains($0.position) }) {
+                if let plan = plan(from: base, chains: chains, target: target, reaches: { $0.position.contains(goal) }) {
+                    return plan
                 }
             }
             throw explainUnreachable(chains: chains, target: target,
@@ -89,15 +101,36 @@ public enum RestorePlanner {
                                      isBeforeAllFulls: !chains.fullBackups.contains { goal.contains($0.position) })
 
         case .time(let time):
-            for full in chains.fullBackups.reversed() where full.finishTime < time {
-                if let run = chains.shortestRun(from: full, reaches: { $0.incremental && $0.coversUntil >= time }) {
-                    return RestorePlan(full: full, incrementals: run, target: target, stopPosition: nil, stopTime: time)
+            // A snapshot that finished before the time holds nothing after it.
+            for base in chains.snapshots(where: { $0.finishTime < time }) {
+                if let plan = plan(from: base, chains: chains, target: target, reaches: { $0.reachesTime(time) }) {
+                    return plan
                 }
             }
             throw explainUnreachable(chains: chains, target: target,
-                                     isCovered: { $0.incremental && $0.coversUntil >= time },
+                                     isCovered: { $0.reachesTime(time) },
                                      isBeforeAllFulls: !chains.fullBackups.contains { $0.finishTime < time })
         }
+    }
+
+    /// The chain to the snapshot `base`, then the shortest run of its own
+    /// binary log incrementals to the first that `reaches` the target (none
+    /// when `base` itself does); nil when none does.
+    static func plan(from base: BackupManifest, chains: BackupChains, target: RestoreTarget,
+                     reaches: (BackupManifest) -> Bool) -> RestorePlan? {
+        guard let chain = chains.chain(to: base) else { return nil }
+        var run: [BackupManifest] = []
+        if !reaches(base) {
+            guard let end = chains.binlogRun(of: base).first(where: reaches) else { return nil }
+            run = Array(chains.ancestry(of: end).backups.prefix { $0.backupName != base.backupName }.reversed())
+        }
+        var plan = planFromChain(chain + run, target: target)
+        switch target {
+        case .position(let goal): plan.stopPosition = run.isEmpty ? nil : goal
+        case .time(let time): plan.stopTime = time
+        default: break
+        }
+        return plan
     }
 
     static func planFromChain(_ chain: [BackupManifest], target: RestoreTarget) -> RestorePlan {
@@ -128,7 +161,7 @@ public enum RestorePlanner {
             return "nothing is restorable."
         }
         var s = "restorable positions run from \(earliestFull.position) (backup \(earliestFull.backupName)) to \(newest.position) (backup \(newest.backupName))"
-        let incrementals = restorable.filter(\.incremental)
+        let incrementals = restorable.filter { $0.method == .binlog }
         if let firstFullTime = restorable.filter({ !$0.incremental }).map(\.finishTime).min(),
            let lastCover = incrementals.map(\.coversUntil).max(), lastCover > firstFullTime {
             s += ", restorable times from after \(UTCTime.rfc3339(firstFullTime, fractional: false)) to \(UTCTime.rfc3339(lastCover, fractional: false))"

@@ -111,6 +111,7 @@ public struct RetentionDecision: Sendable, Hashable {
 
     public enum Kind: String, Sendable, Hashable, Codable {
         case full
+        case delta
         case incremental
         case incomplete
         case unreadable
@@ -354,7 +355,7 @@ private struct Planning {
         for c in candidates {
             switch c.state {
             case .complete(let m):
-                let kind: RetentionDecision.Kind = m.incremental ? .incremental : .full
+                let kind: RetentionDecision.Kind = m.isDelta ? .delta : (m.incremental ? .incremental : .full)
                 if let why = reasons[m.backupName] {
                     decisions.append(RetentionDecision(name: c.name, kind: kind, action: .keep, reasons: why,
                                                        parent: m.parentBackup, startTime: m.startTime))
@@ -461,8 +462,11 @@ private struct Planning {
             var reach: Date { reachable.last!.startTime }
         }
         var intervals: [Interval] = []
-        for full in chains.fullBackups {
-            var found = chains.descendants(of: full.backupName, linkedOnly: true)
+        // Each snapshot (full backup or delta) with the binary log incrementals
+        // continuing it: a delta starts its own interval, as the restore planner
+        // replays from the newest snapshot before a time.
+        for full in chains.backups where full.isSnapshot && (!full.incremental || chains.brokenLink(of: full) == nil) {
+            var found = chains.binlogRun(of: full)
             guard !found.isEmpty else { continue }
             found.sort { ($0.startTime, $0.backupName) < ($1.startTime, $1.backupName) }
             // Kept incrementals keep their chain, so a kept one linked here is reachable through kept backups.

@@ -70,7 +70,7 @@ public struct ShardProtection: Sendable, Hashable, Codable {
         completeBackups = chains.backups.count
         problems = []
         if let newest = chains.backups.last {
-            lastBackup = LastBackup(name: newest.backupName, type: newest.incremental ? "incremental" : "full",
+            lastBackup = LastBackup(name: newest.backupName, type: newest.typeName,
                                     startTime: newest.startTime, finishTime: newest.finishTime, storedBytes: newest.storedSize)
             if let broken = chains.brokenLink(of: newest) {
                 problems.append("the newest backup \(newest.backupName) cannot be restored: \(broken)")
@@ -81,7 +81,7 @@ public struct ShardProtection: Sendable, Hashable, Codable {
         if let start = restorable.filter({ !$0.incremental }).map(\.finishTime).min() {
             let newestFull = restorable.filter { !$0.incremental }.max { $0.startTime < $1.startTime }!
             // Incrementals continuing any restorable chain extend the window; a full's own snapshot counts from its start.
-            let end = max(newestFull.startTime, restorable.filter(\.incremental).map(\.coversUntil).max() ?? .distantPast)
+            let end = max(newestFull.startTime, restorable.filter { $0.method == .binlog }.map(\.coversUntil).max() ?? .distantPast)
             window = RestorableWindow(start: min(start, end), end: end)
         } else {
             window = nil

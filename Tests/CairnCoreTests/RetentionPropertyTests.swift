@@ -52,9 +52,10 @@ struct RetentionPropertyTests {
     }
 }
 
-/// Builds a history from generated steps: full backups, incrementals
-/// (mostly continuing the newest backup, sometimes an older one, a few
-/// broken), incomplete ones (some half-removed) and unreadable ones.
+/// Builds a history from generated steps: full backups, deltas (continuing
+/// the newest full backup or delta), incrementals (mostly continuing the
+/// newest backup, sometimes an older one, a few broken), incomplete ones
+/// (some half-removed) and unreadable ones.
 enum History {
     static let base = UTCTime.parseRFC3339("2026-01-01T00:00:00Z")!
     static let alias = TabletAlias(cell: "zone1", uid: 100)
@@ -68,10 +69,11 @@ enum History {
         var complete: [BackupManifest] = []
         var t = base
         var seq: UInt64 = 1
-        func manifest(start: Date, finish: Date, incremental: Bool, parent: String?, from: ReplicationPosition?) -> BackupManifest {
+        func manifest(start: Date, finish: Date, incremental: Bool, parent: String?, from: ReplicationPosition?,
+                      delta: Bool = false) -> BackupManifest {
             seq += 10
             return BackupManifest(backupName: BackupName(time: start, tabletAlias: alias).description, keyspace: "commerce", shard: "0",
-                                  tabletAlias: alias.description, hostname: "h", method: incremental ? .binlog : .physical,
+                                  tabletAlias: alias.description, hostname: "h", method: incremental && !delta ? .binlog : .physical,
                                   incremental: incremental, parentBackup: parent, fromPosition: from, position: pos(seq),
                                   purgedPosition: pos(0), startTime: start, finishTime: finish, firstEventTime: nil,
                                   lastEventTime: nil, serverID: 1, serverVersion: "10.11", flavor: .mariadb,
@@ -83,6 +85,15 @@ enum History {
             switch step.kind {
             case 0..<25:
                 let m = manifest(start: t, finish: t.addingTimeInterval(duration), incremental: false, parent: nil, from: nil)
+                complete.append(m)
+                result.append(RetentionCandidate(name: m.backupName, nameTime: m.startTime, lastModified: m.finishTime, state: .complete(m)))
+                t = m.finishTime
+            case 70..<78 where complete.contains(where: \.isSnapshot):
+                // A delta continuing the newest full backup or delta (a chain link, as `--type delta` takes).
+                let parent = complete.last(where: \.isSnapshot)!
+                let start = max(t, parent.finishTime.addingTimeInterval(60))
+                let m = manifest(start: start, finish: start.addingTimeInterval(min(duration, 600)), incremental: true,
+                                 parent: parent.backupName, from: parent.position, delta: true)
                 complete.append(m)
                 result.append(RetentionCandidate(name: m.backupName, nameTime: m.startTime, lastModified: m.finishTime, state: .complete(m)))
                 t = m.finishTime
