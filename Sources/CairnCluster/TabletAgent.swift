@@ -307,7 +307,7 @@ public final class TabletAgent: Sendable {
             logger.info("job \(job.id): backup \(manifest.backupName) completed at \(manifest.position)")
             return ClusterAPI.JobReport(phase: phase.get(), result: .completed, backupName: manifest.backupName,
                                         position: manifest.position.description,
-                                        note: manifest.incremental ? "incremental after \(manifest.parentBackup ?? "?")" : "full (\(manifest.method.rawValue))")
+                                        note: manifest.incremental ? "\(manifest.typeName) after \(manifest.parentBackup ?? "?")" : "full (\(manifest.method.rawValue))")
         case .nothingNew(let parent):
             logger.info("job \(job.id): nothing new since \(parent.backupName)")
             return ClusterAPI.JobReport(phase: phase.get(), result: .nothingToDo, backupName: nil,

@@ -114,6 +114,17 @@ public struct BackupRunner: Sendable {
             }
         }
 
+        // A delta is always physical (the engine chooses full backups only); its
+        // parent is a physical full backup or delta that records its LSN.
+        var deltaParent: BackupManifest? = nil
+        if case .delta(let parent, _) = decision {
+            // Pure planning checked the parent; the server must also still hold everything since it.
+            guard info.gtidBinlogPosition.contains(parent.position) else {
+                throw CairnError(.chain, "this server's binary log position \(info.gtidBinlogPosition) does not include the position \(parent.position) of backup \(parent.backupName) a delta would continue; take the delta on a tablet that has caught up, or take a full backup (--type full)")
+            }
+            deltaParent = parent
+        }
+
         try advance(.copying)
         let alias = context.tabletAlias ?? TabletAlias(cell: "local", uid: info.serverID)
         let started = try await repository.start(in: listing, alias: alias, now: now)
@@ -129,7 +140,25 @@ public struct BackupRunner: Sendable {
         var fromPosition: ReplicationPosition? = nil
         var firstEvent: Date? = nil
         var lastEvent: Date? = nil
-        if let plan = binlogPlan {
+        var toLSN: UInt64? = nil
+        var fromLSN: UInt64? = nil
+        if let parent = deltaParent, let parentLSN = parent.toLSN {
+            // As for a full backup: the incrementals after the delta copy from a new binary log file.
+            try await connection.query("FLUSH BINARY LOGS")
+            purged = try await connection.purgedPosition()
+            let result = try await PhysicalEngine.backup(context, name: name.description, dataDirectory: dataDirectory,
+                                                         incrementalLSN: parentLSN)
+            files = result.files
+            position = result.position
+            method = .physical
+            parentName = parent.backupName
+            fromPosition = parent.position
+            toLSN = result.toLSN
+            fromLSN = result.fromLSN
+            guard position.contains(parent.position) else {
+                throw CairnError(.chain, "the delta reached position \(position), which does not include its parent \(parent.backupName)'s \(parent.position); the server diverged, take a full backup (--type full)")
+            }
+        } else if let plan = binlogPlan {
             let result = try await BinlogEngine.backup(context, name: name.description, plan: plan)
             files = result.files
             position = plan.end
@@ -150,6 +179,7 @@ public struct BackupRunner: Sendable {
             case .physical:
                 result = try await PhysicalEngine.backup(context, name: name.description, dataDirectory: dataDirectory)
                 method = .physical
+                toLSN = result.toLSN
             case .logical:
                 result = try await LogicalEngine.backup(context, name: name.description, connection: connection)
                 method = .logical
@@ -159,14 +189,16 @@ public struct BackupRunner: Sendable {
         }
 
         try advance(.committing)
-        let manifest = BackupManifest(
+        var manifest = BackupManifest(
             backupName: name.description, keyspace: context.shard.keyspace, shard: context.shard.shard,
             tabletAlias: alias.description, hostname: FileSystem.hostname,
-            method: method, incremental: method == .binlog, parentBackup: parentName, fromPosition: fromPosition,
+            method: method, incremental: method == .binlog || deltaParent != nil, parentBackup: parentName, fromPosition: fromPosition,
             position: position, purgedPosition: purged, startTime: start, finishTime: now(),
             firstEventTime: firstEvent, lastEventTime: lastEvent, serverID: info.serverID,
             serverVersion: info.version, flavor: info.flavor, compression: context.compression.info,
             encryption: "none", files: files)
+        manifest.toLSN = toLSN
+        manifest.fromLSN = fromLSN
         listing.add(try await repository.commit(manifest, of: started))
         logger.info("backup completed", metadata: ["backup": "\(name)", "position": "\(position)",
                                                    "stored_bytes": "\(manifest.storedSize)"])

@@ -72,6 +72,8 @@ public struct BackupListing: Codable, Sendable {
     public var backups: [Entry]
     public var nextFullDue: Date?
     public var nextIncrementalDue: Date?
+    /// When `delta_backup_interval` next falls due; absent without one.
+    public var nextDeltaDue: Date? = nil
     /// Present when the shard has archived segments.
     public var archive: Archive?
     /// What can be restored, from backups and archived segments together; nil when nothing is.
@@ -81,6 +83,7 @@ public struct BackupListing: Codable, Sendable {
         case shard, storage, backups
         case nextFullDue = "next_full_due"
         case nextIncrementalDue = "next_incremental_due"
+        case nextDeltaDue = "next_delta_due"
         case archive
         case restorableWindow = "restorable_window"
     }
@@ -94,7 +97,7 @@ public struct BackupListing: Codable, Sendable {
         let entries = stored.map { b -> Entry in
             switch b.state {
             case .complete(let m):
-                return Entry(name: b.name, type: m.incremental ? "incremental" : "full", method: m.method.rawValue,
+                return Entry(name: b.name, type: m.typeName, method: m.method.rawValue,
                              status: "complete", problem: nil, tabletAlias: m.tabletAlias, parent: m.parentBackup,
                              fromPosition: m.fromPosition?.description, position: m.position.description,
                              startTime: m.startTime, finishTime: m.finishTime, firstEventTime: m.firstEventTime,
@@ -122,10 +125,12 @@ public struct BackupListing: Codable, Sendable {
                               lastArchivedTime: segments.last?.archivedTime,
                               unreadable: archived.unreadable.map { "\($0.name): \($0.problem)" })
         }
-        return BackupListing(shard: shard.description, storage: storage.displayURL, backups: entries,
-                             nextFullDue: schedule.nextFull, nextIncrementalDue: schedule.nextIncremental,
-                             archive: archive,
-                             restorableWindow: RestorePlanner.window(backups: stored.manifests, archive: archived.timeline))
+        var listing = BackupListing(shard: shard.description, storage: storage.displayURL, backups: entries,
+                                    nextFullDue: schedule.nextFull, nextIncrementalDue: schedule.nextIncremental,
+                                    archive: archive,
+                                    restorableWindow: RestorePlanner.window(backups: stored.manifests, archive: archived.timeline))
+        listing.nextDeltaDue = schedule.nextDelta
+        return listing
     }
 }
 
@@ -169,7 +174,7 @@ public struct RestorePlanSummary: Codable, Sendable {
     public init(_ plan: RestorePlan) {
         target = plan.target.description
         steps = plan.backups.map {
-            Step(backup: $0.backupName, type: $0.incremental ? "incremental" : "full (\($0.method.rawValue))",
+            Step(backup: $0.backupName, type: $0.incremental ? $0.typeName : "full (\($0.method.rawValue))",
                  fromPosition: $0.fromPosition?.description, position: $0.position.description,
                  startTime: $0.startTime, finishTime: $0.finishTime,
                  firstEventTime: $0.firstEventTime, lastEventTime: $0.lastEventTime)

@@ -62,9 +62,12 @@ public struct RestoreRunner: Sendable {
             logger.info("restoring full backup", metadata: ["backup": "\(full.backupName)", "target": "\(directory)"])
             switch full.method {
             case .physical:
-                try await PhysicalEngine.restore(full, into: directory, context: context)
+                try await PhysicalEngine.restore(full, deltas: plan.deltas, into: directory, context: context)
                 server = try await RestoreServer.start(dataDirectory: directory, serverID: full.serverID, logger: logger)
             case .logical:
+                guard plan.deltas.isEmpty else {
+                    throw CairnError(.manifest, "logical backup \(full.backupName) is followed by delta \(plan.deltas[0].backupName), but a delta continues only a physical backup; the MANIFESTs are inconsistent, restore another point")
+                }
                 context.progress?.setPhase("initializing \(directory)")
                 try await Mysqld.initializeDataDirectory(directory, rootAuthentication: .unixSocket, logger: logger)
                 server = try await RestoreServer.start(dataDirectory: directory, serverID: full.serverID, logger: logger)
@@ -72,11 +75,17 @@ public struct RestoreRunner: Sendable {
             case .binlog:
                 throw CairnError(.manifest, "backup \(full.backupName) is a binlog backup, not a full one")
             }
-            try await server!.setGTIDState(full.position)
+            // The data files reach the full backup's position, or the last delta's.
+            let snapshotPosition = plan.snapshotPosition
+            try await server!.setGTIDState(snapshotPosition)
 
-            // The incrementals, then the archived segments (each replayed as a
-            // one-file binlog backup from the position reached before it).
-            var replay = plan.incrementals
+            // The binary log incrementals after the last snapshot, then the archived
+            // segments (each replayed as a one-file binlog backup from the position
+            // reached before it).
+            var replay = plan.binlogIncrementals
+            guard !replay.contains(where: \.isSnapshot) else {
+                throw CairnError(.manifest, "the restore plan puts a delta after a binary log incremental; the MANIFESTs are inconsistent, restore another point")
+            }
             var replayFrom = plan.chainEnd
             for segment in plan.segments {
                 replay.append(segment.asReplayManifest(replayFrom: replayFrom))
@@ -85,7 +94,7 @@ public struct RestoreRunner: Sendable {
             switch context.replay {
             case .sqlThread:
                 let binlogs = StoredBinlog.files(of: replay, stopPosition: plan.stopPosition, repository: context.repository, shard: context.shard)
-                _ = try await RelayLogReplay.replay(binlogs, into: server!, start: full.position, stopPosition: plan.stopPosition,
+                _ = try await RelayLogReplay.replay(binlogs, into: server!, start: snapshotPosition, stopPosition: plan.stopPosition,
                                                     stopTime: plan.stopTime, context: context)
             case .clientPipe:
                 for (index, incremental) in replay.enumerated() {

@@ -28,7 +28,7 @@ struct BackupCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("The mysqld's data directory (checked against the server's own).", valueName: "path"))
     var mysqlDatadir: String?
 
-    @Option(name: .long, help: ArgumentHelp("The kind of backup to take.", valueName: "type"))
+    @Option(name: .long, help: ArgumentHelp("The kind of backup to take: auto, full, incremental (binary logs) or delta (physical: the pages changed since the chain's newest full backup or delta).", valueName: "type"))
     var type: RequestedBackupType = .auto
 
     @Option(name: .long, help: ArgumentHelp("Full-backup engine: physical (mariadb-backup) or logical (mariadb-dump). Default: the configuration's engine, else physical.", valueName: "engine"))
@@ -105,7 +105,7 @@ struct BackupCommand: AsyncParsableCommand {
             if output.json {
                 try Output.json(BackupResultJSON(status: "completed", backup: manifest, parent: nil, prune: prune))
             } else {
-                let kind = manifest.incremental ? "incremental" : "full (\(manifest.method.rawValue))"
+                let kind = manifest.incremental ? manifest.typeName : "full (\(manifest.method.rawValue))"
                 Output.line("Backup \(manifest.backupName) of \(shard) completed: \(kind), position \(manifest.position), \(formatBytes(manifest.storedSize)) stored in \(displayURL).")
                 if let prune {
                     if let error = prune.error {

@@ -65,6 +65,7 @@ struct BackupsCommand: AsyncParsableCommand {
         }
         if let next = listing.nextFullDue {
             Output.line("Next full backup due \(UTCTime.rfc3339(next, fractional: false))" +
+                        (listing.nextDeltaDue.map { ", next delta \(UTCTime.rfc3339($0, fractional: false))" } ?? "") +
                         (listing.nextIncrementalDue.map { ", next incremental \(UTCTime.rfc3339($0, fractional: false))" } ?? "") + ".")
         }
     }

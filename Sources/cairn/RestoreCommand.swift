@@ -96,8 +96,10 @@ struct RestoreCommand: AsyncParsableCommand {
                 json.targetDatadir = directory
                 try Output.json(json)
             } else {
-                let links = plan.incrementals.count
+                let deltas = plan.deltas.count
+                let links = plan.binlogIncrementals.count
                 Output.line("Restored \(shard) into \(directory): full backup \(plan.full.backupName)" +
+                            (deltas > 0 ? " and \(deltas) delta\(deltas == 1 ? "" : "s")" : "") +
                             (links > 0 ? " and \(links) incremental\(links == 1 ? "" : "s")" : "") +
                             (plan.segments.isEmpty ? "" : " and \(plan.segments.count) archived binary log segment\(plan.segments.count == 1 ? "" : "s")") +
                             ", position \(result.position). Start it with: mariadbd --datadir=\(directory)")

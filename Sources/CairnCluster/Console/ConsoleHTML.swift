@@ -149,7 +149,7 @@ enum ChainTimeline {
     static let left = 8.0
     static let right = 8.0
 
-    static let colors = ["full": "#2f6fb3", "incremental": "#2e9d57", "incomplete": "#b0b7bf", "unreadable": "#b3261e"]
+    static let colors = ["full": "#2f6fb3", "delta": "#c07a12", "incremental": "#2e9d57", "incomplete": "#b0b7bf", "unreadable": "#b3261e"]
 
     static func svg(_ listing: BackupListing, window: ShardProtection.RestorableWindow?, restorePoints: [RestorePoint] = [], now: Date) -> String {
         let backups = listing.backups.filter { $0.startTime != nil }
@@ -163,7 +163,7 @@ enum ChainTimeline {
         func row(_ entry: BackupListing.Entry, depth: Int = 0) -> Int {
             if let r = rowOf[entry.name] { return r }
             let r: Int
-            if entry.status == "complete", entry.type == "incremental", let parent = entry.parent.flatMap({ byName[$0] }), depth < 10_000 {
+            if entry.status == "complete", entry.type == "incremental" || entry.type == "delta", let parent = entry.parent.flatMap({ byName[$0] }), depth < 10_000 {
                 r = row(parent, depth: depth + 1)
             } else {
                 r = rows
@@ -185,7 +185,7 @@ enum ChainTimeline {
             svg += "<rect x=\"0\" y=\"\(Double(r) * rowHeight + 4)\" width=\"\(width)\" height=\"\(rowHeight)\" fill=\"#f3f5f7\"/>"
         }
         // Links first, under the bars.
-        for b in backups where b.type == "incremental" {
+        for b in backups where b.type == "incremental" || b.type == "delta" {
             guard let parent = b.parent.flatMap({ byName[$0] }), let pf = parent.finishTime ?? parent.startTime, let bs = b.startTime else { continue }
             let y1 = Double(rowOf[parent.name] ?? 0) * rowHeight + 4 + rowHeight / 2
             let y2 = Double(rowOf[b.name] ?? 0) * rowHeight + 4 + rowHeight / 2
@@ -222,7 +222,7 @@ enum ChainTimeline {
             svg += "<text x=\"\(left)\" y=\"\(fmt(windowY + 12))\" font-size=\"12\" fill=\"#b3261e\">nothing restorable</text>"
         }
         svg += "</svg>"
-        let legend = "<p class=\"legend\"><span><i class=\"sw\" style=\"background:#2f6fb3\"></i>full</span><span><i class=\"sw\" style=\"background:#2e9d57\"></i>incremental</span><span><i class=\"sw\" style=\"background:#b0b7bf\"></i>incomplete</span><span><i class=\"sw\" style=\"background:#9fd8b1\"></i>restorable</span><span><i class=\"sw\" style=\"background:#f3c2bf\"></i>gap to now</span><span><i class=\"sw\" style=\"background:#8e44ad\"></i>restore point</span></p>"
+        let legend = "<p class=\"legend\"><span><i class=\"sw\" style=\"background:#2f6fb3\"></i>full</span><span><i class=\"sw\" style=\"background:#c07a12\"></i>delta</span><span><i class=\"sw\" style=\"background:#2e9d57\"></i>incremental</span><span><i class=\"sw\" style=\"background:#b0b7bf\"></i>incomplete</span><span><i class=\"sw\" style=\"background:#9fd8b1\"></i>restorable</span><span><i class=\"sw\" style=\"background:#f3c2bf\"></i>gap to now</span><span><i class=\"sw\" style=\"background:#8e44ad\"></i>restore point</span></p>"
         return "<div class=\"scroll\">\(svg)</div>\(legend)"
     }
 
