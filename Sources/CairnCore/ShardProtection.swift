@@ -38,7 +38,7 @@ public struct ShardProtection: Sendable, Hashable, Codable {
         public var start: Date
         /// Every commit before this instant is in a restorable chain: the newest
         /// restorable incremental's start, or, with none after the newest
-        /// restorable full backup, that full backup's start.
+        /// restorable full backup or delta, that snapshot's start.
         public var end: Date
 
         public init(start: Date, end: Date) {
@@ -79,9 +79,10 @@ public struct ShardProtection: Sendable, Hashable, Codable {
         lastFullFinish = chains.fullBackups.map(\.finishTime).max()
         let restorable = chains.restorable
         if let start = restorable.filter({ !$0.incremental }).map(\.finishTime).min() {
-            let newestFull = restorable.filter { !$0.incremental }.max { $0.startTime < $1.startTime }!
-            // Incrementals continuing any restorable chain extend the window; a full's own snapshot counts from its start.
-            let end = max(newestFull.startTime, restorable.filter { $0.method == .binlog }.map(\.coversUntil).max() ?? .distantPast)
+            let newestSnapshot = restorable.filter(\.isSnapshot).max { $0.startTime < $1.startTime }!
+            // Incrementals continuing any restorable chain extend the window; a full backup's or
+            // delta's own snapshot counts from its start.
+            let end = max(newestSnapshot.startTime, restorable.filter { $0.method == .binlog }.map(\.coversUntil).max() ?? .distantPast)
             window = RestorableWindow(start: min(start, end), end: end)
         } else {
             window = nil

@@ -191,6 +191,17 @@ struct DeltaPlanningTests {
         }
     }
 
+    @Test("a shard's protection counts a delta like a full backup: the window reaches its start")
+    func protectionCountsDeltas() {
+        var b = ChainBuilder()
+        let f = b.physicalFull(at: 0, seq: 10, lsn: 1000)
+        let i = b.incremental(after: f, at: 20, seq: 20)
+        let d = b.delta(after: f, at: 90, seq: 30)
+        let p = ShardProtection(manifests: b.backups)
+        #expect(p.window?.end == d.startTime, "\(String(describing: p.window)) after \(i.backupName)")
+        #expect(p.lastBackup?.type == "delta")
+    }
+
     @Test("a manifest without the LSN fields (before issue 12) still reads; a delta's round-trips and must name its parent and LSNs")
     func manifestCompatibility() throws {
         let (_, f, _, d1, _, _, _) = deltaChain()
