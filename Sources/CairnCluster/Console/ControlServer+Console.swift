@@ -168,7 +168,7 @@ extension ControlServer {
         body += "<p>Problems: \(ConsoleHTML.problemsList(status.problems))</p></div>"
         body += extra
         body += "<h2>Actions</h2><div class=\"box\">"
-        body += "<form class=\"inline\" method=\"post\" action=\"\(path)/backup\">\(ConsoleHTML.csrfField(csrf))<label for=\"type\">Backup type</label><select id=\"type\" name=\"type\"><option value=\"auto\">auto</option><option value=\"full\">full</option><option value=\"incremental\">incremental</option></select><button type=\"submit\" name=\"start\" value=\"backup\">Start backup</button></form>"
+        body += "<form class=\"inline\" method=\"post\" action=\"\(path)/backup\">\(ConsoleHTML.csrfField(csrf))<label for=\"type\">Backup type</label><select id=\"type\" name=\"type\"><option value=\"auto\">auto</option><option value=\"full\">full</option><option value=\"incremental\">incremental</option><option value=\"delta\">delta</option></select><button type=\"submit\" name=\"start\" value=\"backup\">Start backup</button></form>"
         body += "<form class=\"inline\" method=\"post\" action=\"\(path)/plan\">\(ConsoleHTML.csrfField(csrf))<label for=\"to_time\">Restore to (UTC)</label><input id=\"to_time\" name=\"to_time\" type=\"datetime-local\" step=\"1\"><button type=\"submit\">Plan restore (dry run)</button><span class=\"muted\">empty: the latest backup</span></form></div>"
         // The keyspace's restore points that name this shard (one listing of the keyspace's points; a failure only hides them).
         let points = ((try? await RestorePointRepository(storage: try requireStorage(), logger: logger).list(keyspace: shard.keyspace)) ?? [])
