@@ -3,7 +3,7 @@
 
 .PHONY: bench bench-small bench-file bench-s3 bench-archive
 
-# Issues 2, 3, 4, 11 and 12 on the default dataset (about 1.2 GiB of InnoDB data).
+# Issues 2, 3, 4 and 12 (replay and deltas) on the default dataset (about 1.2 GiB of InnoDB data).
 bench:
 	bash scripts/bench.sh
 
@@ -23,6 +23,11 @@ bench-s3:
 .PHONY: bench-replay
 bench-replay:
 	BENCH_ISSUES="12" bash scripts/bench.sh
+
+# Physical deltas only (issue 12): a delta after 1% of rows changed vs a full backup, and its restore.
+.PHONY: bench-delta
+bench-delta:
+	BENCH_ISSUES="delta" bash scripts/bench.sh
 
 # Continuous binary log archiving only (issue 11): lag, CPU, RSS, replay.
 bench-archive:

@@ -12,13 +12,16 @@
 #            the archiver's CPU and peak RSS, and the replay of what it archived
 #   issue 12 the replay of issue 3's transactions through the restore server's SQL thread
 #            vs mariadb-binlog --start-position | mariadb into a server with the same durability
+#   delta    (issue 12) a physical delta after ~1% of rows changed vs a full backup, and the
+#            restore of full + delta vs the full alone; the peer is
+#            mariadb-backup --incremental-lsn --stream=mbstream | zstd -3 -T0
 #
 # Everything lives under ./bench-data (removed and made again on each run).
 # Settings (environment):
 #   BENCH_PRESET=small      a smoke run: 4 tables x 20,000 rows, 5,000 transactions
 #   BENCH_TABLES, BENCH_ROWS  the sysbench dataset (default 8 x 600,000 rows: about 1.2 GiB of InnoDB data)
 #   BENCH_TXNS              sysbench transactions replayed in issue 3 (default 100,000)
-#   BENCH_ISSUES            which comparisons to run (default "2 3 4 11 12")
+#   BENCH_ISSUES            which comparisons to run (default "2 3 4 12 delta"; also 11)
 #   BENCH_ARCHIVE_SECONDS   issue 11: seconds of full-speed sysbench writes while archiving (default 300)
 #   BENCH_ARCHIVE_INTERVAL  issue 11: the archiver's --interval (default 3s)
 #   BENCH_CONCURRENCIES     upload/download concurrencies for issue 4 (default "1 4 8")
@@ -34,7 +37,7 @@ if [ "${BENCH_PRESET:-}" = "small" ]; then
 else
   tables="${BENCH_TABLES:-8}"; rows="${BENCH_ROWS:-600000}"; txns="${BENCH_TXNS:-100000}"
 fi
-issues="${BENCH_ISSUES:-2 3 4 12}"
+issues="${BENCH_ISSUES:-2 3 4 12 delta}"
 concurrencies="${BENCH_CONCURRENCIES:-1 4 8}"
 archive_interval="${BENCH_ARCHIVE_INTERVAL:-3s}"
 if [ "${BENCH_PRESET:-}" = "small" ]; then archive_seconds="${BENCH_ARCHIVE_SECONDS:-20}"; else archive_seconds="${BENCH_ARCHIVE_SECONDS:-300}"; fi
@@ -467,6 +470,59 @@ EOF
     row "peak RSS restore (MiB)" "$(kib_mib "$s3_restore_rss")" "$(kib_mib "$peer_s3_restore_rss")" "" "<= $restore_budget = ($c+1) x $range_mib + $http_mib + $base_restore_mib (file)" "$(verdict "$(kib_mib "$s3_restore_rss")" "<=" "$restore_budget")"
   done
   stop_weed
+fi
+
+# ---------------------------------------------------------------- delta (issue 12)
+
+if [[ " $issues " == *" delta "* ]]; then
+  # Its own storage and full backup, so the delta holds exactly the 1% change.
+  delta_store="$work/delta-store"
+  mkdir -p "$delta_store"
+  cairn_delta=(--storage "file://$delta_store")
+  warm
+  measure cairn-dfull "$cairn" backup commerce/0 --local --mysql-socket "$sock" --mysql-datadir "$src" "${cairn_delta[@]}" --type full --json
+  dfull_time="$T"
+  dfull_name="$(json "$work/cairn-dfull.out" 'j["backup"]["backup_name"]')"
+  dfull_stored="$(json "$work/cairn-dfull.out" 'sum(f["stored_size"] for f in j["backup"]["files"])')"
+  dfull_lsn="$(json "$work/cairn-dfull.out" 'j["backup"]["to_lsn"]')"
+  dchanged=$(( tables * rows / 100 ))
+  for t in $(seq 1 "$tables"); do sql "UPDATE sbtest.sbtest$t SET k = k + 1 WHERE id % 100 = 1"; done
+  warm
+  measure cairn-delta "$cairn" backup commerce/0 --local --mysql-socket "$sock" --mysql-datadir "$src" "${cairn_delta[@]}" --type delta --json
+  delta_time="$T"; delta_rss="$OWN"
+  delta_name="$(json "$work/cairn-delta.out" 'j["backup"]["backup_name"]')"
+  delta_stored="$(json "$work/cairn-delta.out" 'sum(f["stored_size"] for f in j["backup"]["files"])')"
+  delta_raw="$(json "$work/cairn-delta.out" 'sum(f["raw_size"] for f in j["backup"]["files"])')"
+  # The peer: the same delta by hand, from the same LSN.
+  warm
+  measure peer-delta bash -c "set -o pipefail; mariadb-backup --backup --stream=mbstream --incremental-lsn=$dfull_lsn --target-dir=$work/peer-scratch --datadir=$src --socket=$sock --user=root | zstd -3 -T0 -q > $work/peer-delta.mbstream.zst"
+  peer_delta_time="$T"
+  peer_delta_stored="$(stat -c %s "$work/peer-delta.mbstream.zst")"
+  rm -f "$work/peer-delta.mbstream.zst"
+  tablist="$(seq -s, -f 'sbtest.sbtest%g' 1 "$tables")"
+  src_sum="$(sql "CHECKSUM TABLE $tablist" | md5sum)"
+
+  fresh "$work/rd-full"
+  measure cairn-rd-full "$cairn" restore commerce/0 --local --target-datadir "$work/rd-full" "${cairn_delta[@]}" --backup "$dfull_name"
+  rd_full="$T"; fresh "$work/rd-full"
+  fresh "$work/rd-delta"
+  measure cairn-rd-delta "$cairn" restore commerce/0 --local --target-datadir "$work/rd-delta" "${cairn_delta[@]}" --backup "$delta_name"
+  rd_delta="$T"; rd_rss="$OWN"
+  start_server "$work/rd-delta" "$work/rd-delta.sock" 5 256M
+  rd_sum="$(sums "$work/rd-delta.sock")"
+  stop_server "$work/rd-delta.pid"; fresh "$work/rd-delta"
+
+  out ""
+  out "== issue 12 (delta): a physical delta after $dchanged changed rows (1%)"
+  row "" "delta" "full" "delta/full" "bar"
+  row "backup time (s)" "$delta_time" "$dfull_time" "$(ratio "$delta_time" "$dfull_time")" "reads every page; writes the change"
+  row "stored size (MiB)" "$(mib "$delta_stored")" "$(mib "$dfull_stored")" "$(ratio "$delta_stored" "$dfull_stored")"
+  row "raw size (MiB)" "$(mib "$delta_raw")" "" ""
+  row "restore time (s)" "$rd_delta" "$rd_full" "$(ratio "$rd_delta" "$rd_full")" "full + delta vs full alone"
+  header
+  row "delta backup time (s)" "$delta_time" "$peer_delta_time" "$(ratio "$delta_time" "$peer_delta_time")" "<= 1.00" "$(verdict "$(ratio "$delta_time" "$peer_delta_time")" "<=" 1.00)"
+  row "delta stored size (MiB)" "$(mib "$delta_stored")" "$(mib "$peer_delta_stored")" "$(ratio "$delta_stored" "$peer_delta_stored")" "<= 1.00" "$(verdict "$(ratio "$delta_stored" "$peer_delta_stored")" "<=" 1.00)"
+  out "  (peak RSS: delta backup $(kib_mib "$delta_rss") MiB, restore of full + delta $(kib_mib "$rd_rss") MiB; data after restore: $(same "$rd_sum"))"
 fi
 
 # ---------------------------------------------------------------- issue 11
