@@ -169,6 +169,8 @@ public enum ClusterAPI {
         public static let wireName = "job kind"
         case backup
         case restore
+        /// A restore drill: restore into a scratch directory and check (issue 15).
+        case drill
     }
 
     public enum JobResult: String, WireEnum {
@@ -193,6 +195,9 @@ public enum ClusterAPI {
         case stoppingMysqld = "stopping mysqld"
         case restoring
         case startingMysqld = "starting mysqld"
+        // A drill's (after planning and restoring).
+        case checking
+        case recording
         // Ends.
         case completed
         case nothingToDo = "nothing_to_do"
@@ -219,6 +224,18 @@ public enum ClusterAPI {
             case .stoppingMysqld: self = .stoppingMysqld
             case .restoring: self = .restoring
             case .startingMysqld: self = .startingMysqld
+            case .completed: self = .completed
+            case .failed: self = .failed
+            }
+        }
+
+        public init(_ phase: DrillPhase) {
+            switch phase {
+            case .pending: self = .pending
+            case .planning: self = .planning
+            case .restoring: self = .restoring
+            case .checking: self = .checking
+            case .recording: self = .recording
             case .completed: self = .completed
             case .failed: self = .failed
             }
@@ -347,6 +364,8 @@ public enum ClusterAPI {
         public var backupType: RequestedBackupType?
         public var engine: FullBackupEngine?
         public var restore: RestoreParameters?
+        /// Drills: what to restore.
+        public var drill: DrillParameters?
         /// Started by the scheduler rather than a client.
         public var scheduled: Bool
         public var createdAt: Date
@@ -401,7 +420,7 @@ public enum ClusterAPI {
         enum CodingKeys: String, CodingKey {
             case id, keyspace, shard, tablet, kind
             case backupType = "backup_type"
-            case engine, restore, scheduled
+            case engine, restore, drill, scheduled
             case createdAt = "created_at"
         }
 
@@ -415,6 +434,7 @@ public enum ClusterAPI {
             backupType = try c.decodeIfPresent(RequestedBackupType.self, forKey: .backupType)
             engine = try c.decodeIfPresent(FullBackupEngine.self, forKey: .engine)
             restore = try c.decodeIfPresent(RestoreParameters.self, forKey: .restore)
+            drill = try c.decodeIfPresent(DrillParameters.self, forKey: .drill)
             scheduled = try c.decode(Bool.self, forKey: .scheduled)
             createdAt = try c.decode(Date.self, forKey: .createdAt)
             report = try JobReport(from: decoder)
@@ -430,6 +450,7 @@ public enum ClusterAPI {
             try c.encodeIfPresent(backupType, forKey: .backupType)
             try c.encodeIfPresent(engine, forKey: .engine)
             try c.encodeIfPresent(restore, forKey: .restore)
+            try c.encodeIfPresent(drill, forKey: .drill)
             try c.encode(scheduled, forKey: .scheduled)
             try c.encode(createdAt, forKey: .createdAt)
             try report.encode(to: encoder)
@@ -513,6 +534,38 @@ public enum ClusterAPI {
         enum CodingKeys: String, CodingKey {
             case keyspace, shard, tablet, parameters
             case dryRun = "dry_run"
+        }
+    }
+
+    /// What a drill job restores.
+    public struct DrillParameters: Codable, Sendable, Hashable {
+        /// A random point in the restorable window instead of the newest backup.
+        public var randomPoint: Bool
+
+        public init(randomPoint: Bool) {
+            self.randomPoint = randomPoint
+        }
+
+        public var target: DrillTarget { randomPoint ? .randomPoint : .newestBackup }
+
+        enum CodingKeys: String, CodingKey {
+            case randomPoint = "random_point"
+        }
+    }
+
+    /// `POST /drills`: run a restore drill of a shard on one of its tablets.
+    public struct DrillRequest: Codable, Sendable {
+        public var keyspace: String
+        public var shard: String
+        /// Which tablet runs it: by alias, or a replica when one is healthy, else the primary.
+        public var tablet: String?
+        public var parameters: DrillParameters
+
+        public init(keyspace: String, shard: String, tablet: String?, parameters: DrillParameters) {
+            self.keyspace = keyspace
+            self.shard = shard
+            self.tablet = tablet
+            self.parameters = parameters
         }
     }
 

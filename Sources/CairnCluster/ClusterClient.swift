@@ -57,6 +57,10 @@ public struct ClusterClient: Sendable {
         try await send(.POST, "/restores", body: request)
     }
 
+    public func startDrill(_ request: ClusterAPI.DrillRequest) async throws -> ClusterAPI.Job {
+        try await send(.POST, "/drills", body: request)
+    }
+
     public func job(_ id: Int64) async throws -> ClusterAPI.Job {
         try await send(.GET, "/jobs/\(id)", body: Optional<Empty>.none)
     }

@@ -85,6 +85,7 @@ public final class ControlServer: Sendable {
             HeartbeatMonitor(server: self),
             Scheduler(server: self),
             RestorePointScheduler(server: self),
+            DrillScheduler(server: self),
             JobHistoryPruner(store: store, retention: options.jobRetention, logger: logger),
             ShardInventoryRefresher(server: self),
         ]
@@ -155,6 +156,14 @@ public final class ControlServer: Sendable {
         api.post("restores") { request, _ in
             let body = try await decodeBody(ClusterAPI.RestoreRequest.self, from: request)
             return jsonResponse(try await self.startRestore(body))
+        }
+        api.post("drills") { request, _ in
+            let body = try await decodeBody(ClusterAPI.DrillRequest.self, from: request)
+            return jsonResponse(try await self.startDrill(body, scheduled: false))
+        }
+        api.get("drills/:keyspace/:shard") { _, context in
+            let shard = try KeyspaceShard(keyspace: try context.parameters.require("keyspace"), shard: try context.parameters.require("shard"))
+            return jsonResponse(try await DrillRepository(storage: try self.requireStorage(), logger: self.logger).list(shard))
         }
         api.post("restore-points") { request, _ in
             let body = try await decodeBody(ClusterAPI.RestorePointRequest.self, from: request)
@@ -331,6 +340,32 @@ public final class ControlServer: Sendable {
             job.restore = parameters
         }
         return ClusterAPI.RestoreResponse(job: try await dispatch(job, to: tablet), plan: RestorePlanSummary(plan))
+    }
+
+    /// Starts a restore drill on a named tablet, or on the shard's best
+    /// replica, or on its primary when no replica is healthy: the drill
+    /// restores into a scratch directory, so the tablet's own server serves on.
+    func startDrill(_ request: ClusterAPI.DrillRequest, scheduled: Bool) async throws -> ClusterAPI.Job {
+        let shard = try KeyspaceShard(keyspace: request.keyspace, shard: request.shard)
+        _ = try requireStorage()
+        let tablet: ClusterAPI.Tablet
+        if let alias = request.tablet {
+            tablet = try await pickTablet(shard, alias: alias, type: .replica)
+        } else if let replica = try? await pickTablet(shard, alias: nil, type: .replica) {
+            tablet = replica
+        } else if let rdonly = try? await pickTablet(shard, alias: nil, type: .rdonly) {
+            tablet = rdonly
+        } else {
+            tablet = try await pickTablet(shard, alias: nil, type: .primary)
+        }
+        // The store's `scheduled` column marks scheduled backups (the backup
+        // scheduler reads it); a scheduled drill says so in its record only.
+        let job = try await store.createJob(shard: shard, tablet: tablet.alias, scheduled: false) { job in
+            job.kind = .drill
+            job.drill = request.parameters
+            job.scheduled = scheduled
+        }
+        return try await dispatch(job, to: tablet)
     }
 
     /// Hands a created job to its tablet; a refusal fails the job.

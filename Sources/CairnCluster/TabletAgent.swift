@@ -34,6 +34,8 @@ public struct TabletAgentOptions: Sendable {
     /// Restore into the (empty) data directory before registering.
     public var restoreFromBackup: ClusterAPI.RestoreParameters?
     public var heartbeatInterval: Duration = .seconds(2)
+    /// Where restore drills make their scratch directory (the system's temporary directory when nil).
+    public var drillDirectory: String?
     /// Timeouts and the connection cap of its HTTP server.
     public var httpLimits: HTTPServerLimits = .tabletAgent
 
@@ -292,7 +294,23 @@ public final class TabletAgent: Sendable {
         switch job.kind {
         case .backup: return try await runBackup(job, progress: progress, phase: phase)
         case .restore: return try await runRestore(job, progress: progress, phase: phase)
+        case .drill: return try await runDrill(job, progress: progress, phase: phase)
         }
+    }
+
+    /// A restore drill into a scratch directory beside nothing of the
+    /// tablet's own: its mysqld keeps serving. A drill that finds a problem
+    /// is recorded in storage and reported as a failed job with its reason.
+    func runDrill(_ job: ClusterAPI.Job, progress: TransferProgress, phase: JobPhaseCell) async throws -> ClusterAPI.JobReport {
+        let runner = DrillRunner(context: RestoreContext(shard: options.shard, storage: storage, logger: logger, progress: progress),
+                                 ranOn: aliasText, scratchRoot: options.drillDirectory,
+                                 onPhase: { phase.set(ClusterAPI.JobPhase($0)) })
+        let record = try await runner.run((job.drill ?? ClusterAPI.DrillParameters(randomPoint: false)).target)
+        guard record.passed else {
+            throw CairnError(.integrity, record.summary)
+        }
+        return ClusterAPI.JobReport(phase: phase.get(), result: .completed, backupName: record.backups.last,
+                                    position: record.position?.description, note: record.summary)
     }
 
     func runBackup(_ job: ClusterAPI.Job, progress: TransferProgress, phase: JobPhaseCell) async throws -> ClusterAPI.JobReport {

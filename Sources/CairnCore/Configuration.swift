@@ -62,6 +62,8 @@ public struct BackupStrategyConfig: Hashable, Sendable {
     public var incrementalBackupInterval: ConfigDuration?
     /// `restore_point_interval`: ctld creates a restore point of every keyspace this often.
     public var restorePointInterval: ConfigDuration?
+    /// `drill_interval`: ctld runs a restore drill of every shard this often (on a replica's host when it can).
+    public var drillInterval: ConfigDuration?
 
     public init(fullBackupInterval: ConfigDuration, incrementalBackupInterval: ConfigDuration?) {
         self.fullBackupInterval = fullBackupInterval
@@ -157,7 +159,7 @@ public struct CairnConfiguration: Hashable, Sendable {
         c.bucket = try reader.string("bucket")
         c.awsRegion = try reader.string("aws_region")
         if let strategy = try reader.object("backup_strategy") {
-            try strategy.rejectUnknownKeys(["full_backup_interval", "incremental_backup_interval", "restore_point_interval"])
+            try strategy.rejectUnknownKeys(["full_backup_interval", "incremental_backup_interval", "restore_point_interval", "drill_interval"])
             guard let full = try strategy.duration("full_backup_interval") else {
                 throw CairnError(.configuration, "the configuration \(source) sets backup_strategy without backup_strategy.full_backup_interval; add it, e.g. \"24h\"")
             }
@@ -174,6 +176,12 @@ public struct CairnConfiguration: Hashable, Sendable {
                     throw CairnError(.configuration, "backup_strategy.restore_point_interval in \(source) is \(points); it must be at least 1m, since each point blocks every primary's commits for a moment")
                 }
                 c.backupStrategy?.restorePointInterval = points
+            }
+            if let drills = try strategy.duration("drill_interval") {
+                guard drills.seconds >= 60 else {
+                    throw CairnError(.configuration, "backup_strategy.drill_interval in \(source) is \(drills); it must be at least 1m, since each drill restores the shard's whole chain")
+                }
+                c.backupStrategy?.drillInterval = drills
             }
         }
         c.uploadConcurrency = try reader.int("upload_concurrency", range: 1...64) ?? c.uploadConcurrency

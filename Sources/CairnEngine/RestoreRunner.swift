@@ -47,6 +47,14 @@ public struct RestoreRunner: Sendable {
     /// Runs `plan` into `directory`, which must be missing or empty. On
     /// failure the directory is emptied again.
     public func run(_ plan: RestorePlan, into directory: String) async throws -> RestoreResult {
+        try await run(plan, into: directory, beforeFinish: nil)
+    }
+
+    /// ``run(_:into:)``, with `beforeFinish` called on the temporary server
+    /// once the restore has reached its position and before the server shuts
+    /// down (a drill checks the tables there); its error fails the restore.
+    func run(_ plan: RestorePlan, into directory: String,
+             beforeFinish: ((RestoreServer, ReplicationPosition) async throws -> Void)?) async throws -> RestoreResult {
         let logger = context.logger
         guard try await FileSystem.Async.isMissingOrEmptyDirectory(directory) else {
             throw RestoreRunner.targetNotEmpty(directory)
@@ -102,6 +110,7 @@ public struct RestoreRunner: Sendable {
             if let expected = plan.expectedPosition, !(reached.contains(expected) && expected.contains(reached)) {
                 throw CairnError(.integrity, "the restore reached \(reached) but \(plan.target) is \(expected); the backups do not hold what their manifests say, restore another point")
             }
+            if let beforeFinish { try await beforeFinish(server!, reached) }
             context.progress?.setPhase("shutting down")
             try await server!.finish()
             server = nil

@@ -126,6 +126,9 @@ struct TabletCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Seconds between heartbeats.", valueName: "seconds"))
     var heartbeatInterval: Double = 2
 
+    @Option(name: .long, help: ArgumentHelp("Where restore drills make their scratch directory (default: the system's temporary directory); it needs room for a copy of the shard.", valueName: "path"))
+    var drillDirectory: String?
+
     @OptionGroup var storageOptions: StorageOptions
     @OptionGroup var mysqlOptions: MySQLOptions
     @OptionGroup var output: OutputOptions
@@ -169,6 +172,7 @@ struct TabletCommand: AsyncParsableCommand {
         options.replace = replace
         options.storageURL = storageOptions.storage
         options.heartbeatInterval = .milliseconds(Int(heartbeatInterval * 1000))
+        options.drillDirectory = drillDirectory.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
         if restoreFromBackup {
             options.restoreFromBackup = try restoreTarget.parameters()
         }
