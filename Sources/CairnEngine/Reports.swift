@@ -50,6 +50,8 @@ public struct BackupListing: Codable, Sendable {
         public var lastSegment: String?
         /// After the newest archived transaction.
         public var position: String?
+        /// The oldest archived transaction's time.
+        public var firstEventTime: Date?
         public var lastEventTime: Date?
         public var lastArchivedTime: Date?
         /// Segment manifests that cannot be read (each a gap), with why.
@@ -61,6 +63,7 @@ public struct BackupListing: Codable, Sendable {
             case firstSegment = "first_segment"
             case lastSegment = "last_segment"
             case position
+            case firstEventTime = "first_event_time"
             case lastEventTime = "last_event_time"
             case lastArchivedTime = "last_archived_time"
             case unreadable
@@ -118,7 +121,8 @@ public struct BackupListing: Codable, Sendable {
             let segments = archived.segments
             archive = Archive(segments: segments.count, storedBytes: archived.objects.reduce(0) { $0 + $1.size },
                               firstSegment: segments.first?.manifestName, lastSegment: segments.last?.manifestName,
-                              position: segments.last?.position.description, lastEventTime: segments.last?.lastEventTime,
+                              position: segments.last?.position.description, firstEventTime: segments.first?.firstEventTime,
+                              lastEventTime: segments.last?.lastEventTime,
                               lastArchivedTime: segments.last?.archivedTime,
                               unreadable: archived.unreadable.map { "\($0.name): \($0.problem)" })
         }

@@ -188,7 +188,8 @@ extension ControlServer {
         // The keyspace's restore points that name this shard (one listing of the keyspace's points; a failure only hides them).
         let points = ((try? await RestorePointRepository(storage: try requireStorage(), logger: logger).list(keyspace: shard.keyspace)) ?? [])
             .filter { $0.shards[shard.shard] != nil }
-        body += "<h2>Chains</h2>" + ChainTimeline.svg(listing, window: status.window, restorePoints: points, now: now)
+        body += "<h2>Chains</h2>" + ChainTimeline.svg(listing, window: status.window, restorePoints: points, archive: listing.archive,
+                                                        gaps: listing.restorableWindow?.gaps ?? [], now: now)
         let rows = listing.backups.reversed().map { b -> [String] in
             [ConsoleHTML.escape(b.name), ConsoleHTML.escape(b.status == "complete" ? b.type : b.status),
              b.parent.map(ConsoleHTML.escape) ?? "-", ConsoleHTML.time(b.startTime), ConsoleHTML.time(b.finishTime),
