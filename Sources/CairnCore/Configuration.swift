@@ -62,6 +62,9 @@ public struct BackupStrategyConfig: Hashable, Sendable {
     public var incrementalBackupInterval: ConfigDuration?
     /// `restore_point_interval`: ctld creates a restore point of every keyspace this often.
     public var restorePointInterval: ConfigDuration?
+    /// `binlog_archive_interval`: the primary tablet of every shard archives
+    /// its binary log continuously, storing a segment at least this often.
+    public var binlogArchiveInterval: ConfigDuration?
 
     public init(fullBackupInterval: ConfigDuration, incrementalBackupInterval: ConfigDuration?) {
         self.fullBackupInterval = fullBackupInterval
@@ -157,7 +160,8 @@ public struct CairnConfiguration: Hashable, Sendable {
         c.bucket = try reader.string("bucket")
         c.awsRegion = try reader.string("aws_region")
         if let strategy = try reader.object("backup_strategy") {
-            try strategy.rejectUnknownKeys(["full_backup_interval", "incremental_backup_interval", "restore_point_interval"])
+            try strategy.rejectUnknownKeys(["full_backup_interval", "incremental_backup_interval", "restore_point_interval",
+                                           "binlog_archive_interval"])
             guard let full = try strategy.duration("full_backup_interval") else {
                 throw CairnError(.configuration, "the configuration \(source) sets backup_strategy without backup_strategy.full_backup_interval; add it, e.g. \"24h\"")
             }
@@ -174,6 +178,12 @@ public struct CairnConfiguration: Hashable, Sendable {
                     throw CairnError(.configuration, "backup_strategy.restore_point_interval in \(source) is \(points); it must be at least 1m, since each point blocks every primary's commits for a moment")
                 }
                 c.backupStrategy?.restorePointInterval = points
+            }
+            if let archive = try strategy.duration("binlog_archive_interval") {
+                guard archive.seconds >= 1 else {
+                    throw CairnError(.configuration, "backup_strategy.binlog_archive_interval in \(source) is \(archive); it must be at least 1s")
+                }
+                c.backupStrategy?.binlogArchiveInterval = archive
             }
         }
         c.uploadConcurrency = try reader.int("upload_concurrency", range: 1...64) ?? c.uploadConcurrency
