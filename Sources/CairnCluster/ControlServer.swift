@@ -395,8 +395,10 @@ public final class ControlServer: Sendable {
         }
         guard options.configuration.backupStrategy?.binlogArchiveInterval != nil else { return nil }
         let error = tablets.compactMap { $0.type == .primary ? $0.archive?.error : nil }.first
+        let why = holder.map { "tablet \($0) holds the archive lease but does not archive; give it backup_strategy.binlog_archive_interval in its configuration" }
+            ?? "no primary tablet of the shard holds the archive lease yet"
         return BackupListing.Archiver(tablet: holder, running: false, connected: false, lagSeconds: nil, archivedPosition: nil,
-                                      lastEventTime: nil, error: error ?? "no primary tablet of the shard holds the archive lease yet")
+                                      lastEventTime: nil, error: error ?? why)
     }
 
     func removeBackup(_ shard: KeyspaceShard, name: String, force: Bool, dryRun: Bool) async throws -> BackupRemoval {
