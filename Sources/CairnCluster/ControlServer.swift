@@ -234,7 +234,8 @@ public final class ControlServer: Sendable {
             && !heartbeat.finishedJobs.contains(where: { $0.id == job.id }) {
             try await failJob(job.id, "tablet \(heartbeat.alias) is no longer running it (the tablet restarted)")
         }
-        guard options.configuration.backupStrategy?.binlogArchiveInterval != nil || heartbeat.archive?.running == true,
+        // A tablet configured to archive sends an archive report; ctld's own configuration need not say so.
+        guard options.configuration.backupStrategy?.binlogArchiveInterval != nil || heartbeat.archive != nil,
               let tablet = try await store.tablet(heartbeat.alias) else {
             return ClusterAPI.HeartbeatAnswer()
         }

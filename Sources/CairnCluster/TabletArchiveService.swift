@@ -124,6 +124,7 @@ extension TabletAgent {
         archiveState.withLock {
             $0.supervision.archiverEnded(failed: failed, now: .now)
             $0.archiver = nil
+            if !failed { $0.lastFailure = nil }
         }
         logger.info("binary log archiving stopped", metadata: ["shard": "\(options.shard)"])
     }
