@@ -50,12 +50,20 @@ struct TabletArchiveService: Service {
                         running = false
                         agent.archiveEnded(failed: failed)
                     }
-                    let stopping = shared.shuttingDown.load(ordering: .relaxed) || Task.isCancelled
-                    switch agent.archiveAction(running: running, shuttingDown: stopping) {
+                    if shared.shuttingDown.load(ordering: .relaxed) || Task.isCancelled {
+                        // Shutting down: the archiver stores what it received; wait for it, not in a polling loop.
+                        if running {
+                            shared.current.withLock { $0?.archiver.requestStop() }
+                            let failed = await group.next() ?? false
+                            shared.current.withLock { $0 = nil }
+                            agent.archiveEnded(failed: failed)
+                        }
+                        return
+                    }
+                    switch agent.archiveAction(running: running, shuttingDown: false) {
                     case .start:
                         let run = Run(agent.makeArchiver(interval: interval))
                         shared.current.withLock { $0 = run }
-                        running = true
                         agent.archiveStarted(run.archiver)
                         group.addTask {
                             defer { run.ended.store(true, ordering: .releasing) }
@@ -72,7 +80,6 @@ struct TabletArchiveService: Service {
                     case .none:
                         break
                     }
-                    if stopping && !running { return }
                     try? await Task.sleep(for: Self.tick)
                 }
             }
