@@ -36,8 +36,10 @@ public struct ClusterClient: Sendable {
         let _: Empty = try await send(.POST, "/tablets", body: registration)
     }
 
-    public func heartbeat(_ heartbeat: ClusterAPI.Heartbeat, timeout: TimeAmount? = nil) async throws {
-        let _: Empty = try await send(.POST, "/tablets/\(heartbeat.alias)/heartbeat", body: heartbeat, timeout: timeout)
+    /// Reports a tablet's health; the answer says whether it holds its shard's archive lease.
+    @discardableResult
+    public func heartbeat(_ heartbeat: ClusterAPI.Heartbeat, timeout: TimeAmount? = nil) async throws -> ClusterAPI.HeartbeatAnswer {
+        try await send(.POST, "/tablets/\(heartbeat.alias)/heartbeat", body: heartbeat, timeout: timeout)
     }
 
     public func tablets() async throws -> [ClusterAPI.Tablet] {

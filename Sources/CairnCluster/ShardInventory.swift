@@ -51,7 +51,8 @@ final class ShardInventory: Sendable {
         var stale = false
         var lastJobEnd: JobEnd?
         var lastFailure: JobEnd?
-        /// Seconds between now and the newest archived binary-log event, once archiving exists (issue 11).
+        /// The archive lease holder's archive lag from its heartbeat (issue 11): seconds
+        /// its oldest received but not yet stored transaction has waited; nil when no tablet archives.
         var archiveLagSeconds: Double?
         var lastDrill: DrillOutcome?
         /// The storage key of the drill record ``lastDrill`` came from.

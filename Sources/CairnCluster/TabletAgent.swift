@@ -59,7 +59,8 @@ public struct TabletAgentOptions: Sendable {
 /// at a time, reporting progress to ctld and to its log.
 ///
 /// Its long-running parts are services of one `ServiceGroup`: the heartbeat,
-/// the HTTP API and the job runner. SIGTERM or SIGINT shuts them down in the
+/// the binary log archiver (with `binlog_archive_interval`, on the primary
+/// holding the shard's archive lease), the HTTP API and the job runner. SIGTERM or SIGINT shuts them down in the
 /// reverse order: the job runner first (a running job is cancelled and
 /// reported failed), then the API, then the heartbeat; the mysqld the tablet
 /// manages is stopped only after all of them have ended.
@@ -76,6 +77,8 @@ public final class TabletAgent: Sendable {
     let commitBlocks: CommitBlocks
     /// Its `/metrics`.
     let metrics = TabletMetrics()
+    /// Its binary log archiving (TabletArchiveService).
+    let archiveState = Mutex(ArchiveState())
 
     struct State {
         var restoring = false
@@ -125,8 +128,10 @@ public final class TabletAgent: Sendable {
         )
         // Shut down in reverse: jobs drain first, the heartbeat carries their reports to the end.
         // The guard stops after the API, so it releases every block the API took.
-        let services: [any Service] = [HeartbeatService(agent: self), CommitBlockGuard(blocks: commitBlocks), app,
-                                       TabletJobRunner(agent: self)]
+        // The archiver (when configured) stops before the heartbeat, so the goodbye follows its last segment.
+        var services: [any Service] = [HeartbeatService(agent: self)]
+        if archivingConfigured { services.append(TabletArchiveService(agent: self)) }
+        services += [CommitBlockGuard(blocks: commitBlocks), app, TabletJobRunner(agent: self)] as [any Service]
         var configuration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         // A drain that hangs is cancelled, so mysqld is still stopped in time.
         configuration.maximumGracefulShutdownDuration = TabletAgent.maximumDrain
@@ -219,7 +224,7 @@ public final class TabletAgent: Sendable {
         return ClusterAPI.Heartbeat(alias: aliasText, type: options.type, healthy: healthy && !s.restoring,
                                     serving: healthy && !s.restoring, replication: replication,
                                     position: healthy ? await mysqld.position() : nil,
-                                    currentJob: currentJob, finishedJobs: finishedJobs)
+                                    currentJob: currentJob, finishedJobs: finishedJobs, archive: archiveReport())
     }
 
     /// One heartbeat: register if needed, report, keep replicas replicating.
@@ -232,8 +237,9 @@ public final class TabletAgent: Sendable {
                 logger.info("registered with ctld", metadata: ["ctld": "\(ctld.baseURL)"])
             }
             let heartbeat = await makeHeartbeat()
+            let sentAt = ContinuousClock.now
             do {
-                try await ctld.heartbeat(heartbeat)
+                archiveLeaseAnswered(try await ctld.heartbeat(heartbeat), sentAt: sentAt)
             } catch let error as CairnError where error.code == .notFound {
                 // ctld lost the registration (a new data directory): register again.
                 state.withLock { $0.registered = false }

@@ -84,9 +84,20 @@ public struct ArchiveSegmentManifest: Sendable, Codable, Hashable {
         return String(repeating: "0", count: max(0, 12 - digits.count)) + digits
     }
 
-    /// The data file's name: `<stem>.binlog` plus the compression suffix.
-    public static func dataFileName(sequence: Int, suffix: String) -> String {
-        "\(stem(sequence)).binlog\(suffix)"
+    /// The data file's name: `<stem>.binlog` plus the compression suffix;
+    /// with a `writer` tag `<stem>.<writer>.binlog` plus the suffix, which is
+    /// what archivers write since issue 11's fencing, so that two archivers
+    /// racing for one sequence never overwrite each other's data (readers
+    /// take the name from the manifest, so both forms read).
+    public static func dataFileName(sequence: Int, suffix: String, writer: String? = nil) -> String {
+        "\(stem(sequence))\(writer.map { ".\($0)" } ?? "").binlog\(suffix)"
+    }
+
+    /// Of two committed manifests for one sequence (two archivers raced),
+    /// the one every reader keeps: the smaller manifest name, then the
+    /// smaller data file name. The other archiver withdraws its own.
+    public static func precedes(_ a: ArchiveSegmentManifest, _ b: ArchiveSegmentManifest) -> Bool {
+        (a.manifestName, a.file.name) < (b.manifestName, b.file.name)
     }
 
     /// The manifest's name: `<stem>.<first event>.<last event>.json` with
@@ -223,13 +234,15 @@ public struct ArchiveGap: Sendable, Hashable, Codable, CustomStringConvertible {
 
 /// A shard's archived segments in order, with the gaps between them. Pure.
 public struct ArchiveTimeline: Sendable {
-    /// By sequence, ascending; duplicates of a sequence keep the first.
+    /// By sequence, ascending; of duplicates of a sequence (archivers that
+    /// raced) the one ``ArchiveSegmentManifest/precedes(_:_:)`` puts first.
     public let segments: [ArchiveSegmentManifest]
     public let gaps: [ArchiveGap]
 
     public init(_ segments: [ArchiveSegmentManifest]) {
         var seen: Set<Int> = []
-        let sorted = segments.sorted { $0.sequence < $1.sequence }.filter { seen.insert($0.sequence).inserted }
+        let sorted = segments.sorted { $0.sequence != $1.sequence ? $0.sequence < $1.sequence : ArchiveSegmentManifest.precedes($0, $1) }
+            .filter { seen.insert($0.sequence).inserted }
         self.segments = sorted
         var gaps: [ArchiveGap] = []
         for (a, b) in zip(sorted, sorted.dropFirst()) where !a.position.contains(b.fromPosition) {

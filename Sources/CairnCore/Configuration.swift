@@ -64,6 +64,9 @@ public struct BackupStrategyConfig: Hashable, Sendable {
     public var restorePointInterval: ConfigDuration?
     /// `drill_interval`: ctld runs a restore drill of every shard this often (on a replica's host when it can).
     public var drillInterval: ConfigDuration?
+    /// `binlog_archive_interval`: the primary tablet of every shard archives
+    /// its binary log continuously, storing a segment at least this often.
+    public var binlogArchiveInterval: ConfigDuration?
 
     public init(fullBackupInterval: ConfigDuration, incrementalBackupInterval: ConfigDuration?) {
         self.fullBackupInterval = fullBackupInterval
@@ -159,7 +162,8 @@ public struct CairnConfiguration: Hashable, Sendable {
         c.bucket = try reader.string("bucket")
         c.awsRegion = try reader.string("aws_region")
         if let strategy = try reader.object("backup_strategy") {
-            try strategy.rejectUnknownKeys(["full_backup_interval", "incremental_backup_interval", "restore_point_interval", "drill_interval"])
+            try strategy.rejectUnknownKeys(["full_backup_interval", "incremental_backup_interval", "restore_point_interval",
+                                            "binlog_archive_interval", "drill_interval"])
             guard let full = try strategy.duration("full_backup_interval") else {
                 throw CairnError(.configuration, "the configuration \(source) sets backup_strategy without backup_strategy.full_backup_interval; add it, e.g. \"24h\"")
             }
@@ -182,6 +186,12 @@ public struct CairnConfiguration: Hashable, Sendable {
                     throw CairnError(.configuration, "backup_strategy.drill_interval in \(source) is \(drills); it must be at least 1m, since each drill restores the shard's whole chain")
                 }
                 c.backupStrategy?.drillInterval = drills
+            }
+            if let archive = try strategy.duration("binlog_archive_interval") {
+                guard archive.seconds >= 1 else {
+                    throw CairnError(.configuration, "backup_strategy.binlog_archive_interval in \(source) is \(archive); it must be at least 1s")
+                }
+                c.backupStrategy?.binlogArchiveInterval = archive
             }
         }
         c.uploadConcurrency = try reader.int("upload_concurrency", range: 1...64) ?? c.uploadConcurrency

@@ -70,6 +70,50 @@ public struct BackupListing: Codable, Sendable {
         }
     }
 
+    /// The cluster's live archiver of the shard (issue 11 item 2), as ctld
+    /// knows it from the heartbeats: absent in direct mode and when archiving
+    /// is not configured.
+    public struct Archiver: Codable, Sendable, Hashable {
+        /// The tablet holding the archive lease, if one does.
+        public var tablet: String?
+        public var running: Bool
+        public var connected: Bool
+        /// Seconds the oldest received but not yet stored transaction has waited.
+        public var lagSeconds: Double?
+        public var archivedPosition: String?
+        public var lastEventTime: Date?
+        public var error: String?
+
+        public init(tablet: String?, running: Bool, connected: Bool, lagSeconds: Double?, archivedPosition: String?,
+                    lastEventTime: Date?, error: String?) {
+            self.tablet = tablet
+            self.running = running
+            self.connected = connected
+            self.lagSeconds = lagSeconds
+            self.archivedPosition = archivedPosition
+            self.lastEventTime = lastEventTime
+            self.error = error
+        }
+
+        /// "tablet zone1-100, lag 0.4s, archived up to MariaDB/0-1-250 (2026-...)", or why none runs.
+        public var summary: String {
+            guard running else { return "not running (\(error ?? "no tablet archives"))" }
+            var s = "tablet \(tablet ?? "?"), "
+            s += connected ? "lag \(((lagSeconds ?? 0) * 10).rounded() / 10)s" : "disconnected"
+            if let archivedPosition { s += ", archived up to \(archivedPosition)" }
+            if let lastEventTime { s += " (\(UTCTime.rfc3339(lastEventTime, fractional: false)))" }
+            if let error { s += "; last error: \(error)" }
+            return s
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case tablet, running, connected, error
+            case lagSeconds = "lag_seconds"
+            case archivedPosition = "archived_position"
+            case lastEventTime = "last_event_time"
+        }
+    }
+
     public var shard: String
     public var storage: String
     public var backups: [Entry]
@@ -79,6 +123,8 @@ public struct BackupListing: Codable, Sendable {
     public var archive: Archive?
     /// What can be restored, from backups and archived segments together; nil when nothing is.
     public var restorableWindow: RestoreWindow?
+    /// The live archiver (through ctld only).
+    public var archiver: Archiver?
 
     enum CodingKeys: String, CodingKey {
         case shard, storage, backups
@@ -86,6 +132,7 @@ public struct BackupListing: Codable, Sendable {
         case nextIncrementalDue = "next_incremental_due"
         case archive
         case restorableWindow = "restorable_window"
+        case archiver
     }
 
     public static func make(shard: KeyspaceShard, storage: any BackupStorage, strategy: BackupStrategyConfig?,

@@ -39,6 +39,7 @@ struct BackupsCommand: AsyncParsableCommand {
         guard !listing.backups.isEmpty else {
             Output.line("No backups of \(shard).")
             if let archive = listing.archive { Output.line(Self.archiveLine(archive)) }
+            if let archiver = listing.archiver { Output.line(Self.archiverLine(archiver)) }
             return
         }
         var table = TextTable(header: ["NAME", "TYPE", "STATUS", "PARENT", "FROM", "POSITION", "STARTED", "FINISHED", "SIZE"])
@@ -58,6 +59,7 @@ struct BackupsCommand: AsyncParsableCommand {
             Output.line(Self.archiveLine(archive))
             for problem in archive.unreadable { Output.note("warning: archived segment \(problem)") }
         }
+        if let archiver = listing.archiver { Output.line(Self.archiverLine(archiver)) }
         if let window = listing.restorableWindow {
             Output.line("Restorable window: from \(window.fromPosition) (after \(UTCTime.rfc3339(window.fromTime, fractional: false))) to \(window.toPosition)" +
                         (window.toTime.map { " (\(UTCTime.rfc3339($0, fractional: false)))" } ?? "") + ".")
@@ -68,6 +70,8 @@ struct BackupsCommand: AsyncParsableCommand {
                         (listing.nextIncrementalDue.map { ", next incremental \(UTCTime.rfc3339($0, fractional: false))" } ?? "") + ".")
         }
     }
+
+    static func archiverLine(_ archiver: BackupListing.Archiver) -> String { "Archiver: \(archiver.summary)." }
 
     static func archiveLine(_ archive: BackupListing.Archive) -> String {
         var s = "Binary log archive: \(archive.segments) segment\(archive.segments == 1 ? "" : "s"), \(formatBytes(archive.storedBytes))"

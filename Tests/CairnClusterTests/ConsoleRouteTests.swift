@@ -103,6 +103,16 @@ struct ConsoleRouteTests {
             #expect(page.contains("<title>\(incremental.backupName): incremental,"))
             #expect(page.contains("restorable: \(UTCTime.rfc3339(full.finishTime, fractional: false)) to \(UTCTime.rfc3339(incremental.startTime, fractional: false))"))
             #expect(page.contains("restore point before-migration at \(UTCTime.rfc3339(start.addingTimeInterval(1800), fractional: false))"))
+            #expect(!page.contains("Binary log archiver"), "no archiver line while nothing archives and archiving is not configured")
+
+            // The primary reports its archiver (and so holds the lease): the page says who archives and how far behind.
+            let report = ClusterAPI.ArchiveReport(running: true, connected: true, lagSeconds: 1.5, archivedPosition: "MariaDB/0-100-9",
+                                                  lastEventTime: nil, lastSegmentTime: nil, segmentsWritten: 2, error: nil)
+            let beat = ClusterAPI.Heartbeat(alias: "zone1-100", type: .primary, healthy: true, serving: true, replication: nil,
+                                            position: "0-100-9", currentJob: nil, finishedJobs: [], archive: report)
+            #expect(try await client.call(.post, "/tablets/zone1-100/heartbeat", json: beat).status == .ok)
+            let archiving = String(buffer: try await client.execute(uri: "/ui/shards/commerce/0", method: .get, headers: [.cookie: cookie]).body)
+            #expect(archiving.contains("Binary log archiver: tablet zone1-100, lag 1.5s, archived up to MariaDB/0-100-9"), "\(archiving)")
         }
     }
 

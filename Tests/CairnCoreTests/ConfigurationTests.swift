@@ -26,6 +26,18 @@ struct ConfigurationTests {
         #expect(c.engine == .physical && c.compressionLevel == 3)
     }
 
+    @Test("binlog_archive_interval turns on archiving in the cluster, and 0s is refused with its name")
+    func binlogArchiveInterval() throws {
+        let c = try parse(#"{"backup_strategy": {"full_backup_interval": "24h", "binlog_archive_interval": "5s"}}"#)
+        #expect(c.backupStrategy?.binlogArchiveInterval?.seconds == 5)
+        #expect(try parse(#"{"backup_strategy": {"full_backup_interval": "24h"}}"#).backupStrategy?.binlogArchiveInterval == nil)
+        #expect {
+            try parse(#"{"backup_strategy": {"full_backup_interval": "24h", "binlog_archive_interval": "0s"}}"#)
+        } throws: { error in
+            (error as? CairnError)?.message.contains("binlog_archive_interval") == true
+        }
+    }
+
     @Test("an unknown key is an error naming it", arguments: [
         (#"{"bukket": "file:///x"}"#, "bukket"),
         (#"{"backup_strategy": {"full_backup_interval": "1h", "hourly": true}}"#, "backup_strategy.hourly"),

@@ -179,6 +179,7 @@ extension ControlServer {
         var body = "<h1>Shard \(ConsoleHTML.escape(shard.description))</h1>"
         if let message { body += "<p class=\"error\">\(ConsoleHTML.escape(message))</p>" }
         body += "<div class=\"box\"><p>Protected: \(ConsoleHTML.protectedCell(status.protected)) · last backup \(ConsoleHTML.age(status.lastBackupAgeSeconds)) ago · restorable \(ConsoleHTML.windowText(status.window)) · last drill \(ConsoleHTML.drillText(status.lastDrill))</p>"
+        if let archiver = listing.archiver { body += "<p>Binary log archiver: \(ConsoleHTML.escape(archiver.summary))</p>" }
         body += "<p>Problems: \(ConsoleHTML.problemsList(status.problems))</p></div>"
         body += extra
         body += "<h2>Actions</h2><div class=\"box\">"
