@@ -26,6 +26,7 @@ struct Cairn: AsyncParsableCommand {
             RestorePointsCommand.self,
             StatusCommand.self,
             ArchiveCommand.self,
+            RotateKeyCommand.self,
         ]
     )
 }
