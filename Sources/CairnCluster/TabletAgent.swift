@@ -67,6 +67,8 @@ public struct TabletAgentOptions: Sendable {
 public final class TabletAgent: Sendable {
     let options: TabletAgentOptions
     let storage: any BackupStorage
+    /// The master keys from `encryption` in the configuration: backups are encrypted with them, restores read with them.
+    let keyring: MasterKeyring?
     let mysqld: TabletMysqld
     let ctld: ClusterClient
     let logger: Logger
@@ -94,6 +96,7 @@ public final class TabletAgent: Sendable {
             throw CairnError(.configuration, "the tablet has no backup storage configured; pass --config with a \"bucket\" or --storage URL")
         }
         storage = try StorageFactory.make(url: url, configuration: options.configuration, logger: logger)
+        keyring = try MasterKeyring.load(options.configuration.encryption)
         commitBlocks = CommitBlocks(mysql: options.mysql, alias: options.alias.description, logger: logger)
         mysqld = TabletMysqld(socketPath: options.mysqlSocket, dataDirectory: options.mysqlDataDirectory, port: options.mysqlPort,
                               serverID: options.alias.uid, connection: options.mysql, logger: logger)
@@ -308,7 +311,8 @@ public final class TabletAgent: Sendable {
     /// tablet's own: its mysqld keeps serving. A drill that finds a problem
     /// is recorded in storage and reported as a failed job with its reason.
     func runDrill(_ job: ClusterAPI.Job, progress: TransferProgress, phase: JobPhaseCell) async throws -> ClusterAPI.JobReport {
-        let runner = DrillRunner(context: RestoreContext(shard: options.shard, storage: storage, logger: logger, progress: progress),
+        let runner = DrillRunner(context: RestoreContext(shard: options.shard, storage: storage, logger: logger, progress: progress,
+                                                         keyring: keyring),
                                  ranOn: aliasText, scratchRoot: options.drillDirectory,
                                  onPhase: { phase.set(ClusterAPI.JobPhase($0)) })
         let record = try await runner.run((job.drill ?? ClusterAPI.DrillParameters(randomPoint: false)).target)
@@ -322,7 +326,7 @@ public final class TabletAgent: Sendable {
     func runBackup(_ job: ClusterAPI.Job, progress: TransferProgress, phase: JobPhaseCell) async throws -> ClusterAPI.JobReport {
         let context = BackupContext(shard: options.shard, tabletAlias: options.alias, storage: storage, mysql: options.mysql,
                                     dataDirectory: options.mysqlDataDirectory, compression: CompressionSettings(configuration: options.configuration),
-                                    logger: logger, progress: progress)
+                                    logger: logger, progress: progress, keyring: keyring)
         let request = BackupRequest(type: job.backupType ?? .auto, engine: job.engine ?? options.configuration.engine,
                                     strategy: options.configuration.backupStrategy, retention: options.configuration.retention)
         let runner = BackupRunner(context: context, onPhase: { phase.set(ClusterAPI.JobPhase($0)) })
@@ -352,7 +356,8 @@ public final class TabletAgent: Sendable {
         }
         let parameters = try await (job.restore ?? ClusterAPI.RestoreParameters())
             .resolvingRestorePoint(for: options.shard, in: storage, logger: logger)
-        let runner = RestoreRunner(context: RestoreContext(shard: options.shard, storage: storage, logger: logger, progress: progress))
+        let runner = RestoreRunner(context: RestoreContext(shard: options.shard, storage: storage, logger: logger, progress: progress,
+                                                           keyring: keyring))
         try advance(.planning)
         let plan = try await runner.plan(try parameters.target())
         state.withLock { $0.restoring = true }
@@ -402,7 +407,8 @@ public final class TabletAgent: Sendable {
             throw CairnError(.restoreTarget, "--restore-from-backup needs an empty or new --mysql-datadir, but \(options.mysqlDataDirectory) is not empty")
         }
         let parameters = try await requested.resolvingRestorePoint(for: options.shard, in: storage, logger: logger)
-        let runner = RestoreRunner(context: RestoreContext(shard: options.shard, storage: storage, logger: logger, progress: nil))
+        let runner = RestoreRunner(context: RestoreContext(shard: options.shard, storage: storage, logger: logger, progress: nil,
+                                                           keyring: keyring))
         let plan = try await runner.plan(try parameters.target())
         logger.info("restoring before start", metadata: ["target": "\(plan.target)", "full": "\(plan.full.backupName)",
                                                          "incrementals": "\(plan.incrementals.count)"])

@@ -112,7 +112,7 @@ extension TabletAgent {
         var compression = CompressionSettings(configuration: options.configuration)
         compression.multithreaded = false
         return BinlogArchiver(settings: .init(shard: options.shard, mysql: options.mysql, storage: storage,
-                                              interval: .seconds(interval.seconds), compression: compression),
+                                              interval: .seconds(interval.seconds), compression: compression, keyring: keyring),
                               logger: logger)
     }
 

@@ -32,13 +32,18 @@ public struct ArchiveSegmentManifest: Sendable, Codable, Hashable {
     public var archiverServerID: UInt32
     public var compression: CompressionInfo
     public var encryption: String
+    /// The master key wrapping this segment's own data key (encrypted segments only).
+    public var keyID: String?
+    /// The segment's data key, sealed with master key `keyID`, base64.
+    public var wrappedKey: String?
     /// The data file; its `startPosition` is `fromPosition`.
     public var file: ManifestFile
 
     public init(keyspace: String, shard: String, sequence: Int, fromPosition: ReplicationPosition,
                 position: ReplicationPosition, firstEventTime: Date, lastEventTime: Date, transactionCount: Int,
                 archivedTime: Date, sourceServerID: UInt32, sourceHost: String, archiverServerID: UInt32,
-                compression: CompressionInfo, encryption: String = "none", file: ManifestFile) {
+                compression: CompressionInfo, encryption: String = "none", file: ManifestFile,
+                keyID: String? = nil, wrappedKey: String? = nil) {
         self.formatVersion = Self.currentFormatVersion
         self.keyspace = keyspace
         self.shard = shard
@@ -54,6 +59,8 @@ public struct ArchiveSegmentManifest: Sendable, Codable, Hashable {
         self.archiverServerID = archiverServerID
         self.compression = compression
         self.encryption = encryption
+        self.keyID = keyID
+        self.wrappedKey = wrappedKey
         self.file = file
     }
 
@@ -70,6 +77,8 @@ public struct ArchiveSegmentManifest: Sendable, Codable, Hashable {
         case sourceHost = "source_host"
         case archiverServerID = "archiver_server_id"
         case compression, encryption, file
+        case keyID = "key_id"
+        case wrappedKey = "wrapped_key"
     }
 
     // MARK: Names
@@ -156,7 +165,8 @@ public struct ArchiveSegmentManifest: Sendable, Codable, Hashable {
         guard segment.formatVersion <= currentFormatVersion else {
             throw CairnError(.manifest, "the manifest of archived segment \(name) has format version \(segment.formatVersion), newer than this Cairn understands (\(currentFormatVersion)); upgrade Cairn to read it")
         }
-        if let problem = BackupManifest.fileNameProblem(segment.file.name) {
+        if let problem = BackupManifest.fileNameProblem(segment.file.name)
+            ?? EncryptionScheme.problem(segment.encryption, keyID: segment.keyID, wrappedKey: segment.wrappedKey) {
             throw CairnError(.manifest, "the manifest of archived segment \(name) is not valid (\(problem))")
         }
         return segment
@@ -177,7 +187,7 @@ public struct ArchiveSegmentManifest: Sendable, Codable, Hashable {
             fromPosition: replayFrom, position: position, purgedPosition: fromPosition,
             startTime: archivedTime, finishTime: archivedTime, firstEventTime: firstEventTime,
             lastEventTime: lastEventTime, serverID: sourceServerID, serverVersion: "", flavor: position.flavor,
-            compression: compression, encryption: encryption, files: [file])
+            compression: compression, encryption: encryption, files: [file], keyID: keyID, wrappedKey: wrappedKey)
     }
 }
 

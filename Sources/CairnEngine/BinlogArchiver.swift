@@ -50,11 +50,15 @@ public final class BinlogArchiver: Service, Sendable {
         public var compression: CompressionSettings
         public var heartbeatSeconds: Double
         public var maxBackoff: Duration
+        /// With master keys, each segment is encrypted under its own data key,
+        /// wrapped in the segment's manifest (nil: stored in the clear).
+        public var keyring: MasterKeyring?
 
         public init(shard: KeyspaceShard, mysql: MySQLConnectionConfiguration, storage: any BackupStorage,
                     interval: Duration = .seconds(5), maxSegmentBytes: Int = 4 << 20, spoolLimitBytes: Int = 24 << 20,
                     replicaServerID: UInt32? = nil, compression: CompressionSettings = .singleThreaded(),
-                    heartbeatSeconds: Double = 1, maxBackoff: Duration = .seconds(30)) {
+                    heartbeatSeconds: Double = 1, maxBackoff: Duration = .seconds(30), keyring: MasterKeyring? = nil) {
+            self.keyring = keyring
             self.shard = shard
             self.mysql = mysql
             self.storage = storage
@@ -342,9 +346,10 @@ public final class BinlogArchiver: Service, Sendable {
            let storedBefore = storedDataNames.withLock({ $0[previous] }), before.file.name != storedBefore {
             throw fenced(previous, by: before)
         }
+        let dataKey = try settings.keyring?.newDataKey()
         let file = try await UploadPipeline.upload(
             from: BytesSource(segment.bytes), to: settings.storage, key: repository.archiveKey(shard, dataName),
-            fileName: dataName, compression: settings.compression, progress: nil)
+            fileName: dataName, compression: settings.compression, encryption: dataKey?.fileKey(dataName), progress: nil)
         let manifest = ArchiveSegmentManifest(
             keyspace: shard.keyspace, shard: shard.shard, sequence: segment.sequence,
             fromPosition: ReplicationPosition(mariadb: segment.from), position: ReplicationPosition(mariadb: segment.position),
@@ -353,7 +358,9 @@ public final class BinlogArchiver: Service, Sendable {
             transactionCount: segment.transactionCount, archivedTime: Date(), sourceServerID: sourceServerID,
             sourceHost: FileSystem.hostname,
             archiverServerID: settings.replicaServerID ?? Self.defaultReplicaServerID(source: sourceServerID),
-            compression: settings.compression.info, file: file)
+            compression: settings.compression.info,
+            encryption: dataKey == nil ? EncryptionScheme.none : EncryptionScheme.aes256GCM, file: file,
+            keyID: dataKey?.keyID, wrappedKey: dataKey?.wrapped)
         try await repository.commitSegment(manifest, shard: shard)
         let after = try await repository.segmentManifests(shard, sequences: segment.sequence...segment.sequence)
         try await keepOnlyOne(of: after[segment.sequence] ?? [manifest], mine: manifest, repository: repository)

@@ -25,8 +25,14 @@ public struct BackupListing: Codable, Sendable {
         public var rawBytes: Int64?
         /// Whether its chain back to a full backup is whole.
         public var restorable: Bool
+        /// `none` or `aes-256-gcm`; nil when the manifest cannot be read.
+        public var encryption: String? = nil
+        /// The master key a restore of this backup needs (encrypted backups only).
+        public var keyID: String? = nil
 
         enum CodingKeys: String, CodingKey {
+            case encryption
+            case keyID = "key_id"
             case name, type, method, status, problem
             case tabletAlias = "tablet_alias"
             case parent
@@ -56,8 +62,11 @@ public struct BackupListing: Codable, Sendable {
         public var lastArchivedTime: Date?
         /// Segment manifests that cannot be read (each a gap), with why.
         public var unreadable: [String]
+        /// The master keys the encrypted segments need, sorted (absent when none is encrypted).
+        public var keyIDs: [String]? = nil
 
         enum CodingKeys: String, CodingKey {
+            case keyIDs = "key_ids"
             case segments
             case storedBytes = "stored_bytes"
             case firstSegment = "first_segment"
@@ -149,7 +158,8 @@ public struct BackupListing: Codable, Sendable {
                              fromPosition: m.fromPosition?.description, position: m.position.description,
                              startTime: m.startTime, finishTime: m.finishTime, firstEventTime: m.firstEventTime,
                              lastEventTime: m.lastEventTime, storedBytes: m.storedSize, rawBytes: m.rawSize,
-                             restorable: chains.brokenLink(of: m) == nil)
+                             restorable: chains.brokenLink(of: m) == nil, encryption: m.encryption,
+                             keyID: m.encryption == EncryptionScheme.none ? nil : m.keyID)
             case .incomplete:
                 return Entry(name: b.name, type: "unknown", method: nil, status: "incomplete", problem: nil,
                              tabletAlias: b.parsedName?.tabletAlias.description, parent: nil, fromPosition: nil, position: nil,
@@ -172,6 +182,8 @@ public struct BackupListing: Codable, Sendable {
                               lastEventTime: segments.last?.lastEventTime,
                               lastArchivedTime: segments.last?.archivedTime,
                               unreadable: archived.unreadable.map { "\($0.name): \($0.problem)" })
+            let keyIDs = Set(segments.filter { $0.encryption != EncryptionScheme.none }.compactMap(\.keyID)).sorted()
+            archive?.keyIDs = keyIDs.isEmpty ? nil : keyIDs
         }
         return BackupListing(shard: shard.description, storage: storage.displayURL, backups: entries,
                              nextFullDue: schedule.nextFull, nextIncrementalDue: schedule.nextIncremental,

@@ -35,6 +35,15 @@ public struct RestoreRunner: Sendable {
         return try RestorePlanner.plan(backups: manifests, archive: archive.timeline, target: target)
     }
 
+    /// Opens the data key of every backup and segment of `plan`: a missing or
+    /// wrong master key fails here, in one sentence naming the key id, before
+    /// anything is written.
+    public func checkKeys(_ plan: RestorePlan) throws {
+        _ = try MasterKeyring.dataKey(of: plan.full, keyring: context.keyring)
+        for incremental in plan.incrementals { _ = try MasterKeyring.dataKey(of: incremental, keyring: context.keyring) }
+        for segment in plan.segments { _ = try MasterKeyring.dataKey(of: segment, keyring: context.keyring) }
+    }
+
     /// Checks that `directory` can receive a restore: missing or empty.
     public static func checkTarget(_ directory: String) throws {
         guard try FileSystem.isMissingOrEmptyDirectory(directory) else { throw targetNotEmpty(directory) }
@@ -56,6 +65,7 @@ public struct RestoreRunner: Sendable {
     func run(_ plan: RestorePlan, into directory: String,
              beforeFinish: ((RestoreServer, ReplicationPosition) async throws -> Void)?) async throws -> RestoreResult {
         let logger = context.logger
+        try checkKeys(plan)
         guard try await FileSystem.Async.isMissingOrEmptyDirectory(directory) else {
             throw RestoreRunner.targetNotEmpty(directory)
         }
@@ -92,7 +102,8 @@ public struct RestoreRunner: Sendable {
             }
             switch context.replay {
             case .sqlThread:
-                let binlogs = StoredBinlog.files(of: replay, stopPosition: plan.stopPosition, repository: context.repository, shard: context.shard)
+                let binlogs = try StoredBinlog.files(of: replay, stopPosition: plan.stopPosition, repository: context.repository, shard: context.shard,
+                                                     keyring: context.keyring)
                 _ = try await RelayLogReplay.replay(binlogs, into: server!, start: full.position, stopPosition: plan.stopPosition,
                                                     stopTime: plan.stopTime, context: context)
             case .clientPipe:

@@ -42,13 +42,14 @@ struct BackupsCommand: AsyncParsableCommand {
             if let archiver = listing.archiver { Output.line(Self.archiverLine(archiver)) }
             return
         }
-        var table = TextTable(header: ["NAME", "TYPE", "STATUS", "PARENT", "FROM", "POSITION", "STARTED", "FINISHED", "SIZE"])
+        var table = TextTable(header: ["NAME", "TYPE", "STATUS", "PARENT", "FROM", "POSITION", "STARTED", "FINISHED", "SIZE", "KEY"])
         for b in listing.backups {
             table.rows.append([
                 b.name, b.type, b.status, b.parent ?? "-", b.fromPosition ?? "-", b.position ?? "-",
                 b.startTime.map { UTCTime.rfc3339($0, fractional: false) } ?? "-",
                 b.finishTime.map { UTCTime.rfc3339($0, fractional: false) } ?? "-",
                 formatBytes(b.storedBytes),
+                b.keyID ?? (b.encryption == nil ? "?" : "-"),
             ])
         }
         Output.line(table.render())
@@ -77,6 +78,7 @@ struct BackupsCommand: AsyncParsableCommand {
         var s = "Binary log archive: \(archive.segments) segment\(archive.segments == 1 ? "" : "s"), \(formatBytes(archive.storedBytes))"
         if let position = archive.position { s += ", up to \(position)" }
         if let time = archive.lastEventTime { s += " (\(UTCTime.rfc3339(time, fractional: false)))" }
+        if let keys = archive.keyIDs { s += ", encrypted with key\(keys.count == 1 ? "" : "s") \(keys.joined(separator: ", "))" }
         return s + "."
     }
 }

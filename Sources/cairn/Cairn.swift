@@ -27,6 +27,7 @@ struct Cairn: AsyncParsableCommand {
             StatusCommand.self,
             ArchiveCommand.self,
             DrillCommand.self,
+            RotateKeyCommand.self,
         ]
     )
 }

@@ -64,8 +64,10 @@ struct DrillCommand: AsyncParsableCommand {
             return
         }
         let progress = TransferProgress()
+        let keyring = try MasterKeyring.load(configuration.encryption)
         let record = try await storageOptions.withStorage(configuration, logger: logger) { storage in
-            let runner = DrillRunner(context: RestoreContext(shard: shard, storage: storage, logger: logger, progress: progress),
+            let runner = DrillRunner(context: RestoreContext(shard: shard, storage: storage, logger: logger, progress: progress,
+                                                             keyring: keyring),
                                      ranOn: "local", scratchRoot: scratchDir.map { URL(fileURLWithPath: $0).standardizedFileURL.path })
             return try await Output.withProgress(progress, enabled: !output.json) {
                 try await runner.run(target)
