@@ -35,6 +35,10 @@ bench-archive:
 
 # The scheduler at fleet scale (issue 18): the real ctld against 100, 1,000
 # and 10,000 simulated tablets, 10 minutes each; see docs/BENCHMARKS.md.
+.PHONY: bench-crypt
+bench-crypt:
+	BENCH_ISSUES="14" bash scripts/bench.sh
+
 .PHONY: bench-scale
 bench-scale:
 	bash scripts/bench-scale.sh

@@ -112,6 +112,19 @@ let package = Package(
             swiftSettings: strict
         ),
         // The cluster: control server, tablet agents, scheduler, the HTTP API and its client.
+        // etcd's v3 API through its JSON gateway (the control plane on etcd, docs/CLUSTER.md).
+        .target(
+            name: "CairnEtcd",
+            dependencies: [
+                "CairnCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            swiftSettings: strict
+        ),
         .target(
             name: "CairnCluster",
             dependencies: [
@@ -177,6 +190,7 @@ let package = Package(
             name: "CairnTestSupport",
             dependencies: [
                 "CairnCore",
+                "CairnEtcd",
                 "CairnSystem",
                 "CairnMySQL",
                 "CairnStorage",
@@ -216,6 +230,11 @@ let package = Package(
         .testTarget(
             name: "CairnEngineTests",
             dependencies: ["CairnEngine", "CairnTestSupport", "CairnMySQL", "CairnStorage", "CairnSystem"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "CairnEtcdTests",
+            dependencies: ["CairnEtcd", "CairnTestSupport", "CairnCore"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -10,6 +10,7 @@
 #            vs the same stream piped through aws s3 cp
 #   issue 11 continuous archiving under full-speed sysbench writes: lag p50/p99,
 #            the archiver's CPU and peak RSS, and the replay of what it archived
+#   issue 14 full backup and restore with encryption on vs off (file storage)
 #   issue 12 the replay of issue 3's transactions through the restore server's SQL thread
 #            vs mariadb-binlog --start-position | mariadb into a server with the same durability
 #   delta    (issue 12) a physical delta after ~1% of rows changed vs a full backup, and the
@@ -37,7 +38,7 @@ if [ "${BENCH_PRESET:-}" = "small" ]; then
 else
   tables="${BENCH_TABLES:-8}"; rows="${BENCH_ROWS:-600000}"; txns="${BENCH_TXNS:-100000}"
 fi
-issues="${BENCH_ISSUES:-2 3 4 12 delta}"
+issues="${BENCH_ISSUES:-2 3 4 12 14 delta}"
 concurrencies="${BENCH_CONCURRENCIES:-1 4 8}"
 archive_interval="${BENCH_ARCHIVE_INTERVAL:-3s}"
 if [ "${BENCH_PRESET:-}" = "small" ]; then archive_seconds="${BENCH_ARCHIVE_SECONDS:-20}"; else archive_seconds="${BENCH_ARCHIVE_SECONDS:-300}"; fi
@@ -274,6 +275,45 @@ if [[ " $issues " == *" 2 "* ]]; then
   row "restore time (s)" "$restore_time" "$peer_restore_time" "$(ratio "$restore_time" "$peer_restore_time")" "<= 1.00" "$(verdict "$(ratio "$restore_time" "$peer_restore_time")" "<=" 1.00)"
   row "peak RSS backup (MiB)" "$(kib_mib "$full_rss")" "$(kib_mib "$peer_rss")" "" "< 256" "$(verdict "$(kib_mib "$full_rss")" "<" 256)"
   row "peak RSS restore (MiB)" "$(kib_mib "$restore_rss")" "$(kib_mib "$peer_restore_rss")" "" "< 256" "$(verdict "$(kib_mib "$restore_rss")" "<" 256)"
+fi
+
+# ---------------------------------------------------------------- issue 14
+
+if [[ " $issues " == *" 14 "* ]]; then
+  # The same full backup and restore on file storage, with and without
+  # encryption, each twice in the order plain, encrypted, encrypted, plain;
+  # the better run of each counts.
+  head -c 32 /dev/urandom | base64 >"$work/master.key"; chmod 600 "$work/master.key"
+  printf '{"bucket": "file://%s", "encryption": {"key_file": "%s"}}\n' "$data/crypt-store" "$work/master.key" >"$work/crypt.json"
+  mkdir -p "$data/crypt-store"
+  crypt_backup() { # NAME STORAGE-ARGS...
+    local name="$1"; shift
+    warm
+    measure "$name" "$cairn" backup commerce/0 --local --mysql-socket "$sock" --mysql-datadir "$src" "$@" --type full --json
+  }
+  crypt_restore() { # NAME BACKUP STORAGE-ARGS...
+    local name="$1" backup="$2"; shift 2
+    fresh "$work/r-$name"; sync
+    measure "$name" "$cairn" restore commerce/0 --local --target-datadir "$work/r-$name" "$@" --backup "$backup"
+    fresh "$work/r-$name"
+  }
+  plain_args=("${cairn_file[@]}"); crypt_args=(--config "$work/crypt.json")
+  crypt_backup plain-full "${plain_args[@]}"; plain_b="$T"; plain_name="$(json "$work/plain-full.out" 'j["backup"]["backup_name"]')"
+  crypt_backup crypt-full "${crypt_args[@]}"; crypt_b="$T"
+  crypt_backup crypt-full "${crypt_args[@]}"; crypt_b="$(min "$crypt_b" "$T")"; crypt_name="$(json "$work/crypt-full.out" 'j["backup"]["backup_name"]')"
+  crypt_backup plain-full "${plain_args[@]}"; plain_b="$(min "$plain_b" "$T")"
+  crypt_raw="$(json "$work/crypt-full.out" 'sum(f["raw_size"] for f in j["backup"]["files"])')"
+  crypt_restore plain-restore "$plain_name" "${plain_args[@]}"; plain_r="$T"
+  crypt_restore crypt-restore "$crypt_name" "${crypt_args[@]}"; crypt_r="$T"; crypt_rss="$OWN"
+  crypt_restore crypt-restore "$crypt_name" "${crypt_args[@]}"; crypt_r="$(min "$crypt_r" "$T")"; crypt_rss="$(max "$crypt_rss" "$OWN")"
+  crypt_restore plain-restore "$plain_name" "${plain_args[@]}"; plain_r="$(min "$plain_r" "$T")"
+
+  out ""
+  out "== issue 14: encryption (AES-256-GCM) on vs off, full backup and restore, file storage (raw stream $(mib "$crypt_raw") MiB)"
+  row "" "encrypted" "plain" "enc/plain" "bar"
+  row "backup time (s)" "$crypt_b" "$plain_b" "$(ratio "$crypt_b" "$plain_b")" "<= 1.10" "$(verdict "$(ratio "$crypt_b" "$plain_b")" "<=" 1.10)"
+  row "restore time (s)" "$crypt_r" "$plain_r" "$(ratio "$crypt_r" "$plain_r")" "<= 1.10" "$(verdict "$(ratio "$crypt_r" "$plain_r")" "<=" 1.10)"
+  row "peak RSS encrypted restore (MiB)" "$(kib_mib "$crypt_rss")" "" "" "< 256" "$(verdict "$(kib_mib "$crypt_rss")" "<" 256)"
 fi
 
 # ---------------------------------------------------------------- issue 3

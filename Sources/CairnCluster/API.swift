@@ -93,9 +93,11 @@ public enum ClusterAPI {
         public var currentJob: Int64?
         /// Final states of jobs ctld may have missed.
         public var finishedJobs: [JobUpdate]
+        /// The tablet's binary log archiver, when archiving is configured.
+        public var archive: ArchiveReport?
 
         public init(alias: String, type: TabletType, healthy: Bool, serving: Bool, replication: ReplicationStatus?,
-                    position: String?, currentJob: Int64?, finishedJobs: [JobUpdate]) {
+                    position: String?, currentJob: Int64?, finishedJobs: [JobUpdate], archive: ArchiveReport? = nil) {
             self.alias = alias
             self.type = type
             self.healthy = healthy
@@ -104,12 +106,78 @@ public enum ClusterAPI {
             self.position = position
             self.currentJob = currentJob
             self.finishedJobs = finishedJobs
+            self.archive = archive
         }
 
         enum CodingKeys: String, CodingKey {
-            case alias, type, healthy, serving, replication, position
+            case alias, type, healthy, serving, replication, position, archive
             case currentJob = "current_job"
             case finishedJobs = "finished_jobs"
+        }
+    }
+
+    /// ctld's answer to a heartbeat.
+    public struct HeartbeatAnswer: Codable, Sendable, Hashable {
+        /// The tablet holds its shard's archive lease for this many seconds
+        /// from when it sent the heartbeat; absent: it must not archive.
+        public var archiveLeaseSeconds: Double?
+
+        public init(archiveLeaseSeconds: Double? = nil) {
+            self.archiveLeaseSeconds = archiveLeaseSeconds
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case archiveLeaseSeconds = "archive_lease_seconds"
+        }
+    }
+
+    /// A tablet's binary log archiver as its heartbeat reports it (issue 11).
+    public struct ArchiveReport: Codable, Sendable, Hashable {
+        /// The archiver runs now (the tablet holds the shard's archive lease).
+        public var running: Bool
+        /// Connected to its mysqld and receiving.
+        public var connected: Bool
+        /// Seconds the oldest received but not yet stored transaction has waited.
+        public var lagSeconds: Double
+        /// The position after the newest stored transaction.
+        public var archivedPosition: String?
+        /// The newest stored transaction's time.
+        public var lastEventTime: Date?
+        /// When the newest segment was stored.
+        public var lastSegmentTime: Date?
+        public var segmentsWritten: Int
+        /// The last failure, cleared by the next success.
+        public var error: String?
+
+        public init(running: Bool, connected: Bool, lagSeconds: Double, archivedPosition: String?, lastEventTime: Date?,
+                    lastSegmentTime: Date?, segmentsWritten: Int, error: String?) {
+            self.running = running
+            self.connected = connected
+            self.lagSeconds = lagSeconds
+            self.archivedPosition = archivedPosition
+            self.lastEventTime = lastEventTime
+            self.lastSegmentTime = lastSegmentTime
+            self.segmentsWritten = segmentsWritten
+            self.error = error
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case running, connected, error
+            case lagSeconds = "lag_seconds"
+            case archivedPosition = "archived_position"
+            case lastEventTime = "last_event_time"
+            case lastSegmentTime = "last_segment_time"
+            case segmentsWritten = "segments_written"
+        }
+
+        /// One line for `cairn tablets`: "archiving, lag 0.4s, at MariaDB/0-1-250 (2026-...)".
+        public var summary: String {
+            guard running else { return error.map { "not archiving (\($0))" } ?? "not archiving" }
+            var text = connected ? "archiving, lag \((lagSeconds * 10).rounded() / 10)s" : "archiving, disconnected"
+            if let archivedPosition { text += ", at \(archivedPosition)" }
+            if let lastEventTime { text += " (\(UTCTime.rfc3339(lastEventTime, fractional: false)))" }
+            if let error { text += "; last error: \(error)" }
+            return text
         }
     }
 
@@ -124,6 +192,8 @@ public enum ClusterAPI {
         public var position: String?
         public var currentJob: Int64?
         public var lastHeartbeat: Date?
+        /// Its binary log archiver, from its last heartbeat.
+        public var archive: ArchiveReport?
 
         public init(registration: TabletRegistration) {
             self.registration = registration
@@ -137,7 +207,7 @@ public enum ClusterAPI {
         }
 
         enum CodingKeys: String, CodingKey {
-            case healthy, serving, replication, position
+            case healthy, serving, replication, position, archive
             case currentJob = "current_job"
             case lastHeartbeat = "last_heartbeat"
         }
@@ -151,6 +221,7 @@ public enum ClusterAPI {
             position = try c.decodeIfPresent(String.self, forKey: .position)
             currentJob = try c.decodeIfPresent(Int64.self, forKey: .currentJob)
             lastHeartbeat = try c.decodeIfPresent(Date.self, forKey: .lastHeartbeat)
+            archive = try c.decodeIfPresent(ArchiveReport.self, forKey: .archive)
         }
 
         public func encode(to encoder: any Encoder) throws {
@@ -162,6 +233,7 @@ public enum ClusterAPI {
             try c.encodeIfPresent(position, forKey: .position)
             try c.encodeIfPresent(currentJob, forKey: .currentJob)
             try c.encodeIfPresent(lastHeartbeat, forKey: .lastHeartbeat)
+            try c.encodeIfPresent(archive, forKey: .archive)
         }
     }
 
@@ -169,6 +241,8 @@ public enum ClusterAPI {
         public static let wireName = "job kind"
         case backup
         case restore
+        /// A restore drill: restore into a scratch directory and check (issue 15).
+        case drill
     }
 
     public enum JobResult: String, WireEnum {
@@ -193,6 +267,9 @@ public enum ClusterAPI {
         case stoppingMysqld = "stopping mysqld"
         case restoring
         case startingMysqld = "starting mysqld"
+        // A drill's (after planning and restoring).
+        case checking
+        case recording
         // Ends.
         case completed
         case nothingToDo = "nothing_to_do"
@@ -219,6 +296,18 @@ public enum ClusterAPI {
             case .stoppingMysqld: self = .stoppingMysqld
             case .restoring: self = .restoring
             case .startingMysqld: self = .startingMysqld
+            case .completed: self = .completed
+            case .failed: self = .failed
+            }
+        }
+
+        public init(_ phase: DrillPhase) {
+            switch phase {
+            case .pending: self = .pending
+            case .planning: self = .planning
+            case .restoring: self = .restoring
+            case .checking: self = .checking
+            case .recording: self = .recording
             case .completed: self = .completed
             case .failed: self = .failed
             }
@@ -347,6 +436,8 @@ public enum ClusterAPI {
         public var backupType: RequestedBackupType?
         public var engine: FullBackupEngine?
         public var restore: RestoreParameters?
+        /// Drills: what to restore.
+        public var drill: DrillParameters?
         /// Started by the scheduler rather than a client.
         public var scheduled: Bool
         public var createdAt: Date
@@ -401,7 +492,7 @@ public enum ClusterAPI {
         enum CodingKeys: String, CodingKey {
             case id, keyspace, shard, tablet, kind
             case backupType = "backup_type"
-            case engine, restore, scheduled
+            case engine, restore, drill, scheduled
             case createdAt = "created_at"
         }
 
@@ -415,6 +506,7 @@ public enum ClusterAPI {
             backupType = try c.decodeIfPresent(RequestedBackupType.self, forKey: .backupType)
             engine = try c.decodeIfPresent(FullBackupEngine.self, forKey: .engine)
             restore = try c.decodeIfPresent(RestoreParameters.self, forKey: .restore)
+            drill = try c.decodeIfPresent(DrillParameters.self, forKey: .drill)
             scheduled = try c.decode(Bool.self, forKey: .scheduled)
             createdAt = try c.decode(Date.self, forKey: .createdAt)
             report = try JobReport(from: decoder)
@@ -430,6 +522,7 @@ public enum ClusterAPI {
             try c.encodeIfPresent(backupType, forKey: .backupType)
             try c.encodeIfPresent(engine, forKey: .engine)
             try c.encodeIfPresent(restore, forKey: .restore)
+            try c.encodeIfPresent(drill, forKey: .drill)
             try c.encode(scheduled, forKey: .scheduled)
             try c.encode(createdAt, forKey: .createdAt)
             try report.encode(to: encoder)
@@ -513,6 +606,38 @@ public enum ClusterAPI {
         enum CodingKeys: String, CodingKey {
             case keyspace, shard, tablet, parameters
             case dryRun = "dry_run"
+        }
+    }
+
+    /// What a drill job restores.
+    public struct DrillParameters: Codable, Sendable, Hashable {
+        /// A random point in the restorable window instead of the newest backup.
+        public var randomPoint: Bool
+
+        public init(randomPoint: Bool) {
+            self.randomPoint = randomPoint
+        }
+
+        public var target: DrillTarget { randomPoint ? .randomPoint : .newestBackup }
+
+        enum CodingKeys: String, CodingKey {
+            case randomPoint = "random_point"
+        }
+    }
+
+    /// `POST /drills`: run a restore drill of a shard on one of its tablets.
+    public struct DrillRequest: Codable, Sendable {
+        public var keyspace: String
+        public var shard: String
+        /// Which tablet runs it: by alias, or a replica when one is healthy, else the primary.
+        public var tablet: String?
+        public var parameters: DrillParameters
+
+        public init(keyspace: String, shard: String, tablet: String?, parameters: DrillParameters) {
+            self.keyspace = keyspace
+            self.shard = shard
+            self.tablet = tablet
+            self.parameters = parameters
         }
     }
 

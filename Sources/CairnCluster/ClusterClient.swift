@@ -36,8 +36,10 @@ public struct ClusterClient: Sendable {
         let _: Empty = try await send(.POST, "/tablets", body: registration)
     }
 
-    public func heartbeat(_ heartbeat: ClusterAPI.Heartbeat, timeout: TimeAmount? = nil) async throws {
-        let _: Empty = try await send(.POST, "/tablets/\(heartbeat.alias)/heartbeat", body: heartbeat, timeout: timeout)
+    /// Reports a tablet's health; the answer says whether it holds its shard's archive lease.
+    @discardableResult
+    public func heartbeat(_ heartbeat: ClusterAPI.Heartbeat, timeout: TimeAmount? = nil) async throws -> ClusterAPI.HeartbeatAnswer {
+        try await send(.POST, "/tablets/\(heartbeat.alias)/heartbeat", body: heartbeat, timeout: timeout)
     }
 
     public func tablets() async throws -> [ClusterAPI.Tablet] {
@@ -55,6 +57,10 @@ public struct ClusterClient: Sendable {
 
     public func startRestore(_ request: ClusterAPI.RestoreRequest) async throws -> ClusterAPI.RestoreResponse {
         try await send(.POST, "/restores", body: request)
+    }
+
+    public func startDrill(_ request: ClusterAPI.DrillRequest) async throws -> ClusterAPI.Job {
+        try await send(.POST, "/drills", body: request)
     }
 
     public func job(_ id: Int64) async throws -> ClusterAPI.Job {

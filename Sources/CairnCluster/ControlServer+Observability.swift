@@ -1,6 +1,8 @@
 import CairnCore
+import CairnStorage
 import Foundation
 import Hummingbird
+import Logging
 
 // ctld's read-only views of the fleet: `/metrics` for Prometheus and
 // `GET /api/v1/status` for `cairn status` (docs/OBSERVABILITY.md). Both read
@@ -11,6 +13,20 @@ extension ControlServer {
     func jobEnded(_ job: ClusterAPI.Job) {
         guard inventory.jobEnded(job, relist: !schedulerLists) else { return }
         metrics.jobEnded(job)
+    }
+
+    /// Hands a listing of `shard` to the inventory; when it holds a drill
+    /// record newer than the one known, reads that (one small object).
+    func observe(_ shard: KeyspaceShard, listing: ShardListing, repository: BackupRepository) async {
+        let id = shard.description
+        inventory.observe(id, manifests: listing.manifests, at: Date())
+        guard let key = listing.newestDrillKey, inventory.entry(id)?.lastDrillKey != key else { return }
+        do {
+            let record = try await DrillRepository(storage: repository.storage, logger: logger).load(key: key)
+            inventory.recordDrill(id, ShardInventory.DrillOutcome(record), key: key)
+        } catch {
+            logger.warning("could not read the shard's newest drill record", metadata: ["shard": "\(id)", "key": "\(key)", "error": "\(error)"])
+        }
     }
 
     /// Whether the scheduler runs, and so lists each shard after its job ends (and at least every minute).

@@ -7,6 +7,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import ServiceLifecycle
+import Synchronization
 
 /// How `cairn ctld` runs.
 public struct ControlServerOptions: Sendable {
@@ -62,6 +63,7 @@ public final class ControlServer: Sendable {
             throw CairnError(.configuration, "the tablet token is the client auth token; give tablets their own token (ctld creates tablet-token in its data directory)")
         }
         store = try CtldStore(path: "\(options.dataDirectory)/ctld.sqlite")
+        archiveLeases = Mutex(ArchiveLeases(duration: options.heartbeatTimeout, startedAt: Date()))
         if let url = options.storageURL ?? options.configuration.bucket {
             storage = try StorageFactory.make(url: url, configuration: options.configuration, logger: logger)
         } else {
@@ -85,6 +87,7 @@ public final class ControlServer: Sendable {
             HeartbeatMonitor(server: self),
             Scheduler(server: self),
             RestorePointScheduler(server: self),
+            DrillScheduler(server: self),
             JobHistoryPruner(store: store, retention: options.jobRetention, logger: logger),
             ShardInventoryRefresher(server: self),
         ]
@@ -132,8 +135,7 @@ public final class ControlServer: Sendable {
         }
         groups.tablet.post("tablets/:alias/heartbeat") { request, _ in
             let heartbeat = try await decodeBody(ClusterAPI.Heartbeat.self, from: request, limit: RequestBodyLimit.heartbeat)
-            try await self.heartbeat(heartbeat)
-            return jsonResponse(ClusterClient.Empty())
+            return jsonResponse(try await self.heartbeat(heartbeat))
         }
         groups.either.get("tablets") { _, _ in
             jsonResponse(try await self.store.tablets())
@@ -155,6 +157,14 @@ public final class ControlServer: Sendable {
         api.post("restores") { request, _ in
             let body = try await decodeBody(ClusterAPI.RestoreRequest.self, from: request)
             return jsonResponse(try await self.startRestore(body))
+        }
+        api.post("drills") { request, _ in
+            let body = try await decodeBody(ClusterAPI.DrillRequest.self, from: request)
+            return jsonResponse(try await self.startDrill(body, scheduled: false))
+        }
+        api.get("drills/:keyspace/:shard") { _, context in
+            let shard = try KeyspaceShard(keyspace: try context.parameters.require("keyspace"), shard: try context.parameters.require("shard"))
+            return jsonResponse(try await DrillRepository(storage: try self.requireStorage(), logger: self.logger).list(shard))
         }
         api.post("restore-points") { request, _ in
             let body = try await decodeBody(ClusterAPI.RestorePointRequest.self, from: request)
@@ -210,9 +220,11 @@ public final class ControlServer: Sendable {
         }
     }
 
-    func heartbeat(_ heartbeat: ClusterAPI.Heartbeat) async throws {
+    @discardableResult
+    func heartbeat(_ heartbeat: ClusterAPI.Heartbeat) async throws -> ClusterAPI.HeartbeatAnswer {
         let now = Date()
         let registered = try await store.updateTablet(heartbeat.alias) { t in
+            t.archive = heartbeat.archive
             t.registration.type = heartbeat.type
             t.healthy = heartbeat.healthy
             t.serving = heartbeat.serving
@@ -231,6 +243,27 @@ public final class ControlServer: Sendable {
             && !heartbeat.finishedJobs.contains(where: { $0.id == job.id }) {
             try await failJob(job.id, "tablet \(heartbeat.alias) is no longer running it (the tablet restarted)")
         }
+        // A tablet configured to archive sends an archive report; ctld's own configuration need not say so.
+        guard options.configuration.backupStrategy?.binlogArchiveInterval != nil || heartbeat.archive != nil,
+              let tablet = try await store.tablet(heartbeat.alias) else {
+            return ClusterAPI.HeartbeatAnswer()
+        }
+        return archiveLeaseAnswer(heartbeat, shard: "\(tablet.keyspace)/\(tablet.shard)", now: now)
+    }
+
+    /// Grants, renews or withholds the shard's archive lease (docs/CLUSTER.md,
+    /// "Binary log archiving"), and records the holder's archive lag for the metrics.
+    func archiveLeaseAnswer(_ heartbeat: ClusterAPI.Heartbeat, shard: String, now: Date) -> ClusterAPI.HeartbeatAnswer {
+        let granted = archiveLeases.withLock {
+            $0.heartbeat(shard: shard, tablet: heartbeat.alias, primary: heartbeat.type == .primary, healthy: heartbeat.healthy,
+                         archiving: heartbeat.archive?.running == true, now: now)
+        }
+        if granted, let report = heartbeat.archive, report.running {
+            inventory.setArchiveLag(shard, seconds: report.lagSeconds)
+        } else if archiveLeases.withLock({ $0.holder(shard: shard, now: now) }) == nil {
+            inventory.setArchiveLag(shard, seconds: nil)
+        }
+        return ClusterAPI.HeartbeatAnswer(archiveLeaseSeconds: granted ? archiveLeases.withLock { $0.duration } : nil)
     }
 
     func record(_ update: ClusterAPI.JobUpdate) async throws {
@@ -333,6 +366,32 @@ public final class ControlServer: Sendable {
         return ClusterAPI.RestoreResponse(job: try await dispatch(job, to: tablet), plan: RestorePlanSummary(plan))
     }
 
+    /// Starts a restore drill on a named tablet, or on the shard's best
+    /// replica, or on its primary when no replica is healthy: the drill
+    /// restores into a scratch directory, so the tablet's own server serves on.
+    func startDrill(_ request: ClusterAPI.DrillRequest, scheduled: Bool) async throws -> ClusterAPI.Job {
+        let shard = try KeyspaceShard(keyspace: request.keyspace, shard: request.shard)
+        _ = try requireStorage()
+        let tablet: ClusterAPI.Tablet
+        if let alias = request.tablet {
+            tablet = try await pickTablet(shard, alias: alias, type: .replica)
+        } else if let replica = try? await pickTablet(shard, alias: nil, type: .replica) {
+            tablet = replica
+        } else if let rdonly = try? await pickTablet(shard, alias: nil, type: .rdonly) {
+            tablet = rdonly
+        } else {
+            tablet = try await pickTablet(shard, alias: nil, type: .primary)
+        }
+        // The store's `scheduled` column marks scheduled backups (the backup
+        // scheduler reads it); a scheduled drill says so in its record only.
+        let job = try await store.createJob(shard: shard, tablet: tablet.alias, scheduled: false) { job in
+            job.kind = .drill
+            job.drill = request.parameters
+            job.scheduled = scheduled
+        }
+        return try await dispatch(job, to: tablet)
+    }
+
     /// Hands a created job to its tablet; a refusal fails the job.
     func dispatch(_ job: ClusterAPI.Job, to tablet: ClusterAPI.Tablet) async throws -> ClusterAPI.Job {
         do {
@@ -352,11 +411,30 @@ public final class ControlServer: Sendable {
 
     func listBackups(_ shard: KeyspaceShard) async throws -> BackupListing {
         let storage = try requireStorage()
-        let listing = try await BackupListing.make(shard: shard, storage: storage, strategy: options.configuration.backupStrategy, logger: logger)
+        var listing = try await BackupListing.make(shard: shard, storage: storage, strategy: options.configuration.backupStrategy, logger: logger)
         if listing.backups.isEmpty, !(try await knownShards().contains(shard.description)) {
             throw try await unknownShardError(shard)
         }
+        listing.archiver = try await liveArchiver(shard)
         return listing
+    }
+
+    /// The shard's archiver from the heartbeats: the lease holder's report,
+    /// else (archiving configured) a note that none runs.
+    func liveArchiver(_ shard: KeyspaceShard) async throws -> BackupListing.Archiver? {
+        let holder = archiveLeases.withLock { $0.holder(shard: shard.description, now: Date()) }
+        let tablets = try await store.tablets(shard)
+        if let tablet = tablets.first(where: { $0.alias == holder }) ?? tablets.first(where: { $0.archive?.running == true }),
+           let report = tablet.archive, report.running {
+            return BackupListing.Archiver(tablet: tablet.alias, running: true, connected: report.connected, lagSeconds: report.lagSeconds,
+                                          archivedPosition: report.archivedPosition, lastEventTime: report.lastEventTime, error: report.error)
+        }
+        guard options.configuration.backupStrategy?.binlogArchiveInterval != nil else { return nil }
+        let error = tablets.compactMap { $0.type == .primary ? $0.archive?.error : nil }.first
+        let why = holder.map { "tablet \($0) holds the archive lease but does not archive; give it backup_strategy.binlog_archive_interval in its configuration" }
+            ?? "no primary tablet of the shard holds the archive lease yet"
+        return BackupListing.Archiver(tablet: holder, running: false, connected: false, lagSeconds: nil, archivedPosition: nil,
+                                      lastEventTime: nil, error: error ?? why)
     }
 
     func removeBackup(_ shard: KeyspaceShard, name: String, force: Bool, dryRun: Bool) async throws -> BackupRemoval {
@@ -380,6 +458,10 @@ public final class ControlServer: Sendable {
 
     let schedulerState = SchedulerState()
     let inventory = ShardInventory()
+    /// Who may archive each shard's binary log. In memory: a restarted ctld
+    /// grants a lease in its first lease period only to a primary already
+    /// archiving, so a lease granted before the restart cannot be doubled.
+    let archiveLeases: Mutex<ArchiveLeases>
     let metrics = ControlMetrics()
     let consoleSessions = ConsoleSessions()
 }

@@ -145,6 +145,10 @@ final class ControlMetrics: Sendable {
                 f.set("cairn_shard_inventory_listed_timestamp_seconds", labels, listed.timeIntervalSince1970)
             }
             f.set("cairn_shard_inventory_listing_failed", labels, entry?.listingError == nil ? 0 : 1)
+            // From the archive lease holder's heartbeats, known before any listing.
+            if let lag = entry?.archiveLagSeconds {
+                f.set("cairn_shard_archive_lag_seconds", labels, lag)
+            }
             // Unknown until the first listing: no protection series rather than a false 0.
             guard let protection = entry?.protection else { continue }
             f.set("cairn_shard_protected", labels, protection.isProtected(now: now, maximumAge: maximumAge) ? 1 : 0)
@@ -161,9 +165,6 @@ final class ControlMetrics: Sendable {
             if let window = protection.window {
                 f.set("cairn_shard_restorable_window_start_timestamp_seconds", labels, window.start.timeIntervalSince1970)
                 f.set("cairn_shard_restorable_window_end_timestamp_seconds", labels, window.end.timeIntervalSince1970)
-            }
-            if let lag = entry?.archiveLagSeconds {
-                f.set("cairn_shard_archive_lag_seconds", labels, lag)
             }
             if let drill = entry?.lastDrill {
                 f.set("cairn_shard_last_drill_timestamp_seconds", labels, drill.finishedAt.timeIntervalSince1970)

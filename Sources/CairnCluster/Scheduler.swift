@@ -189,8 +189,10 @@ struct Scheduler: Service {
         var now = Date()
         if replan {
             let cached = server.schedulerState.get(shardText)
-            let manifests = try await BackupRepository(storage: try server.requireStorage(), logger: server.logger).completeManifests(shard)
-            server.inventory.observe(shardText, manifests: manifests, at: Date())
+            let repository = BackupRepository(storage: try server.requireStorage(), logger: server.logger)
+            let listing = try await repository.list(shard)
+            let manifests = listing.manifests
+            await server.observe(shard, listing: listing, repository: repository)
             let attempt = last.map {
                 BackupScheduleRule.Attempt(started: $0.startedAt ?? $0.createdAt, ended: $0.endedAt, failed: $0.result == .failed)
             }

@@ -22,12 +22,24 @@ final class ShardInventory: Sendable {
         var error: String?
     }
 
-    /// The outcome of a restore drill (issue 15 item 3), once drills exist.
+    /// The outcome of a shard's newest restore drill, from its record in storage.
     struct DrillOutcome: Sendable, Hashable {
         var finishedAt: Date
         var passed: Bool
         var restoreSeconds: Double
         var detail: String?
+
+        init(finishedAt: Date, passed: Bool, restoreSeconds: Double, detail: String?) {
+            self.finishedAt = finishedAt
+            self.passed = passed
+            self.restoreSeconds = restoreSeconds
+            self.detail = detail
+        }
+
+        init(_ record: DrillRecord) {
+            self.init(finishedAt: record.finishedAt, passed: record.passed, restoreSeconds: record.restoreSeconds,
+                      detail: record.failure ?? record.summary)
+        }
     }
 
     struct Entry: Sendable {
@@ -39,9 +51,12 @@ final class ShardInventory: Sendable {
         var stale = false
         var lastJobEnd: JobEnd?
         var lastFailure: JobEnd?
-        /// Seconds between now and the newest archived binary-log event, once archiving exists (issue 11).
+        /// The archive lease holder's archive lag from its heartbeat (issue 11): seconds
+        /// its oldest received but not yet stored transaction has waited; nil when no tablet archives.
         var archiveLagSeconds: Double?
         var lastDrill: DrillOutcome?
+        /// The storage key of the drill record ``lastDrill`` came from.
+        var lastDrillKey: String?
     }
 
     private let entries = Mutex<[String: Entry]>([:])
@@ -96,8 +111,13 @@ final class ShardInventory: Sendable {
     /// Hook for the binlog archiver (issue 11).
     func setArchiveLag(_ shard: String, seconds: Double?) { update(shard) { $0.archiveLagSeconds = seconds } }
 
-    /// Hook for restore drills (issue 15 item 3).
-    func recordDrill(_ shard: String, _ outcome: DrillOutcome) { update(shard) { $0.lastDrill = outcome } }
+    /// The newest drill of the shard, read from its record at `key`.
+    func recordDrill(_ shard: String, _ outcome: DrillOutcome, key: String? = nil) {
+        update(shard) {
+            $0.lastDrill = outcome
+            $0.lastDrillKey = key
+        }
+    }
 
     /// Which of `shards` need a listing at `now`.
     func needingListing(_ shards: [String], now: Date, refresh: TimeInterval) -> [String] {
@@ -162,8 +182,7 @@ struct ShardInventoryRefresher: Service {
     func list(_ shard: KeyspaceShard, _ repository: BackupRepository) async {
         let id = shard.description
         do {
-            let manifests = try await repository.completeManifests(shard)
-            server.inventory.observe(id, manifests: manifests, at: Date())
+            await server.observe(shard, listing: try await repository.list(shard), repository: repository)
         } catch {
             guard !Task.isCancelled else { return }
             let message = (error as? CairnError)?.message ?? "\(error)"

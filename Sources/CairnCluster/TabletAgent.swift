@@ -34,6 +34,8 @@ public struct TabletAgentOptions: Sendable {
     /// Restore into the (empty) data directory before registering.
     public var restoreFromBackup: ClusterAPI.RestoreParameters?
     public var heartbeatInterval: Duration = .seconds(2)
+    /// Where restore drills make their scratch directory (the system's temporary directory when nil).
+    public var drillDirectory: String?
     /// Timeouts and the connection cap of its HTTP server.
     public var httpLimits: HTTPServerLimits = .tabletAgent
 
@@ -57,13 +59,16 @@ public struct TabletAgentOptions: Sendable {
 /// at a time, reporting progress to ctld and to its log.
 ///
 /// Its long-running parts are services of one `ServiceGroup`: the heartbeat,
-/// the HTTP API and the job runner. SIGTERM or SIGINT shuts them down in the
+/// the binary log archiver (with `binlog_archive_interval`, on the primary
+/// holding the shard's archive lease), the HTTP API and the job runner. SIGTERM or SIGINT shuts them down in the
 /// reverse order: the job runner first (a running job is cancelled and
 /// reported failed), then the API, then the heartbeat; the mysqld the tablet
 /// manages is stopped only after all of them have ended.
 public final class TabletAgent: Sendable {
     let options: TabletAgentOptions
     let storage: any BackupStorage
+    /// The master keys from `encryption` in the configuration: backups are encrypted with them, restores read with them.
+    let keyring: MasterKeyring?
     let mysqld: TabletMysqld
     let ctld: ClusterClient
     let logger: Logger
@@ -74,6 +79,8 @@ public final class TabletAgent: Sendable {
     let commitBlocks: CommitBlocks
     /// Its `/metrics`.
     let metrics = TabletMetrics()
+    /// Its binary log archiving (TabletArchiveService).
+    let archiveState = Mutex(ArchiveState())
 
     struct State {
         var restoring = false
@@ -89,6 +96,7 @@ public final class TabletAgent: Sendable {
             throw CairnError(.configuration, "the tablet has no backup storage configured; pass --config with a \"bucket\" or --storage URL")
         }
         storage = try StorageFactory.make(url: url, configuration: options.configuration, logger: logger)
+        keyring = try MasterKeyring.load(options.configuration.encryption)
         commitBlocks = CommitBlocks(mysql: options.mysql, alias: options.alias.description, logger: logger)
         mysqld = TabletMysqld(socketPath: options.mysqlSocket, dataDirectory: options.mysqlDataDirectory, port: options.mysqlPort,
                               serverID: options.alias.uid, connection: options.mysql, logger: logger)
@@ -123,8 +131,10 @@ public final class TabletAgent: Sendable {
         )
         // Shut down in reverse: jobs drain first, the heartbeat carries their reports to the end.
         // The guard stops after the API, so it releases every block the API took.
-        let services: [any Service] = [HeartbeatService(agent: self), CommitBlockGuard(blocks: commitBlocks), app,
-                                       TabletJobRunner(agent: self)]
+        // The archiver (when configured) stops before the heartbeat, so the goodbye follows its last segment.
+        var services: [any Service] = [HeartbeatService(agent: self)]
+        if archivingConfigured { services.append(TabletArchiveService(agent: self)) }
+        services += [CommitBlockGuard(blocks: commitBlocks), app, TabletJobRunner(agent: self)] as [any Service]
         var configuration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         // A drain that hangs is cancelled, so mysqld is still stopped in time.
         configuration.maximumGracefulShutdownDuration = TabletAgent.maximumDrain
@@ -217,7 +227,7 @@ public final class TabletAgent: Sendable {
         return ClusterAPI.Heartbeat(alias: aliasText, type: options.type, healthy: healthy && !s.restoring,
                                     serving: healthy && !s.restoring, replication: replication,
                                     position: healthy ? await mysqld.position() : nil,
-                                    currentJob: currentJob, finishedJobs: finishedJobs)
+                                    currentJob: currentJob, finishedJobs: finishedJobs, archive: archiveReport())
     }
 
     /// One heartbeat: register if needed, report, keep replicas replicating.
@@ -230,8 +240,9 @@ public final class TabletAgent: Sendable {
                 logger.info("registered with ctld", metadata: ["ctld": "\(ctld.baseURL)"])
             }
             let heartbeat = await makeHeartbeat()
+            let sentAt = ContinuousClock.now
             do {
-                try await ctld.heartbeat(heartbeat)
+                archiveLeaseAnswered(try await ctld.heartbeat(heartbeat), sentAt: sentAt)
             } catch let error as CairnError where error.code == .notFound {
                 // ctld lost the registration (a new data directory): register again.
                 state.withLock { $0.registered = false }
@@ -292,13 +303,30 @@ public final class TabletAgent: Sendable {
         switch job.kind {
         case .backup: return try await runBackup(job, progress: progress, phase: phase)
         case .restore: return try await runRestore(job, progress: progress, phase: phase)
+        case .drill: return try await runDrill(job, progress: progress, phase: phase)
         }
+    }
+
+    /// A restore drill into a scratch directory beside nothing of the
+    /// tablet's own: its mysqld keeps serving. A drill that finds a problem
+    /// is recorded in storage and reported as a failed job with its reason.
+    func runDrill(_ job: ClusterAPI.Job, progress: TransferProgress, phase: JobPhaseCell) async throws -> ClusterAPI.JobReport {
+        let runner = DrillRunner(context: RestoreContext(shard: options.shard, storage: storage, logger: logger, progress: progress,
+                                                         keyring: keyring),
+                                 ranOn: aliasText, scratchRoot: options.drillDirectory,
+                                 onPhase: { phase.set(ClusterAPI.JobPhase($0)) })
+        let record = try await runner.run((job.drill ?? ClusterAPI.DrillParameters(randomPoint: false)).target)
+        guard record.passed else {
+            throw CairnError(.integrity, record.summary)
+        }
+        return ClusterAPI.JobReport(phase: phase.get(), result: .completed, backupName: record.backups.last,
+                                    position: record.position?.description, note: record.summary)
     }
 
     func runBackup(_ job: ClusterAPI.Job, progress: TransferProgress, phase: JobPhaseCell) async throws -> ClusterAPI.JobReport {
         let context = BackupContext(shard: options.shard, tabletAlias: options.alias, storage: storage, mysql: options.mysql,
                                     dataDirectory: options.mysqlDataDirectory, compression: CompressionSettings(configuration: options.configuration),
-                                    logger: logger, progress: progress)
+                                    logger: logger, progress: progress, keyring: keyring)
         let request = BackupRequest(type: job.backupType ?? .auto, engine: job.engine ?? options.configuration.engine,
                                     strategy: options.configuration.backupStrategy, retention: options.configuration.retention)
         let runner = BackupRunner(context: context, onPhase: { phase.set(ClusterAPI.JobPhase($0)) })
@@ -328,7 +356,8 @@ public final class TabletAgent: Sendable {
         }
         let parameters = try await (job.restore ?? ClusterAPI.RestoreParameters())
             .resolvingRestorePoint(for: options.shard, in: storage, logger: logger)
-        let runner = RestoreRunner(context: RestoreContext(shard: options.shard, storage: storage, logger: logger, progress: progress))
+        let runner = RestoreRunner(context: RestoreContext(shard: options.shard, storage: storage, logger: logger, progress: progress,
+                                                           keyring: keyring))
         try advance(.planning)
         let plan = try await runner.plan(try parameters.target())
         state.withLock { $0.restoring = true }
@@ -378,7 +407,8 @@ public final class TabletAgent: Sendable {
             throw CairnError(.restoreTarget, "--restore-from-backup needs an empty or new --mysql-datadir, but \(options.mysqlDataDirectory) is not empty")
         }
         let parameters = try await requested.resolvingRestorePoint(for: options.shard, in: storage, logger: logger)
-        let runner = RestoreRunner(context: RestoreContext(shard: options.shard, storage: storage, logger: logger, progress: nil))
+        let runner = RestoreRunner(context: RestoreContext(shard: options.shard, storage: storage, logger: logger, progress: nil,
+                                                           keyring: keyring))
         let plan = try await runner.plan(try parameters.target())
         logger.info("restoring before start", metadata: ["target": "\(plan.target)", "full": "\(plan.full.backupName)",
                                                          "incrementals": "\(plan.incrementals.count)"])

@@ -173,7 +173,9 @@ extension TabletAgent {
     func sayGoodbye() async {
         let finished = jobs.forHeartbeat().finished
         let heartbeat = ClusterAPI.Heartbeat(alias: aliasText, type: options.type, healthy: false, serving: false, replication: nil,
-                                             position: nil, currentJob: nil, finishedJobs: finished)
+                                             position: nil, currentJob: nil, finishedJobs: finished,
+                                             // Its archiver has stopped: the goodbye releases the shard's archive lease.
+                                             archive: archiveReport())
         do {
             try await ctld.heartbeat(heartbeat, timeout: TabletJobRunner.shutdownReportTimeout)
             jobs.acknowledged(finished.map(\.id))

@@ -32,13 +32,18 @@ public struct ArchiveSegmentManifest: Sendable, Codable, Hashable {
     public var archiverServerID: UInt32
     public var compression: CompressionInfo
     public var encryption: String
+    /// The master key wrapping this segment's own data key (encrypted segments only).
+    public var keyID: String?
+    /// The segment's data key, sealed with master key `keyID`, base64.
+    public var wrappedKey: String?
     /// The data file; its `startPosition` is `fromPosition`.
     public var file: ManifestFile
 
     public init(keyspace: String, shard: String, sequence: Int, fromPosition: ReplicationPosition,
                 position: ReplicationPosition, firstEventTime: Date, lastEventTime: Date, transactionCount: Int,
                 archivedTime: Date, sourceServerID: UInt32, sourceHost: String, archiverServerID: UInt32,
-                compression: CompressionInfo, encryption: String = "none", file: ManifestFile) {
+                compression: CompressionInfo, encryption: String = "none", file: ManifestFile,
+                keyID: String? = nil, wrappedKey: String? = nil) {
         self.formatVersion = Self.currentFormatVersion
         self.keyspace = keyspace
         self.shard = shard
@@ -54,6 +59,8 @@ public struct ArchiveSegmentManifest: Sendable, Codable, Hashable {
         self.archiverServerID = archiverServerID
         self.compression = compression
         self.encryption = encryption
+        self.keyID = keyID
+        self.wrappedKey = wrappedKey
         self.file = file
     }
 
@@ -70,6 +77,8 @@ public struct ArchiveSegmentManifest: Sendable, Codable, Hashable {
         case sourceHost = "source_host"
         case archiverServerID = "archiver_server_id"
         case compression, encryption, file
+        case keyID = "key_id"
+        case wrappedKey = "wrapped_key"
     }
 
     // MARK: Names
@@ -84,9 +93,20 @@ public struct ArchiveSegmentManifest: Sendable, Codable, Hashable {
         return String(repeating: "0", count: max(0, 12 - digits.count)) + digits
     }
 
-    /// The data file's name: `<stem>.binlog` plus the compression suffix.
-    public static func dataFileName(sequence: Int, suffix: String) -> String {
-        "\(stem(sequence)).binlog\(suffix)"
+    /// The data file's name: `<stem>.binlog` plus the compression suffix;
+    /// with a `writer` tag `<stem>.<writer>.binlog` plus the suffix, which is
+    /// what archivers write since issue 11's fencing, so that two archivers
+    /// racing for one sequence never overwrite each other's data (readers
+    /// take the name from the manifest, so both forms read).
+    public static func dataFileName(sequence: Int, suffix: String, writer: String? = nil) -> String {
+        "\(stem(sequence))\(writer.map { ".\($0)" } ?? "").binlog\(suffix)"
+    }
+
+    /// Of two committed manifests for one sequence (two archivers raced),
+    /// the one every reader keeps: the smaller manifest name, then the
+    /// smaller data file name. The other archiver withdraws its own.
+    public static func precedes(_ a: ArchiveSegmentManifest, _ b: ArchiveSegmentManifest) -> Bool {
+        (a.manifestName, a.file.name) < (b.manifestName, b.file.name)
     }
 
     /// The manifest's name: `<stem>.<first event>.<last event>.json` with
@@ -145,7 +165,8 @@ public struct ArchiveSegmentManifest: Sendable, Codable, Hashable {
         guard segment.formatVersion <= currentFormatVersion else {
             throw CairnError(.manifest, "the manifest of archived segment \(name) has format version \(segment.formatVersion), newer than this Cairn understands (\(currentFormatVersion)); upgrade Cairn to read it")
         }
-        if let problem = BackupManifest.fileNameProblem(segment.file.name) {
+        if let problem = BackupManifest.fileNameProblem(segment.file.name)
+            ?? EncryptionScheme.problem(segment.encryption, keyID: segment.keyID, wrappedKey: segment.wrappedKey) {
             throw CairnError(.manifest, "the manifest of archived segment \(name) is not valid (\(problem))")
         }
         return segment
@@ -166,7 +187,7 @@ public struct ArchiveSegmentManifest: Sendable, Codable, Hashable {
             fromPosition: replayFrom, position: position, purgedPosition: fromPosition,
             startTime: archivedTime, finishTime: archivedTime, firstEventTime: firstEventTime,
             lastEventTime: lastEventTime, serverID: sourceServerID, serverVersion: "", flavor: position.flavor,
-            compression: compression, encryption: encryption, files: [file])
+            compression: compression, encryption: encryption, files: [file], keyID: keyID, wrappedKey: wrappedKey)
     }
 }
 
@@ -223,13 +244,15 @@ public struct ArchiveGap: Sendable, Hashable, Codable, CustomStringConvertible {
 
 /// A shard's archived segments in order, with the gaps between them. Pure.
 public struct ArchiveTimeline: Sendable {
-    /// By sequence, ascending; duplicates of a sequence keep the first.
+    /// By sequence, ascending; of duplicates of a sequence (archivers that
+    /// raced) the one ``ArchiveSegmentManifest/precedes(_:_:)`` puts first.
     public let segments: [ArchiveSegmentManifest]
     public let gaps: [ArchiveGap]
 
     public init(_ segments: [ArchiveSegmentManifest]) {
         var seen: Set<Int> = []
-        let sorted = segments.sorted { $0.sequence < $1.sequence }.filter { seen.insert($0.sequence).inserted }
+        let sorted = segments.sorted { $0.sequence != $1.sequence ? $0.sequence < $1.sequence : ArchiveSegmentManifest.precedes($0, $1) }
+            .filter { seen.insert($0.sequence).inserted }
         self.segments = sorted
         var gaps: [ArchiveGap] = []
         for (a, b) in zip(sorted, sorted.dropFirst()) where !a.position.contains(b.fromPosition) {

@@ -65,6 +65,11 @@ public struct BackupStrategyConfig: Hashable, Sendable {
     /// `delta_backup_interval`: between full backups, a physical delta this
     /// long after the chain's newest full backup or delta (optional).
     public var deltaBackupInterval: ConfigDuration?
+    /// `drill_interval`: ctld runs a restore drill of every shard this often (on a replica's host when it can).
+    public var drillInterval: ConfigDuration?
+    /// `binlog_archive_interval`: the primary tablet of every shard archives
+    /// its binary log continuously, storing a segment at least this often.
+    public var binlogArchiveInterval: ConfigDuration?
 
     public init(fullBackupInterval: ConfigDuration, incrementalBackupInterval: ConfigDuration?) {
         self.fullBackupInterval = fullBackupInterval
@@ -76,6 +81,64 @@ public struct BackupStrategyConfig: Hashable, Sendable {
 public enum FullBackupEngine: String, Sendable, Hashable, CaseIterable, Codable {
     case physical
     case logical
+}
+
+/// `encryption`: the master keys (docs/CONFIGURATION.md). Only file paths
+/// and ids live here; the keys themselves are read by the engine.
+public struct EncryptionConfig: Hashable, Sendable {
+    /// A key file: base64 of 32 bytes, and the id it is known by (nil: derived from the key).
+    public struct KeyFile: Hashable, Sendable {
+        public var path: String
+        public var keyID: String?
+        public init(path: String, keyID: String? = nil) {
+            self.path = path
+            self.keyID = keyID
+        }
+    }
+    /// `key_file` and `key_id`: the current key, which new backups and segments are encrypted under.
+    public var current: KeyFile
+    /// `previous_key_files`: older keys, used only to read what they wrapped.
+    public var previous: [KeyFile]
+
+    public init(current: KeyFile, previous: [KeyFile] = []) {
+        self.current = current
+        self.previous = previous
+    }
+
+    static func parse(_ reader: ConfigReader) throws -> EncryptionConfig {
+        try reader.rejectUnknownKeys(["key_file", "key_id", "previous_key_files"])
+        guard let file = try reader.string("key_file"), !file.isEmpty else {
+            throw CairnError(.configuration, "the configuration \(reader.source) sets encryption without encryption.key_file; add the path of a file holding a base64 32-byte key, or remove encryption")
+        }
+        let current = KeyFile(path: file, keyID: try keyID(reader.string("key_id"), reader.name("key_id"), reader.source))
+        var previous: [KeyFile] = []
+        for (index, entry) in try reader.array("previous_key_files").enumerated() {
+            let name = "\(reader.name("previous_key_files"))[\(index)]"
+            switch entry {
+            case .string(let path) where !path.isEmpty:
+                previous.append(KeyFile(path: path))
+            case .object(let object):
+                let item = ConfigReader(source: reader.source, object: object, path: name)
+                try item.rejectUnknownKeys(["key_file", "key_id"])
+                guard let path = try item.string("key_file"), !path.isEmpty else {
+                    throw CairnError(.configuration, "\(name) in \(reader.source) has no key_file; give the path of an older key file")
+                }
+                previous.append(KeyFile(path: path, keyID: try keyID(item.string("key_id"), item.name("key_id"), reader.source)))
+            default:
+                throw CairnError(.configuration, "\(name) in \(reader.source) must be a key file path or an object with key_file and key_id")
+            }
+        }
+        return EncryptionConfig(current: current, previous: previous)
+    }
+
+    static func keyID(_ value: String?, _ name: String, _ source: String) throws -> String? {
+        guard let value else { return nil }
+        guard !value.isEmpty, value.utf8.count <= 64,
+              value.unicodeScalars.allSatisfy({ $0.properties.isAlphabetic && $0.isASCII || ("0"..."9").contains($0) || "-_.".unicodeScalars.contains($0) }) else {
+            throw CairnError(.configuration, "\(name) in \(source) must be 1 to 64 letters, digits, '-', '_' or '.'")
+        }
+        return value
+    }
 }
 
 /// Cairn's configuration file: JSON, a superset of the seed's `vtbackup.json`.
@@ -131,6 +194,8 @@ public struct CairnConfiguration: Hashable, Sendable {
     /// `storage_directory_mode`: permissions of the directories file storage
     /// creates, e.g. `"0750"` (default `0700`).
     public var storageDirectoryMode: Int = 0o700
+    /// `encryption`: nil stores backups in the clear.
+    public var encryption: EncryptionConfig?
 
     public init() {}
 
@@ -140,7 +205,7 @@ public struct CairnConfiguration: Hashable, Sendable {
         "s3_endpoint", "s3_force_path_style", "s3_ca_file", "s3_max_retries", "s3_part_size",
         "aws_shared_credentials_file", "aws_profile", "ctld", "mysql_user", "mysql_password_file",
         "replication_user", "replication_password_file",
-        "retention", "storage_file_mode", "storage_directory_mode",
+        "retention", "storage_file_mode", "storage_directory_mode", "encryption",
     ]
 
     /// Parses a configuration file's contents. `source` names the file in errors.
@@ -160,7 +225,8 @@ public struct CairnConfiguration: Hashable, Sendable {
         c.bucket = try reader.string("bucket")
         c.awsRegion = try reader.string("aws_region")
         if let strategy = try reader.object("backup_strategy") {
-            try strategy.rejectUnknownKeys(["full_backup_interval", "incremental_backup_interval", "restore_point_interval", "delta_backup_interval"])
+            try strategy.rejectUnknownKeys(["full_backup_interval", "incremental_backup_interval", "restore_point_interval",
+                                            "delta_backup_interval", "binlog_archive_interval", "drill_interval"])
             guard let full = try strategy.duration("full_backup_interval") else {
                 throw CairnError(.configuration, "the configuration \(source) sets backup_strategy without backup_strategy.full_backup_interval; add it, e.g. \"24h\"")
             }
@@ -183,6 +249,18 @@ public struct CairnConfiguration: Hashable, Sendable {
                     throw CairnError(.configuration, "backup_strategy.restore_point_interval in \(source) is \(points); it must be at least 1m, since each point blocks every primary's commits for a moment")
                 }
                 c.backupStrategy?.restorePointInterval = points
+            }
+            if let drills = try strategy.duration("drill_interval") {
+                guard drills.seconds >= 60 else {
+                    throw CairnError(.configuration, "backup_strategy.drill_interval in \(source) is \(drills); it must be at least 1m, since each drill restores the shard's whole chain")
+                }
+                c.backupStrategy?.drillInterval = drills
+            }
+            if let archive = try strategy.duration("binlog_archive_interval") {
+                guard archive.seconds >= 1 else {
+                    throw CairnError(.configuration, "backup_strategy.binlog_archive_interval in \(source) is \(archive); it must be at least 1s")
+                }
+                c.backupStrategy?.binlogArchiveInterval = archive
             }
         }
         c.uploadConcurrency = try reader.int("upload_concurrency", range: 1...64) ?? c.uploadConcurrency
@@ -223,6 +301,9 @@ public struct CairnConfiguration: Hashable, Sendable {
         }
         c.storageFileMode = try reader.mode("storage_file_mode", required: 0o600, allowed: 0o666, example: "0640") ?? c.storageFileMode
         c.storageDirectoryMode = try reader.mode("storage_directory_mode", required: 0o700, allowed: 0o777, example: "0750") ?? c.storageDirectoryMode
+        if let encryption = try reader.object("encryption") {
+            c.encryption = try EncryptionConfig.parse(encryption)
+        }
         return c
     }
 }
@@ -328,6 +409,15 @@ struct ConfigReader {
             throw CairnError(.configuration, "\(name(key)) in \(source) is \"\(clip(s, limit: 40))\"; write octal permissions between \"0\(String(required, radix: 8))\" and \"0\(String(allowed, radix: 8))\", e.g. \"\(example)\"")
         }
         return mode
+    }
+
+    /// The elements of an array; empty when the key is absent.
+    func array(_ key: String) throws -> [JSONValue] {
+        guard let v = value(key) else { return [] }
+        guard case .array(let a) = v else {
+            throw CairnError(.configuration, "\(name(key)) in \(source) must be a JSON array")
+        }
+        return a
     }
 
     func object(_ key: String) throws -> ConfigReader? {

@@ -97,8 +97,12 @@ public struct BackupManifest: Sendable, Codable, Hashable {
     public var serverVersion: String
     public var flavor: ReplicationFlavor
     public var compression: CompressionInfo
-    /// `none`, or the name of the encryption scheme.
+    /// `none`, or the name of the encryption scheme (``EncryptionScheme/aes256GCM``).
     public var encryption: String
+    /// The id of the master key that wraps the data key (encrypted backups only).
+    public var keyID: String?
+    /// The backup's data key, sealed with master key `keyID`, base64 (encrypted backups only).
+    public var wrappedKey: String?
     public var files: [ManifestFile]
     /// Physical backups: the InnoDB checkpoint LSN the backup reaches
     /// (`to_lsn` of mariadb-backup's `xtrabackup_checkpoints`), where a delta
@@ -113,7 +117,8 @@ public struct BackupManifest: Sendable, Codable, Hashable {
         method: BackupMethod, incremental: Bool, parentBackup: String?, fromPosition: ReplicationPosition?,
         position: ReplicationPosition, purgedPosition: ReplicationPosition, startTime: Date, finishTime: Date,
         firstEventTime: Date?, lastEventTime: Date?, serverID: UInt32, serverVersion: String,
-        flavor: ReplicationFlavor, compression: CompressionInfo, encryption: String, files: [ManifestFile]
+        flavor: ReplicationFlavor, compression: CompressionInfo, encryption: String, files: [ManifestFile],
+        keyID: String? = nil, wrappedKey: String? = nil
     ) {
         self.formatVersion = Self.currentFormatVersion
         self.backupName = backupName
@@ -136,6 +141,8 @@ public struct BackupManifest: Sendable, Codable, Hashable {
         self.flavor = flavor
         self.compression = compression
         self.encryption = encryption
+        self.keyID = keyID
+        self.wrappedKey = wrappedKey
         self.files = files
     }
 
@@ -158,6 +165,8 @@ public struct BackupManifest: Sendable, Codable, Hashable {
         case flavor, compression, encryption, files
         case toLSN = "to_lsn"
         case fromLSN = "from_lsn"
+        case keyID = "key_id"
+        case wrappedKey = "wrapped_key"
     }
 
     /// A physical delta: the pages changed since its parent (a full backup
@@ -239,6 +248,7 @@ public struct BackupManifest: Sendable, Codable, Hashable {
         case "none": suffix = ""
         default: return "unknown compression \"\(clip(compression.algorithm, limit: 40))\""
         }
+        if let problem = EncryptionScheme.problem(encryption, keyID: keyID, wrappedKey: wrappedKey) { return problem }
         var names = Set<String>()
         for file in files {
             if let problem = Self.fileNameProblem(file.name) { return problem }
@@ -282,6 +292,31 @@ public struct BackupManifest: Sendable, Codable, Hashable {
             && name != fileName && name != "REMOVING" && name != "STARTED" && !name.hasPrefix(".")
             && name.unicodeScalars.allSatisfy { $0.value > 0x20 && $0.value != 0x7F && $0 != "/" && $0 != "\\" }
         return valid ? nil : "the file name \"\(clip(name, limit: 80))\" is not a plain file name"
+    }
+}
+
+/// The names the manifests' `encryption` field takes.
+public enum EncryptionScheme {
+    public static let none = "none"
+    /// Chunked AES-256-GCM under a per-backup data key wrapped by a master key (docs/SECURITY.md).
+    public static let aes256GCM = "aes-256-gcm"
+
+    /// What is wrong with a manifest's encryption fields, or nil.
+    static func problem(_ scheme: String, keyID: String?, wrappedKey: String?) -> String? {
+        switch scheme {
+        case none: return nil
+        case aes256GCM:
+            guard let keyID, !keyID.isEmpty, keyID.utf8.count <= 128,
+                  keyID.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F }) else {
+                return "it is encrypted but names no valid key_id"
+            }
+            guard let wrappedKey, !wrappedKey.isEmpty, wrappedKey.utf8.count <= 1024 else {
+                return "it is encrypted but holds no wrapped_key"
+            }
+            return nil
+        default:
+            return "unknown encryption \"\(clip(scheme, limit: 40))\", which this Cairn cannot read"
+        }
     }
 }
 

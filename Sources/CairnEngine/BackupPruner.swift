@@ -83,6 +83,18 @@ public struct BackupPruner: Sendable {
                                                                then: "the next prune finishes the work")
         // Backups first: a segment is removed only once every backup that could replay it is gone.
         try await repository.deleteSegments(archivePlan.removableSegments, shard: shard)
+        // Data files no manifest names (an archiver stopped between upload and
+        // commit, or withdrew after a race), at or below the newest segment
+        // removed: no archiver writes there any more.
+        if let through = archivePlan.removableSegments.map(\.sequence).max() {
+            let referenced = Set(archive.segments.map(\.file.name))
+            let prefix = BackupRepository.archivePrefix(shard)
+            let orphans = archive.objects.map { String($0.key.dropFirst(prefix.count)) }.filter { name in
+                ArchiveSegmentManifest.parseManifestName(name) == nil && !referenced.contains(name)
+                    && name.count > 12 && Int(name.prefix(12)).map { $0 <= through } == true
+            }
+            try await storage.delete(keys: orphans.map { repository.archiveKey(shard, $0) })
+        }
         report.freedBytes += archivePlan.removableSegments.reduce(0) { $0 + $1.file.storedSize }
         if !archivePlan.removableSegments.isEmpty {
             logger.info("removed archived binary log segments", metadata: [

@@ -86,6 +86,9 @@ public struct BackupRunner: Sendable {
 
     private func run(_ request: BackupRequest, connection: MySQLConnection, now: @Sendable () -> Date,
                      advance: (BackupPhase) throws -> Void) async throws -> BackupOutcome {
+        var context = self.context
+        // One random data key per backup, wrapped by the current master key (docs/SECURITY.md).
+        context.dataKey = try context.keyring?.newDataKey()
         let logger = context.logger
         let info = try await connection.serverInfo()
         guard info.logBin else {
@@ -196,7 +199,8 @@ public struct BackupRunner: Sendable {
             position: position, purgedPosition: purged, startTime: start, finishTime: now(),
             firstEventTime: firstEvent, lastEventTime: lastEvent, serverID: info.serverID,
             serverVersion: info.version, flavor: info.flavor, compression: context.compression.info,
-            encryption: "none", files: files)
+            encryption: context.dataKey == nil ? EncryptionScheme.none : EncryptionScheme.aes256GCM, files: files,
+            keyID: context.dataKey?.keyID, wrappedKey: context.dataKey?.wrapped)
         manifest.toLSN = toLSN
         manifest.fromLSN = fromLSN
         listing.add(try await repository.commit(manifest, of: started))

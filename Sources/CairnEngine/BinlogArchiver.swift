@@ -50,11 +50,15 @@ public final class BinlogArchiver: Service, Sendable {
         public var compression: CompressionSettings
         public var heartbeatSeconds: Double
         public var maxBackoff: Duration
+        /// With master keys, each segment is encrypted under its own data key,
+        /// wrapped in the segment's manifest (nil: stored in the clear).
+        public var keyring: MasterKeyring?
 
         public init(shard: KeyspaceShard, mysql: MySQLConnectionConfiguration, storage: any BackupStorage,
                     interval: Duration = .seconds(5), maxSegmentBytes: Int = 4 << 20, spoolLimitBytes: Int = 24 << 20,
                     replicaServerID: UInt32? = nil, compression: CompressionSettings = .singleThreaded(),
-                    heartbeatSeconds: Double = 1, maxBackoff: Duration = .seconds(30)) {
+                    heartbeatSeconds: Double = 1, maxBackoff: Duration = .seconds(30), keyring: MasterKeyring? = nil) {
+            self.keyring = keyring
             self.shard = shard
             self.mysql = mysql
             self.storage = storage
@@ -75,6 +79,10 @@ public final class BinlogArchiver: Service, Sendable {
 
     public let settings: Settings
     let logger: Logger
+    /// Names this archiver's data files apart from any other's (see ``store(_:sourceServerID:repository:)``).
+    let writerTag: String = String(UInt32.random(in: 0...UInt32.max), radix: 16).leftPadded(to: 8)
+    /// The data file names of the segments this archiver stored last, by sequence.
+    private let storedDataNames = Mutex<[Int: String]>([:])
     private let state = Mutex(ArchiveStatus())
     private let stopRequested = Atomic<Bool>(false)
 
@@ -120,6 +128,8 @@ public final class BinlogArchiver: Service, Sendable {
         var open: OpenSegment? = nil
         var pending: [Sealed] = []
         var sourceServerID: UInt32 = 0
+        /// Another archiver stored a sequence this one was about to: stop.
+        var conflict: CairnError? = nil
 
         var pendingBytes: Int { pending.reduce(0) { $0 + $1.bytes.readableBytes } }
         /// A new segment's buffer: its size limit and room for the transaction that crosses it.
@@ -163,6 +173,7 @@ public final class BinlogArchiver: Service, Sendable {
                 state.withLock { $0.connected = true; $0.lastError = nil }
                 backoff = .milliseconds(500)
                 while !stopping {
+                    if let conflict = progress.conflict { throw conflict }
                     if progress.pendingBytes >= settings.spoolLimitBytes {
                         // Storage is not keeping up: stop receiving until it does. The server
                         // keeps the binary logs meanwhile, so this is lag, not a gap (unless
@@ -188,6 +199,11 @@ public final class BinlogArchiver: Service, Sendable {
                     updateLag(progress, now: ContinuousClock.now)
                 }
                 await stream?.close()
+            } catch let error as CairnError where error.code == .alreadyExists {
+                // Fenced off (docs/CLUSTER.md): another archiver holds the archive.
+                await stream?.close()
+                state.withLock { $0.connected = false; $0.lastError = error.message }
+                throw error
             } catch let error as CairnError where error.code == .binlogsPurged {
                 await stream?.close()
                 state.withLock { $0.connected = false; $0.lastError = error.message }
@@ -203,6 +219,7 @@ public final class BinlogArchiver: Service, Sendable {
                 progress.seal(now: .now)
                 storageRetry.at = nil
                 await storeIfDue(&progress, &storageRetry, repository: repository)
+                if let conflict = progress.conflict { throw conflict }
                 if stopping { break }
                 logger.warning("binary log archiving interrupted; retrying", metadata: [
                     "error": "\(message)", "retry_in": "\(backoff)",
@@ -217,6 +234,8 @@ public final class BinlogArchiver: Service, Sendable {
         while !progress.pending.isEmpty {
             do {
                 try await storePending(&progress, repository: repository)
+            } catch let error as CairnError where error.code == .alreadyExists {
+                throw error
             } catch {
                 attempt += 1
                 if attempt >= 5 || Task.isCancelled {
@@ -267,6 +286,8 @@ public final class BinlogArchiver: Service, Sendable {
         do {
             try await storePending(&progress, repository: repository)
             retry = StorageRetry()
+        } catch let error as CairnError where error.code == .alreadyExists {
+            progress.conflict = error
         } catch {
             let message = (error as? CairnError)?.message ?? "\(error)"
             state.withLock { $0.lastError = message }
@@ -294,12 +315,41 @@ public final class BinlogArchiver: Service, Sendable {
         }
     }
 
+    /// Stores one segment: its data under a name of this archiver's own, then
+    /// its manifest, the commit point.
+    ///
+    /// Fencing (docs/CLUSTER.md, "Binary log archiving"; the cluster's lease
+    /// is the first line): before writing, one listing shows whether another
+    /// archiver has committed this sequence, or replaced this archiver's
+    /// previous segment; after committing, whether another committed this
+    /// sequence at the same moment. Of two committed manifests of one
+    /// sequence, readers keep the one ``ArchiveSegmentManifest/precedes(_:_:)``
+    /// puts first; the archiver that sees both deletes the other, and the one
+    /// not kept stops with an `alreadyExists` error. A race these checks miss
+    /// (an archiver stalled between its check and its commit for a whole
+    /// segment) ends as a gap the planner names, never as a transaction
+    /// restored twice or lost silently: segments join by GTID, not by number.
     func store(_ segment: Sealed, sourceServerID: UInt32, repository: BackupRepository) async throws -> ArchiveSegmentManifest {
         let shard = settings.shard
-        let dataName = ArchiveSegmentManifest.dataFileName(sequence: segment.sequence, suffix: settings.compression.fileSuffix)
+        let dataName = ArchiveSegmentManifest.dataFileName(sequence: segment.sequence, suffix: settings.compression.fileSuffix,
+                                                           writer: writerTag)
+        let previous = max(1, segment.sequence - 1)
+        let committed = try await repository.segmentManifests(shard, sequences: previous...segment.sequence)
+        let existing = committed[segment.sequence] ?? []
+        if let mine = existing.first(where: { $0.file.name == dataName }) {
+            // An earlier attempt committed it and failed after: it is stored.
+            try await keepOnlyOne(of: existing, mine: mine, repository: repository)
+            return mine
+        }
+        if let other = existing.first { throw fenced(segment.sequence, by: other) }
+        if segment.sequence > 1, let before = committed[previous]?.min(by: ArchiveSegmentManifest.precedes),
+           let storedBefore = storedDataNames.withLock({ $0[previous] }), before.file.name != storedBefore {
+            throw fenced(previous, by: before)
+        }
+        let dataKey = try settings.keyring?.newDataKey()
         let file = try await UploadPipeline.upload(
             from: BytesSource(segment.bytes), to: settings.storage, key: repository.archiveKey(shard, dataName),
-            fileName: dataName, compression: settings.compression, progress: nil)
+            fileName: dataName, compression: settings.compression, encryption: dataKey?.fileKey(dataName), progress: nil)
         let manifest = ArchiveSegmentManifest(
             keyspace: shard.keyspace, shard: shard.shard, sequence: segment.sequence,
             fromPosition: ReplicationPosition(mariadb: segment.from), position: ReplicationPosition(mariadb: segment.position),
@@ -308,13 +358,46 @@ public final class BinlogArchiver: Service, Sendable {
             transactionCount: segment.transactionCount, archivedTime: Date(), sourceServerID: sourceServerID,
             sourceHost: FileSystem.hostname,
             archiverServerID: settings.replicaServerID ?? Self.defaultReplicaServerID(source: sourceServerID),
-            compression: settings.compression.info, file: file)
+            compression: settings.compression.info,
+            encryption: dataKey == nil ? EncryptionScheme.none : EncryptionScheme.aes256GCM, file: file,
+            keyID: dataKey?.keyID, wrappedKey: dataKey?.wrapped)
         try await repository.commitSegment(manifest, shard: shard)
+        let after = try await repository.segmentManifests(shard, sequences: segment.sequence...segment.sequence)
+        try await keepOnlyOne(of: after[segment.sequence] ?? [manifest], mine: manifest, repository: repository)
         logger.debug("archived segment", metadata: [
             "segment": "\(manifest.manifestName)", "transactions": "\(segment.transactionCount)",
             "to": "\(manifest.position)", "bytes": "\(file.storedSize)",
         ])
         return manifest
+    }
+
+    /// Of one sequence's committed manifests, readers keep the one that
+    /// precedes: delete the others (their data too); throw when it is not `mine`.
+    func keepOnlyOne(of manifests: [ArchiveSegmentManifest], mine: ArchiveSegmentManifest, repository: BackupRepository) async throws {
+        let shard = settings.shard
+        guard let kept = manifests.min(by: ArchiveSegmentManifest.precedes) else { return }
+        let others = manifests.filter { $0.file.name != kept.file.name }
+        if !others.isEmpty {
+            // A manifest name the kept one shares was overwritten by it: only the data goes.
+            let manifestKeys = others.filter { $0.manifestName != kept.manifestName }.map { repository.archiveKey(shard, $0.manifestName) }
+            try await settings.storage.delete(keys: manifestKeys)
+            try await settings.storage.delete(keys: others.map { repository.archiveKey(shard, $0.file.name) })
+        }
+        if kept.file.name != mine.file.name {
+            if kept.manifestName != mine.manifestName {
+                try await settings.storage.delete(keys: [repository.archiveKey(shard, mine.manifestName)])
+            }
+            try await settings.storage.delete(keys: [repository.archiveKey(shard, mine.file.name)])
+            throw fenced(mine.sequence, by: kept)
+        }
+        storedDataNames.withLock { names in
+            names[mine.sequence] = mine.file.name
+            names = names.filter { $0.key >= mine.sequence - 1 }
+        }
+    }
+
+    func fenced(_ sequence: Int, by other: ArchiveSegmentManifest) -> CairnError {
+        CairnError(.alreadyExists, "archived segment \(ArchiveSegmentManifest.stem(sequence)) of \(settings.shard) was stored by another archiver (of server \(other.sourceServerID) on \(other.sourceHost)); run one archiver per shard (in a cluster only the tablet holding the archive lease archives), and this one starts again after the newest archived segment")
     }
 
     func updateLag(_ progress: Progress, now: ContinuousClock.Instant) {
@@ -394,5 +477,11 @@ final class BytesSource: ByteSource {
             at += length
             return slice
         }
+    }
+}
+
+extension String {
+    fileprivate func leftPadded(to width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
     }
 }

@@ -79,7 +79,8 @@ enum BinlogEngine {
             var entry = try await UploadPipeline.upload(
                 from: source, to: context.storage,
                 key: context.repository.key(context.shard, name, storedName), fileName: storedName,
-                compression: context.compression, progress: context.progress,
+                compression: context.compression, encryption: context.dataKey?.fileKey(storedName),
+                progress: context.progress,
                 inspect: { chunk in
                     let events = try scanner.withLock { try $0.feed(chunk) }
                     let fresh = events.filter { !applied.includes($0.gtid) }
@@ -156,6 +157,7 @@ enum BinlogEngine {
                 let sink = DecoderSink(decoder: decoder, mayStopEarly: stopPosition != nil)
                 completed = try await DownloadPipeline.download(
                     file, key: key, from: context.storage, compression: manifest.compression,
+                    decryption: try context.fileKey(manifest, file),
                     to: sink, progress: context.progress, transform: transform).completed
                 try await decoder.checkSuccess(doing: "decoding binary log \(file.binlogFile ?? file.name) of backup \(manifest.backupName)")
                 try await client.checkSuccess(doing: "applying binary log \(file.binlogFile ?? file.name) of backup \(manifest.backupName)")

@@ -15,12 +15,17 @@ public struct BackupContext: Sendable {
     public var compression: CompressionSettings
     public var logger: Logger
     public var progress: TransferProgress?
+    /// The master keys: with them, every file of a new backup is encrypted (nil: stored in the clear).
+    public var keyring: MasterKeyring?
+    /// The data key of the backup being written; set by ``BackupRunner`` from `keyring`.
+    var dataKey: DataKey?
 
     public var repository: BackupRepository { BackupRepository(storage: storage, logger: logger) }
 
     public init(shard: KeyspaceShard, tabletAlias: TabletAlias?, storage: any BackupStorage,
                 mysql: MySQLConnectionConfiguration, dataDirectory: String?, compression: CompressionSettings,
-                logger: Logger, progress: TransferProgress?) {
+                logger: Logger, progress: TransferProgress?, keyring: MasterKeyring? = nil) {
+        self.keyring = keyring
         self.shard = shard
         self.tabletAlias = tabletAlias
         self.storage = storage
@@ -40,11 +45,20 @@ public struct RestoreContext: Sendable {
     public var progress: TransferProgress?
     /// How binary logs are applied after the full backup.
     public var replay: BinlogReplayMethod
+    /// The master keys that open encrypted backups; nil reads only unencrypted ones.
+    public var keyring: MasterKeyring?
 
     public var repository: BackupRepository { BackupRepository(storage: storage, logger: logger) }
 
+    /// The key of `file` of `manifest`: nil when the backup is stored in the
+    /// clear; fails with one sentence naming the master key it needs.
+    func fileKey(_ manifest: BackupManifest, _ file: ManifestFile) throws -> FileKey? {
+        try MasterKeyring.dataKey(of: manifest, keyring: keyring)?.fileKey(file.name)
+    }
+
     public init(shard: KeyspaceShard, storage: any BackupStorage, logger: Logger, progress: TransferProgress?,
-                replay: BinlogReplayMethod = .sqlThread) {
+                replay: BinlogReplayMethod = .sqlThread, keyring: MasterKeyring? = nil) {
+        self.keyring = keyring
         self.shard = shard
         self.storage = storage
         self.logger = logger

@@ -45,7 +45,9 @@ public struct EncryptingStream: ~Copyable {
     let key: SymmetricKey
     let chunkSize: Int
     let fileID: [UInt8]
-    var pending: [UInt8] = []
+    /// Plaintext not yet sealed; consumed by moving its reader index, so a
+    /// chunk costs one copy in and one seal, never a shift of what follows.
+    var pending = ByteBuffer()
     var index: UInt64 = 0
     var headerWritten = false
 
@@ -61,23 +63,36 @@ public struct EncryptingStream: ~Copyable {
     /// Sealed bytes for `plaintext`; whole chunks only (the rest waits for more input or `finish()`).
     public mutating func update(_ plaintext: ByteBuffer) throws -> ByteBuffer {
         var out = ByteBuffer()
-        writeHeaderIfNeeded(&out)
-        pending.append(contentsOf: plaintext.readableBytesView)
-        // A full chunk is sealed only once more follows it: the last chunk must be marked last.
-        while pending.count > chunkSize {
-            try seal(Array(pending.prefix(chunkSize)), last: false, into: &out)
-            pending.removeFirst(chunkSize)
-        }
+        try update(plaintext, into: &out)
         return out
+    }
+
+    /// Appends the sealed bytes for `plaintext` to `out`.
+    public mutating func update(_ plaintext: ByteBuffer, into out: inout ByteBuffer) throws {
+        writeHeaderIfNeeded(&out)
+        var input = plaintext
+        pending.writeBuffer(&input)
+        // A full chunk is sealed only once more follows it: the last chunk must be marked last.
+        while pending.readableBytes > chunkSize {
+            let chunk = pending.readSlice(length: chunkSize)!
+            try seal(chunk, last: false, into: &out)
+        }
+        // Moves what is left (less than a chunk) to the front, once per sealed batch.
+        pending.discardReadBytes()
     }
 
     /// Seals what is left as the last chunk (possibly empty).
     public mutating func finish() throws -> ByteBuffer {
         var out = ByteBuffer()
-        writeHeaderIfNeeded(&out)
-        try seal(pending, last: true, into: &out)
-        pending = []
+        try finish(into: &out)
         return out
+    }
+
+    public mutating func finish(into out: inout ByteBuffer) throws {
+        writeHeaderIfNeeded(&out)
+        let rest = pending
+        try seal(rest, last: true, into: &out)
+        pending.clear()
     }
 
     mutating func writeHeaderIfNeeded(_ out: inout ByteBuffer) {
@@ -88,9 +103,10 @@ public struct EncryptingStream: ~Copyable {
         headerWritten = true
     }
 
-    mutating func seal(_ chunk: [UInt8], last: Bool, into out: inout ByteBuffer) throws {
-        let box = try AES.GCM.seal(chunk, using: key, nonce: try EncryptedFraming.nonce(fileID: fileID, index: index),
-                                   authenticating: EncryptedFraming.authenticatedData(fileID: fileID, index: index, last: last))
+    mutating func seal(_ chunk: ByteBuffer, last: Bool, into out: inout ByteBuffer) throws {
+        let nonce = try EncryptedFraming.nonce(fileID: fileID, index: index)
+        let aad = EncryptedFraming.authenticatedData(fileID: fileID, index: index, last: last)
+        let box = try chunk.withUnsafeReadableBytes { try AES.GCM.seal($0, using: key, nonce: nonce, authenticating: aad) }
         out.writeBytes(box.ciphertext)
         out.writeBytes(box.tag)
         index += 1
@@ -103,7 +119,8 @@ public struct EncryptingStream: ~Copyable {
 public struct DecryptingStream: ~Copyable {
     let key: SymmetricKey
     let file: String
-    var buffer: [UInt8] = []
+    /// Stored bytes not yet opened; consumed by moving the reader index.
+    var buffer = ByteBuffer()
     var chunkSize: Int?
     var fileID: [UInt8] = []
     var index: UInt64 = 0
@@ -116,16 +133,18 @@ public struct DecryptingStream: ~Copyable {
 
     /// Plaintext of every whole chunk received so far.
     public mutating func update(_ stored: ByteBuffer) throws -> ByteBuffer {
-        buffer.append(contentsOf: stored.readableBytesView)
+        var input = stored
+        buffer.writeBuffer(&input)
         var out = ByteBuffer()
         try readHeaderIfPossible()
         guard let chunkSize else { return out }
         let sealedSize = chunkSize + EncryptedFraming.tagSize
         // Keep the newest whole chunk back: only the end of the input says whether it is the last.
-        while buffer.count > sealedSize {
-            try open(Array(buffer.prefix(sealedSize)), last: false, into: &out)
-            buffer.removeFirst(sealedSize)
+        while buffer.readableBytes > sealedSize {
+            let sealed = buffer.readSlice(length: sealedSize)!
+            try open(sealed, last: false, into: &out)
         }
+        buffer.discardReadBytes()
         return out
     }
 
@@ -135,45 +154,51 @@ public struct DecryptingStream: ~Copyable {
         guard chunkSize != nil else {
             throw CairnError(.integrity, "\(file) is shorter than an encrypted file's header; it was truncated, restore from another backup")
         }
-        guard buffer.count >= EncryptedFraming.tagSize else {
+        guard buffer.readableBytes >= EncryptedFraming.tagSize else {
             throw CairnError(.integrity, "\(file) ends inside chunk \(index) of its encryption; it was truncated, restore from another backup")
         }
         var out = ByteBuffer()
-        try open(buffer, last: true, into: &out)
-        buffer = []
+        let rest = buffer
+        try open(rest, last: true, into: &out)
+        buffer.clear()
         return out
     }
 
     mutating func readHeaderIfPossible() throws {
-        guard chunkSize == nil, buffer.count >= EncryptedFraming.headerSize else { return }
-        guard Array(buffer.prefix(8)) == EncryptedFraming.magic else {
+        guard chunkSize == nil, buffer.readableBytes >= EncryptedFraming.headerSize else { return }
+        guard buffer.getBytes(at: buffer.readerIndex, length: 8)! == EncryptedFraming.magic else {
             throw CairnError(.integrity, "\(file) is not an encrypted Cairn file (its header is wrong); it was replaced or damaged, restore from another backup")
         }
-        let size = buffer[8..<12].reduce(0) { $0 << 8 | Int($1) }
+        let size = Int(buffer.getInteger(at: buffer.readerIndex + 8, endianness: .big, as: UInt32.self)!)
         guard (1...(64 << 20)).contains(size) else {
             throw CairnError(.integrity, "\(file) declares an encryption chunk size of \(size) bytes, which Cairn never writes; it was damaged, restore from another backup")
         }
         chunkSize = size
-        fileID = Array(buffer[12..<28])
-        buffer.removeFirst(EncryptedFraming.headerSize)
+        fileID = buffer.getBytes(at: buffer.readerIndex + 12, length: 16)!
+        buffer.moveReaderIndex(forwardBy: EncryptedFraming.headerSize)
     }
 
-    mutating func open(_ sealed: [UInt8], last: Bool, into out: inout ByteBuffer) throws {
+    mutating func open(_ sealed: ByteBuffer, last: Bool, into out: inout ByteBuffer) throws {
         guard !sawLast else {
             throw CairnError(.integrity, "\(file) continues after its last encrypted chunk; it was tampered with, restore from another backup")
         }
-        let ciphertext = sealed.dropLast(EncryptedFraming.tagSize)
-        let tag = sealed.suffix(EncryptedFraming.tagSize)
-        do {
-            let box = try AES.GCM.SealedBox(nonce: EncryptedFraming.nonce(fileID: fileID, index: index), ciphertext: ciphertext, tag: tag)
-            let plaintext = try AES.GCM.open(box, using: key,
-                                             authenticating: EncryptedFraming.authenticatedData(fileID: fileID, index: index, last: last))
-            out.writeBytes(plaintext)
-        } catch {
+        let index = self.index
+        let fileID = self.fileID
+        let key = self.key
+        let opened: Data? = sealed.withUnsafeReadableBytes { bytes in
+            let ciphertext = UnsafeRawBufferPointer(rebasing: bytes.dropLast(EncryptedFraming.tagSize))
+            let tag = UnsafeRawBufferPointer(rebasing: bytes.suffix(EncryptedFraming.tagSize))
+            guard let nonce = try? EncryptedFraming.nonce(fileID: fileID, index: index),
+                  let box = try? AES.GCM.SealedBox(nonce: nonce, ciphertext: ciphertext, tag: tag) else { return nil }
+            return try? AES.GCM.open(box, using: key,
+                                     authenticating: EncryptedFraming.authenticatedData(fileID: fileID, index: index, last: last))
+        }
+        guard let opened else {
             let end = last ? " (the file's end: it may have been cut short)" : ""
             throw CairnError(.integrity, "\(file) fails authentication at encrypted chunk \(index)\(end): a byte was changed, chunks were moved or removed, or the key is not the one it was written with; restore from another backup")
         }
-        index += 1
+        out.writeBytes(opened)
+        self.index += 1
         sawLast = last
     }
 }

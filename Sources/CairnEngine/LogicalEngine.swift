@@ -104,6 +104,7 @@ enum LogicalEngine {
             _ = try await DownloadPipeline.download(
                 file, key: context.repository.key(context.shard, manifest.backupName, file.name),
                 from: context.storage, compression: manifest.compression,
+                decryption: try context.fileKey(manifest, file),
                 to: ProcessInputSink(client), progress: context.progress)
             if !suffix.isEmpty { try await client.write(ByteBuffer(string: suffix)) }
             try await client.checkSuccess(doing: "loading \(file.name) of backup \(manifest.backupName) into the restored server")

@@ -140,6 +140,7 @@ enum PhysicalEngine {
             _ = try await DownloadPipeline.download(
                 file, key: context.repository.key(context.shard, manifest.backupName, file.name),
                 from: context.storage, compression: manifest.compression,
+                decryption: try context.fileKey(manifest, file),
                 to: ProcessInputSink(extractor), progress: context.progress)
             try await extractor.checkSuccess(doing: "extracting backup \(manifest.backupName) with mbstream")
         } catch {

@@ -7,8 +7,8 @@ import NIOCore
 import Synchronization
 import CairnMySQL
 
-/// Streams one data file of a backup into storage: compress, hash the
-/// stored bytes, count sizes, write. Memory holds a chunk or two whatever
+/// Streams one data file of a backup into storage: compress, encrypt (when
+/// given a key), hash the stored bytes, count sizes, write. Memory holds a chunk or two whatever
 /// the file's size.
 public enum UploadPipeline {
     /// Uploads everything `source` yields to `key` and describes it for the manifest.
@@ -21,12 +21,13 @@ public enum UploadPipeline {
         key: String,
         fileName: String,
         compression: CompressionSettings,
+        encryption: FileKey? = nil,
         progress: TransferProgress?,
         inspect: (@Sendable (ByteBuffer) throws -> Void)? = nil,
         beforeFinish: (@Sendable () async throws -> Void)? = nil
     ) async throws -> ManifestFile {
         let writer = try await storage.makeWriter(key: key)
-        let stage = try CompressStage(compression)
+        let stage = try CompressStage(compression, encryption: encryption)
         var input = ReadAhead(source)
         do {
             while let chunk = try await input.next() {
@@ -84,7 +85,8 @@ extension UploadPipeline {
                 try await upload(
                     from: ProcessOutputSource(process), to: context.storage,
                     key: context.repository.key(context.shard, name, fileName), fileName: fileName,
-                    compression: context.compression, progress: context.progress, inspect: inspect,
+                    compression: context.compression, encryption: context.dataKey?.fileKey(fileName),
+                    progress: context.progress, inspect: inspect,
                     beforeFinish: {
                         try await process.checkSuccess(doing: doing ?? "\(tool) of \(context.mysql.endpoint)")
                         try check()
@@ -101,10 +103,15 @@ extension UploadPipeline {
     }
 }
 
-/// Compression and hashing of one stream, run on the blocking pool.
+/// Compression, encryption and hashing of one stream, run on the blocking
+/// pool. The hash is of the stored (encrypted) bytes, so `cairn verify`
+/// needs no key.
 final class CompressStage: Sendable {
     struct State: ~Copyable {
         var compressor: ZstdCompressor?
+        var encryptor: EncryptingStream?
+        /// Reused for the sealed bytes of every chunk, as `output` is for compressed ones.
+        var sealed = ByteBuffer()
         var hasher = SHA256()
         var rawSize: Int64 = 0
         var storedSize: Int64 = 0
@@ -116,9 +123,9 @@ final class CompressStage: Sendable {
     let state: Mutex<State>
 
     // The compressor is only touched under the mutex, one call at a time.
-    init(_ settings: CompressionSettings) throws {
+    init(_ settings: CompressionSettings, encryption: FileKey? = nil) throws {
         let compressor = settings.algorithm == "none" ? nil : try ZstdCompressor(level: settings.level, threads: settings.multithreaded ? settings.threads : nil)
-        state = Mutex(State(compressor: compressor))
+        state = Mutex(State(compressor: compressor, encryptor: encryption.map { EncryptingStream(key: $0.key) }))
     }
 
     /// Cancelled, the caller stops waiting for a chunk's compression: the
@@ -135,6 +142,11 @@ final class CompressStage: Sendable {
                 } else {
                     out = chunk
                 }
+                if s.encryptor != nil {
+                    s.sealed.clear()
+                    try s.encryptor?.update(out, into: &s.sealed)
+                    out = s.sealed
+                }
                 out.withUnsafeReadableBytes { s.hasher.update(bufferPointer: $0) }
                 s.storedSize += Int64(out.readableBytes)
                 return out
@@ -148,6 +160,12 @@ final class CompressStage: Sendable {
                 var out = ByteBufferAllocator().buffer(capacity: 64 * 1024)
                 if let compressor = s.compressor {
                     try compressor.finish(into: &out)
+                }
+                if s.encryptor != nil {
+                    var sealed = ByteBufferAllocator().buffer(capacity: out.readableBytes + 64 * 1024)
+                    try s.encryptor?.update(out, into: &sealed)
+                    try s.encryptor?.finish(into: &sealed)
+                    out = sealed
                 }
                 out.withUnsafeReadableBytes { s.hasher.update(bufferPointer: $0) }
                 s.storedSize += Int64(out.readableBytes)
@@ -180,12 +198,13 @@ public enum DownloadPipeline {
         key: String,
         from storage: any BackupStorage,
         compression: CompressionInfo,
+        decryption: FileKey? = nil,
         to sink: any ByteSink,
         progress: TransferProgress?,
         transform: (@Sendable (ByteBuffer) throws -> (ByteBuffer, continue: Bool))? = nil
     ) async throws -> (rawBytes: Int64, completed: Bool) {
+        let stage = try DecompressStage(compression: compression, decryption: decryption, file: "stored file \(key)")
         let reader = try await storage.makeReader(key: key, range: nil)
-        let stage = try DecompressStage(compression: compression)
         var input = ReadAhead(StorageSource(reader))
         // One piece is written while the next is decompressed, as `zstd -d |`
         // would overlap them; a piece's bytes count once the sink took it.
@@ -217,29 +236,36 @@ public enum DownloadPipeline {
             await reader.close()
             return (rawBytes, false)
         }
+        /// Hands the pieces starting with `first` to the sink; false when the consumer stopped.
+        func pass(_ first: ByteBuffer?) async throws -> Bool {
+            var next = first
+            while var piece = next {
+                var keepGoing = true
+                if let transform { (piece, keepGoing) = try transform(piece) }
+                if piece.readableBytes > 0 {
+                    guard try await settle() else { return false }
+                    let handed = piece
+                    writing = Task {
+                        try await sink.write(handed)
+                        return handed.readableBytes
+                    }
+                }
+                if !keepGoing {
+                    _ = try await settle()
+                    return false
+                }
+                next = try await stage.nextPiece()
+            }
+            return true
+        }
         do {
             while let chunk = try await input.next() {
                 if Task.isCancelled { throw CairnError(.cancelled, "the download of \(key) was cancelled") }
                 progress?.add(stored: Int64(chunk.readableBytes))
-                var next = try await stage.feed(chunk)
-                while var piece = next {
-                    var keepGoing = true
-                    if let transform { (piece, keepGoing) = try transform(piece) }
-                    if piece.readableBytes > 0 {
-                        guard try await settle() else { return await stopEarly() }
-                        let handed = piece
-                        writing = Task {
-                            try await sink.write(handed)
-                            return handed.readableBytes
-                        }
-                    }
-                    if !keepGoing {
-                        _ = try await settle()
-                        return await stopEarly()
-                    }
-                    next = try await stage.nextPiece()
-                }
+                guard try await pass(try await stage.feed(chunk)) else { return await stopEarly() }
             }
+            // An encrypted file's last chunk opens only at its end.
+            guard try await pass(try await stage.endOfInput()) else { return await stopEarly() }
             guard try await settle() else { return await stopEarly() }
             await reader.close()
             let (storedSize, digest) = try await stage.finish()
@@ -298,21 +324,52 @@ public enum DownloadPipeline {
     }
 }
 
-/// Hashing and decompression of one downloaded stream, on the blocking pool.
+/// Hashing, decryption and decompression of one downloaded stream, on the
+/// blocking pool. Every encrypted chunk is authenticated before any of its
+/// bytes go on, so a damaged or forged file never reaches the consumer.
 final class DecompressStage: Sendable {
     struct State: ~Copyable {
         var decompressor: ZstdDecompressor?
+        var decryptor: DecryptingStream?
         var hasher = SHA256()
         var storedSize: Int64 = 0
     }
     let state: Mutex<State>
 
-    init(compression: CompressionInfo) throws {
+    init(compression: CompressionInfo, decryption: FileKey? = nil, file: String = "the stored file") throws {
+        let decryptor = decryption.map { DecryptingStream(key: $0.key, file: file) }
         switch compression.algorithm {
-        case "zstd": state = Mutex(State(decompressor: try ZstdDecompressor()))
-        case "none": state = Mutex(State(decompressor: nil))
+        case "zstd": state = Mutex(State(decompressor: try ZstdDecompressor(), decryptor: decryptor))
+        case "none": state = Mutex(State(decompressor: nil, decryptor: decryptor))
         default:
             throw CairnError(.manifest, "the backup uses compression \"\(compression.algorithm)\", which this Cairn cannot read; upgrade Cairn")
+        }
+    }
+
+    /// Decrypts (when encrypted) and decompresses `stored`, returning the first piece.
+    static func open(_ stored: ByteBuffer, last: Bool, _ s: inout State) throws -> ByteBuffer? {
+        var plain = stored
+        if s.decryptor != nil {
+            if last {
+                plain = try s.decryptor?.finish() ?? ByteBuffer()
+            } else {
+                plain = try s.decryptor?.update(stored) ?? ByteBuffer()
+            }
+        } else if last {
+            return nil
+        }
+        guard let d = s.decompressor else { return plain.readableBytes > 0 ? plain : nil }
+        guard plain.readableBytes > 0 else { return nil }
+        d.feed(plain)
+        return try d.next(maxBytes: DecompressStage.maximumPiece)
+    }
+
+    /// The raw bytes held back until the end of the stored stream (an
+    /// encrypted file's last chunk), first piece; nil when there are none.
+    func endOfInput() async throws -> ByteBuffer? {
+        guard state.withLock({ $0.decryptor != nil }) else { return nil }
+        return try await Blocking.run { [self] in
+            try state.withLock { s in try DecompressStage.open(ByteBuffer(), last: true, &s) }
         }
     }
 
@@ -329,9 +386,7 @@ final class DecompressStage: Sendable {
             try state.withLock { s in
                 chunk.withUnsafeReadableBytes { s.hasher.update(bufferPointer: $0) }
                 s.storedSize += Int64(chunk.readableBytes)
-                guard let d = s.decompressor else { return chunk }
-                d.feed(chunk)
-                return try d.next(maxBytes: DecompressStage.maximumPiece)
+                return try DecompressStage.open(chunk, last: false, &s)
             }
         }
     }

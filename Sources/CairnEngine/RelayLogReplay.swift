@@ -25,12 +25,16 @@ public struct StoredBinlog: Sendable {
     public var file: ManifestFile
     public var key: String
     public var compression: CompressionInfo
+    /// The file's key when its backup or segment is encrypted.
+    public var fileKey: FileKey?
     /// The GTID position where the file starts, when the manifest records it.
     public var startPosition: ReplicationPosition?
     /// How errors name it: "binary log binlog.000007 of backup 2026-...".
     public var label: String
 
-    public init(file: ManifestFile, key: String, compression: CompressionInfo, startPosition: ReplicationPosition?, label: String) {
+    public init(file: ManifestFile, key: String, compression: CompressionInfo, startPosition: ReplicationPosition?, label: String,
+                fileKey: FileKey? = nil) {
+        self.fileKey = fileKey
         self.file = file
         self.key = key
         self.compression = compression
@@ -42,14 +46,16 @@ public struct StoredBinlog: Sendable {
     /// archived segments as one-file binlog backups), in order, without the
     /// files that start at or after `stopPosition` (nothing up to it is in them).
     static func files(of manifests: [BackupManifest], stopPosition: ReplicationPosition?, repository: BackupRepository,
-                      shard: KeyspaceShard) -> [StoredBinlog] {
+                      shard: KeyspaceShard, keyring: MasterKeyring?) throws -> [StoredBinlog] {
         var result: [StoredBinlog] = []
         for manifest in manifests {
+            let dataKey = try MasterKeyring.dataKey(of: manifest, keyring: keyring)
             for file in manifest.files {
                 if let stop = stopPosition, let start = file.startPosition, start.contains(stop) { return result }
                 result.append(StoredBinlog(file: file, key: repository.key(shard, manifest.backupName, file.name),
                                            compression: manifest.compression, startPosition: file.startPosition,
-                                           label: "binary log \(file.binlogFile ?? file.name) of backup \(manifest.backupName)"))
+                                           label: "binary log \(file.binlogFile ?? file.name) of backup \(manifest.backupName)",
+                                           fileKey: dataKey?.fileKey(file.name)))
             }
         }
         return result
@@ -301,7 +307,8 @@ enum RelayLogReplay {
         let completed: Bool
         do {
             completed = try await DownloadPipeline.download(
-                binlog.file, key: binlog.key, from: context.storage, compression: binlog.compression, to: sink,
+                binlog.file, key: binlog.key, from: context.storage, compression: binlog.compression,
+                decryption: binlog.fileKey, to: sink,
                 progress: context.progress,
                 transform: { chunk in
                     var piece = chunk

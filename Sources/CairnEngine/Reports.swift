@@ -25,8 +25,14 @@ public struct BackupListing: Codable, Sendable {
         public var rawBytes: Int64?
         /// Whether its chain back to a full backup is whole.
         public var restorable: Bool
+        /// `none` or `aes-256-gcm`; nil when the manifest cannot be read.
+        public var encryption: String? = nil
+        /// The master key a restore of this backup needs (encrypted backups only).
+        public var keyID: String? = nil
 
         enum CodingKeys: String, CodingKey {
+            case encryption
+            case keyID = "key_id"
             case name, type, method, status, problem
             case tabletAlias = "tablet_alias"
             case parent
@@ -50,20 +56,70 @@ public struct BackupListing: Codable, Sendable {
         public var lastSegment: String?
         /// After the newest archived transaction.
         public var position: String?
+        /// The oldest archived transaction's time.
+        public var firstEventTime: Date?
         public var lastEventTime: Date?
         public var lastArchivedTime: Date?
         /// Segment manifests that cannot be read (each a gap), with why.
         public var unreadable: [String]
+        /// The master keys the encrypted segments need, sorted (absent when none is encrypted).
+        public var keyIDs: [String]? = nil
 
         enum CodingKeys: String, CodingKey {
+            case keyIDs = "key_ids"
             case segments
             case storedBytes = "stored_bytes"
             case firstSegment = "first_segment"
             case lastSegment = "last_segment"
             case position
+            case firstEventTime = "first_event_time"
             case lastEventTime = "last_event_time"
             case lastArchivedTime = "last_archived_time"
             case unreadable
+        }
+    }
+
+    /// The cluster's live archiver of the shard (issue 11 item 2), as ctld
+    /// knows it from the heartbeats: absent in direct mode and when archiving
+    /// is not configured.
+    public struct Archiver: Codable, Sendable, Hashable {
+        /// The tablet holding the archive lease, if one does.
+        public var tablet: String?
+        public var running: Bool
+        public var connected: Bool
+        /// Seconds the oldest received but not yet stored transaction has waited.
+        public var lagSeconds: Double?
+        public var archivedPosition: String?
+        public var lastEventTime: Date?
+        public var error: String?
+
+        public init(tablet: String?, running: Bool, connected: Bool, lagSeconds: Double?, archivedPosition: String?,
+                    lastEventTime: Date?, error: String?) {
+            self.tablet = tablet
+            self.running = running
+            self.connected = connected
+            self.lagSeconds = lagSeconds
+            self.archivedPosition = archivedPosition
+            self.lastEventTime = lastEventTime
+            self.error = error
+        }
+
+        /// "tablet zone1-100, lag 0.4s, archived up to MariaDB/0-1-250 (2026-...)", or why none runs.
+        public var summary: String {
+            guard running else { return "not running (\(error ?? "no tablet archives"))" }
+            var s = "tablet \(tablet ?? "?"), "
+            s += connected ? "lag \(((lagSeconds ?? 0) * 10).rounded() / 10)s" : "disconnected"
+            if let archivedPosition { s += ", archived up to \(archivedPosition)" }
+            if let lastEventTime { s += " (\(UTCTime.rfc3339(lastEventTime, fractional: false)))" }
+            if let error { s += "; last error: \(error)" }
+            return s
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case tablet, running, connected, error
+            case lagSeconds = "lag_seconds"
+            case archivedPosition = "archived_position"
+            case lastEventTime = "last_event_time"
         }
     }
 
@@ -78,6 +134,8 @@ public struct BackupListing: Codable, Sendable {
     public var archive: Archive?
     /// What can be restored, from backups and archived segments together; nil when nothing is.
     public var restorableWindow: RestoreWindow?
+    /// The live archiver (through ctld only).
+    public var archiver: Archiver?
 
     enum CodingKeys: String, CodingKey {
         case shard, storage, backups
@@ -86,6 +144,7 @@ public struct BackupListing: Codable, Sendable {
         case nextDeltaDue = "next_delta_due"
         case archive
         case restorableWindow = "restorable_window"
+        case archiver
     }
 
     public static func make(shard: KeyspaceShard, storage: any BackupStorage, strategy: BackupStrategyConfig?,
@@ -102,7 +161,8 @@ public struct BackupListing: Codable, Sendable {
                              fromPosition: m.fromPosition?.description, position: m.position.description,
                              startTime: m.startTime, finishTime: m.finishTime, firstEventTime: m.firstEventTime,
                              lastEventTime: m.lastEventTime, storedBytes: m.storedSize, rawBytes: m.rawSize,
-                             restorable: chains.brokenLink(of: m) == nil)
+                             restorable: chains.brokenLink(of: m) == nil, encryption: m.encryption,
+                             keyID: m.encryption == EncryptionScheme.none ? nil : m.keyID)
             case .incomplete:
                 return Entry(name: b.name, type: "unknown", method: nil, status: "incomplete", problem: nil,
                              tabletAlias: b.parsedName?.tabletAlias.description, parent: nil, fromPosition: nil, position: nil,
@@ -121,9 +181,12 @@ public struct BackupListing: Codable, Sendable {
             let segments = archived.segments
             archive = Archive(segments: segments.count, storedBytes: archived.objects.reduce(0) { $0 + $1.size },
                               firstSegment: segments.first?.manifestName, lastSegment: segments.last?.manifestName,
-                              position: segments.last?.position.description, lastEventTime: segments.last?.lastEventTime,
+                              position: segments.last?.position.description, firstEventTime: segments.first?.firstEventTime,
+                              lastEventTime: segments.last?.lastEventTime,
                               lastArchivedTime: segments.last?.archivedTime,
                               unreadable: archived.unreadable.map { "\($0.name): \($0.problem)" })
+            let keyIDs = Set(segments.filter { $0.encryption != EncryptionScheme.none }.compactMap(\.keyID)).sorted()
+            archive?.keyIDs = keyIDs.isEmpty ? nil : keyIDs
         }
         var listing = BackupListing(shard: shard.description, storage: storage.displayURL, backups: entries,
                                     nextFullDue: schedule.nextFull, nextIncrementalDue: schedule.nextIncremental,

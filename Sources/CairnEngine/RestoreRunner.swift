@@ -35,6 +35,15 @@ public struct RestoreRunner: Sendable {
         return try RestorePlanner.plan(backups: manifests, archive: archive.timeline, target: target)
     }
 
+    /// Opens the data key of every backup and segment of `plan`: a missing or
+    /// wrong master key fails here, in one sentence naming the key id, before
+    /// anything is written.
+    public func checkKeys(_ plan: RestorePlan) throws {
+        _ = try MasterKeyring.dataKey(of: plan.full, keyring: context.keyring)
+        for incremental in plan.incrementals { _ = try MasterKeyring.dataKey(of: incremental, keyring: context.keyring) }
+        for segment in plan.segments { _ = try MasterKeyring.dataKey(of: segment, keyring: context.keyring) }
+    }
+
     /// Checks that `directory` can receive a restore: missing or empty.
     public static func checkTarget(_ directory: String) throws {
         guard try FileSystem.isMissingOrEmptyDirectory(directory) else { throw targetNotEmpty(directory) }
@@ -47,7 +56,16 @@ public struct RestoreRunner: Sendable {
     /// Runs `plan` into `directory`, which must be missing or empty. On
     /// failure the directory is emptied again.
     public func run(_ plan: RestorePlan, into directory: String) async throws -> RestoreResult {
+        try await run(plan, into: directory, beforeFinish: nil)
+    }
+
+    /// ``run(_:into:)``, with `beforeFinish` called on the temporary server
+    /// once the restore has reached its position and before the server shuts
+    /// down (a drill checks the tables there); its error fails the restore.
+    func run(_ plan: RestorePlan, into directory: String,
+             beforeFinish: ((RestoreServer, ReplicationPosition) async throws -> Void)?) async throws -> RestoreResult {
         let logger = context.logger
+        try checkKeys(plan)
         guard try await FileSystem.Async.isMissingOrEmptyDirectory(directory) else {
             throw RestoreRunner.targetNotEmpty(directory)
         }
@@ -93,7 +111,8 @@ public struct RestoreRunner: Sendable {
             }
             switch context.replay {
             case .sqlThread:
-                let binlogs = StoredBinlog.files(of: replay, stopPosition: plan.stopPosition, repository: context.repository, shard: context.shard)
+                let binlogs = try StoredBinlog.files(of: replay, stopPosition: plan.stopPosition, repository: context.repository, shard: context.shard,
+                                                     keyring: context.keyring)
                 _ = try await RelayLogReplay.replay(binlogs, into: server!, start: snapshotPosition, stopPosition: plan.stopPosition,
                                                     stopTime: plan.stopTime, context: context)
             case .clientPipe:
@@ -111,6 +130,7 @@ public struct RestoreRunner: Sendable {
             if let expected = plan.expectedPosition, !(reached.contains(expected) && expected.contains(reached)) {
                 throw CairnError(.integrity, "the restore reached \(reached) but \(plan.target) is \(expected); the backups do not hold what their manifests say, restore another point")
             }
+            if let beforeFinish { try await beforeFinish(server!, reached) }
             context.progress?.setPhase("shutting down")
             try await server!.finish()
             server = nil

@@ -81,6 +81,29 @@ extension BackupRepository {
         return ArchiveListing(timeline: ArchiveTimeline(segments), unreadable: unreadable.sorted { $0.0 < $1.0 }, objects: objects)
     }
 
+    /// The committed manifests of `sequences` (more than one of a sequence
+    /// only when two archivers raced for it), read from one listing of the
+    /// names the sequences share a prefix with (the fencing's checks, see
+    /// `BinlogArchiver.store`).
+    public func segmentManifests(_ shard: KeyspaceShard, sequences: ClosedRange<Int>) async throws -> [Int: [ArchiveSegmentManifest]] {
+        let first = Array(ArchiveSegmentManifest.stem(sequences.lowerBound))
+        let last = Array(ArchiveSegmentManifest.stem(sequences.upperBound))
+        let common = String(zip(first, last).prefix { $0 == $1 }.map(\.0))
+        let directory = Self.archivePrefix(shard)
+        var manifests: [Int: [ArchiveSegmentManifest]] = [:]
+        for object in try await storage.list(prefix: directory + common) {
+            let name = String(object.key.dropFirst(directory.count))
+            guard let sequence = ArchiveSegmentManifest.parseManifestName(name)?.sequence, sequences.contains(sequence) else { continue }
+            do {
+                let segment = try ArchiveSegmentManifest.decode(try await storage.readAll(key: object.key, limit: 1 << 20), name: name)
+                manifests[sequence, default: []].append(segment)
+            } catch let error as CairnError where error.code == .notFound {
+                continue
+            }
+        }
+        return manifests
+    }
+
     /// Commits a segment whose data file is durable: writes its manifest.
     public func commitSegment(_ segment: ArchiveSegmentManifest, shard: KeyspaceShard) async throws {
         try await storage.writeAll(key: archiveKey(shard, segment.manifestName), data: segment.encoded())

@@ -39,13 +39,20 @@ public struct ShardListing: Sendable, RandomAccessCollection {
     /// The objects of the shard's binary log archive, from the same listing
     /// (``BackupRepository/listArchive(_:objects:include:)`` reads their manifests).
     public let archiveObjects: [StorageObject]
+    /// The objects of the shard's restore drills (``DrillRepository``), from the same listing.
+    public let drillObjects: [StorageObject]
 
-    init(shard: KeyspaceShard, backups: [StoredBackup], directoryNames: Set<String>, archiveObjects: [StorageObject] = []) {
+    init(shard: KeyspaceShard, backups: [StoredBackup], directoryNames: Set<String>, archiveObjects: [StorageObject] = [],
+         drillObjects: [StorageObject] = []) {
         self.shard = shard
         self.backups = backups
         self.directoryNames = directoryNames
         self.archiveObjects = archiveObjects
+        self.drillObjects = drillObjects
     }
+
+    /// The key of the shard's newest drill record, if it has one.
+    public var newestDrillKey: String? { DrillRepository.recordKeys(shard, in: drillObjects).last }
 
     public var startIndex: Int { backups.startIndex }
     public var endIndex: Int { backups.endIndex }
@@ -156,7 +163,8 @@ public struct BackupRepository: Sendable {
             result.append(StoredBackup(name: name, parsedName: parsed, state: state, objects: files, removalStarted: removing))
         }
         return ShardListing(shard: shard, backups: result.sorted(by: Self.listingOrder), directoryNames: directoryNames,
-                            archiveObjects: groups[ArchiveSegmentManifest.directoryName] ?? [])
+                            archiveObjects: groups[ArchiveSegmentManifest.directoryName] ?? [],
+                            drillObjects: groups[DrillRepository.directory] ?? [])
     }
 
     /// The complete backups of `shard`, oldest first.

@@ -51,7 +51,8 @@ struct ArchiveCommand: AsyncParsableCommand {
             compression.multithreaded = false
             let archiver = BinlogArchiver(
                 settings: .init(shard: shard, mysql: mysql, storage: storage, interval: .seconds(duration.seconds),
-                                replicaServerID: archiverServerId, compression: compression),
+                                replicaServerID: archiverServerId, compression: compression,
+                                keyring: try MasterKeyring.load(configuration.encryption)),
                 logger: logger)
             let group = ServiceGroup(configuration: ServiceGroupConfiguration(
                 services: [archiver], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

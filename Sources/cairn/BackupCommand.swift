@@ -90,10 +90,11 @@ struct BackupCommand: AsyncParsableCommand {
         let request = BackupRequest(type: type, engine: engine, strategy: configuration.backupStrategy,
                                     retention: configuration.retention)
         let pruned = Mutex<PruneOutcome?>(nil)
+        let keyring = try MasterKeyring.load(configuration.encryption)
         let (outcome, displayURL) = try await storageOptions.withStorage(configuration, logger: logger) { storage in
             let context = BackupContext(shard: shard, tabletAlias: alias, storage: storage, mysql: mysql,
                                         dataDirectory: mysqlDatadir.map { URL(fileURLWithPath: $0).standardizedFileURL.path }, compression: CompressionSettings(configuration: configuration),
-                                        logger: logger, progress: progress)
+                                        logger: logger, progress: progress, keyring: keyring)
             let outcome = try await Output.withProgress(progress, enabled: !output.json) {
                 try await BackupRunner(context: context, onPrune: { outcome in pruned.withLock { $0 = outcome } }).run(request)
             }

@@ -39,15 +39,17 @@ struct BackupsCommand: AsyncParsableCommand {
         guard !listing.backups.isEmpty else {
             Output.line("No backups of \(shard).")
             if let archive = listing.archive { Output.line(Self.archiveLine(archive)) }
+            if let archiver = listing.archiver { Output.line(Self.archiverLine(archiver)) }
             return
         }
-        var table = TextTable(header: ["NAME", "TYPE", "STATUS", "PARENT", "FROM", "POSITION", "STARTED", "FINISHED", "SIZE"])
+        var table = TextTable(header: ["NAME", "TYPE", "STATUS", "PARENT", "FROM", "POSITION", "STARTED", "FINISHED", "SIZE", "KEY"])
         for b in listing.backups {
             table.rows.append([
                 b.name, b.type, b.status, b.parent ?? "-", b.fromPosition ?? "-", b.position ?? "-",
                 b.startTime.map { UTCTime.rfc3339($0, fractional: false) } ?? "-",
                 b.finishTime.map { UTCTime.rfc3339($0, fractional: false) } ?? "-",
                 formatBytes(b.storedBytes),
+                b.keyID ?? (b.encryption == nil ? "?" : "-"),
             ])
         }
         Output.line(table.render())
@@ -58,6 +60,7 @@ struct BackupsCommand: AsyncParsableCommand {
             Output.line(Self.archiveLine(archive))
             for problem in archive.unreadable { Output.note("warning: archived segment \(problem)") }
         }
+        if let archiver = listing.archiver { Output.line(Self.archiverLine(archiver)) }
         if let window = listing.restorableWindow {
             Output.line("Restorable window: from \(window.fromPosition) (after \(UTCTime.rfc3339(window.fromTime, fractional: false))) to \(window.toPosition)" +
                         (window.toTime.map { " (\(UTCTime.rfc3339($0, fractional: false)))" } ?? "") + ".")
@@ -70,10 +73,13 @@ struct BackupsCommand: AsyncParsableCommand {
         }
     }
 
+    static func archiverLine(_ archiver: BackupListing.Archiver) -> String { "Archiver: \(archiver.summary)." }
+
     static func archiveLine(_ archive: BackupListing.Archive) -> String {
         var s = "Binary log archive: \(archive.segments) segment\(archive.segments == 1 ? "" : "s"), \(formatBytes(archive.storedBytes))"
         if let position = archive.position { s += ", up to \(position)" }
         if let time = archive.lastEventTime { s += " (\(UTCTime.rfc3339(time, fractional: false)))" }
+        if let keys = archive.keyIDs { s += ", encrypted with key\(keys.count == 1 ? "" : "s") \(keys.joined(separator: ", "))" }
         return s + "."
     }
 }

@@ -26,6 +26,8 @@ struct Cairn: AsyncParsableCommand {
             RestorePointsCommand.self,
             StatusCommand.self,
             ArchiveCommand.self,
+            DrillCommand.self,
+            RotateKeyCommand.self,
         ]
     )
 }

@@ -126,6 +126,9 @@ struct TabletCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Seconds between heartbeats.", valueName: "seconds"))
     var heartbeatInterval: Double = 2
 
+    @Option(name: .long, help: ArgumentHelp("Where restore drills make their scratch directory (default: the system's temporary directory); it needs room for a copy of the shard.", valueName: "path"))
+    var drillDirectory: String?
+
     @OptionGroup var storageOptions: StorageOptions
     @OptionGroup var mysqlOptions: MySQLOptions
     @OptionGroup var output: OutputOptions
@@ -169,6 +172,7 @@ struct TabletCommand: AsyncParsableCommand {
         options.replace = replace
         options.storageURL = storageOptions.storage
         options.heartbeatInterval = .milliseconds(Int(heartbeatInterval * 1000))
+        options.drillDirectory = drillDirectory.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
         if restoreFromBackup {
             options.restoreFromBackup = try restoreTarget.parameters()
         }
@@ -196,14 +200,16 @@ struct TabletsCommand: AsyncParsableCommand {
             try Output.json(tablets)
             return
         }
-        var table = TextTable(header: ["ALIAS", "SHARD", "TYPE", "HEALTH", "REPLICATION", "POSITION", "JOB"])
+        let archiving = tablets.contains { $0.archive != nil }
+        var table = TextTable(header: ["ALIAS", "SHARD", "TYPE", "HEALTH", "REPLICATION", "POSITION", "JOB"] + (archiving ? ["ARCHIVE"] : []))
         for t in tablets {
             var replication = "-"
             if let r = t.replication {
                 replication = r.running ? "running, lag \(r.lagSeconds.map { "\($0)s" } ?? "?")" : "off: \(r.note ?? "stopped")"
             }
             table.rows.append([t.alias, t.shardID, t.type.rawValue, t.healthy ? (t.serving ? "serving" : "healthy") : "unhealthy",
-                               replication, t.position ?? "-", t.currentJob.map(String.init) ?? "-"])
+                               replication, t.position ?? "-", t.currentJob.map(String.init) ?? "-"]
+                              + (archiving ? [t.archive.map { $0.running || $0.error != nil ? $0.summary : "-" } ?? "-"] : []))
         }
         Output.line(tablets.isEmpty ? "No tablets have registered." : table.render())
     }

@@ -286,6 +286,7 @@ extension RestoreCommand {
         let logger = output.makeLogger()
         let root = URL(fileURLWithPath: targetRoot!).standardizedFileURL.path
         let replay = binlogReplay
+        let keyring = try MasterKeyring.load(configuration.encryption)
         return try await storageOptions.withStorage(configuration, logger: logger) { storage in
             let shards: [KeyspaceShard]
             if let name = parameters.restorePoint {
@@ -299,11 +300,13 @@ extension RestoreCommand {
             }
             var planned: [(shard: KeyspaceShard, plan: RestorePlan, directory: String)] = []
             for shard in shards {
-                let runner = RestoreRunner(context: RestoreContext(shard: shard, storage: storage, logger: logger, progress: nil, replay: replay))
+                let runner = RestoreRunner(context: RestoreContext(shard: shard, storage: storage, logger: logger, progress: nil, replay: replay,
+                                                                   keyring: keyring))
                 do {
                     let target = try await parameters.resolvingRestorePoint(for: shard, in: storage, logger: logger).target()
                     let directory = "\(root)/\(shard.shard)"
                     let plan = try await runner.plan(target)
+                    try runner.checkKeys(plan)
                     try RestoreRunner.checkTarget(directory)
                     planned.append((shard, plan, directory))
                 } catch let error as CairnError {
@@ -324,7 +327,8 @@ extension RestoreCommand {
                     group.addTask {
                         var line = KeyspaceRestoreShardJSON(shard: shard.description, plan: RestorePlanSummary(plan), targetDatadir: directory)
                         do {
-                            let runner = RestoreRunner(context: RestoreContext(shard: shard, storage: storage, logger: logger, progress: nil, replay: replay))
+                            let runner = RestoreRunner(context: RestoreContext(shard: shard, storage: storage, logger: logger, progress: nil, replay: replay,
+                                                                   keyring: keyring))
                             line.reachedPosition = try await runner.run(plan, into: directory).position.description
                         } catch let error as CairnError {
                             line.error = error.message

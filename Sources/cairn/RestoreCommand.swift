@@ -71,11 +71,13 @@ struct RestoreCommand: AsyncParsableCommand {
         let configuration = try storageOptions.loadConfiguration()
         let logger = output.makeLogger()
         let progress = TransferProgress()
+        let keyring = try MasterKeyring.load(configuration.encryption)
         try await storageOptions.withStorage(configuration, logger: logger) { storage in
             let runner = RestoreRunner(context: RestoreContext(shard: shard, storage: storage, logger: logger, progress: progress,
-                                                                replay: binlogReplay))
+                                                                replay: binlogReplay, keyring: keyring))
             let target = try await requested.resolvingRestorePoint(for: shard, in: storage, logger: logger).target()
             let plan = try await runner.plan(target)
+            try runner.checkKeys(plan)
             try RestoreRunner.checkTarget(directory)
             if dryRun {
                 if output.json {

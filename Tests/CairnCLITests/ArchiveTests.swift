@@ -173,6 +173,59 @@ struct ArchiveTests {
         }
     }
 
+    @Test("an incremental taken while the archiver runs under load joins the archive: latest, a point inside the incremental and one after it restore exactly, no transaction twice")
+    func incrementalWhileArchiving() async throws {
+        let work = try TemporaryDirectory(prefix: "cairn-archive-incremental")
+        defer { work.remove() }
+        let storage = try ScenarioStorage.file(work.file("backups"))
+        let source = try await TestServer.start(serverID: 1)
+        var archiver: ChildProcess? = nil
+        do {
+            let bench = Sysbench(server: source, tables: 2, tableSize: 2_000)
+            try await bench.prepare()
+            let full = try await Scenario.backup(source, storage: storage)
+            #expect(full.exitCode == 0, "\(full)")
+            archiver = try startArchiver(source, storage: storage)
+            try await bench.write(events: 300)
+            let a = try await Snapshot.take(source)
+
+            // The incremental runs while sysbench writes and the archiver archives the same transactions.
+            let load = try bench.startWriting(rate: 100)
+            try await Task.sleep(for: .seconds(1))
+            let incremental = try await Scenario.backup(source, storage: storage, extra: ["--type", "incremental"])
+            try await Task.sleep(for: .seconds(1))
+            await load.stop()
+            #expect(incremental.exitCode == 0, "\(incremental)")
+            let incrementalEnd = try ReplicationPosition(parsing: try #require(Scenario.backupObject(incremental)["position"] as? String))
+
+            try await bench.write(events: 300)
+            let b = try await Snapshot.take(source)
+            try await waitForArchive(storage, reaching: b.position, archiver: archiver!)
+            archiver!.kill(SIGTERM)
+            _ = await archiver!.wait()
+            archiver = nil
+
+            // The archive overlaps the incremental; the plan replays each transaction once.
+            let segments = try await archivedSegments(storage)
+            #expect(segments.first.map { incrementalEnd.contains($0.fromPosition) } == true, "the archive starts before the incremental's end")
+            let dryRun = try await Scenario.run(["restore", "commerce/0", "--local", "--target-datadir", work.file("plan"), "--dry-run"], storage: storage)
+            #expect(dryRun.exitCode == 0 && dryRun.stdout.contains("incremental") && dryRun.stdout.contains("segment"), "\(dryRun)")
+            // A point inside the incremental's range restores from the chain alone.
+            let dryRunAtA = try await Scenario.run(["restore", "commerce/0", "--local", "--target-datadir", work.file("plan-a"), "--dry-run",
+                                                    "--to-position", a.position.gtidText], storage: storage)
+            #expect(dryRunAtA.exitCode == 0 && dryRunAtA.stdout.contains("incremental") && !dryRunAtA.stdout.contains("archived segment"), "\(dryRunAtA)")
+            try await ChainTests.expectRestore(storage: storage, into: work.file("latest"), equals: b, extra: [])
+            try await ChainTests.expectRestore(storage: storage, into: work.file("at-a"), equals: a, extra: ["--to-position", a.position.gtidText])
+            try await ChainTests.expectRestore(storage: storage, into: work.file("at-b"), equals: b, extra: ["--to-position", b.position.gtidText])
+        } catch {
+            archiver?.kill(SIGKILL)
+            await source.stop()
+            throw error
+        }
+        archiver?.kill(SIGKILL)
+        await source.stop()
+    }
+
     func startArchiver(_ source: TestServer, storage: ScenarioStorage) throws -> ChildProcess {
         try CLI.start(["archive", "commerce/0", "--local", "--mysql-socket", source.socketPath,
                        "--interval", "\(Self.interval)s", "--log-level", "warning"] + storage.arguments,

@@ -4,6 +4,7 @@ import Glibc
 import AsyncHTTPClient
 import CairnCluster
 import CairnCore
+import CairnMySQL
 import CairnSystem
 import CairnTestSupport
 import Foundation
@@ -94,6 +95,74 @@ struct ClusterTests {
             #expect(removed.exitCode == 0, "\(removed)")
             let after = try await cluster.cli(["backups", "commerce/0"])
             #expect(!after.stdout.contains(names.last!), "\(after)")
+        } catch {
+            await cluster.stop()
+            throw error
+        }
+        await cluster.stop()
+    }
+
+    @Test("a drill through ctld runs on the replica's host, leaves its server serving, and its outcome reaches cairn status and the metrics")
+    func drillThroughControlServer() async throws {
+        let cluster = try ClusterFixture()
+        do {
+            try cluster.startControlServer()
+            try cluster.startTablet("zone1-100", type: "primary")
+            try cluster.startTablet("zone1-101", type: "replica")
+            try await cluster.waitForTablets(["zone1-100", "zone1-101"], replicating: ["zone1-101"])
+            _ = try await cluster.query("zone1-100", "CREATE DATABASE sbtest; CREATE TABLE sbtest.items (id INT PRIMARY KEY, name VARCHAR(64))")
+            try await insertRows(cluster, from: 0, count: 100)
+            let backup = try await cluster.cli(["backup", "commerce/0"])
+            #expect(backup.exitCode == 0, "\(backup)\n\(cluster.logs())")
+
+            let drill = try await cluster.cli(["drill", "commerce/0"])
+            #expect(drill.exitCode == 0, "\(drill)\n\(cluster.logs())")
+            #expect(drill.stdout.contains("on tablet 101"), "\(drill)")
+            #expect(drill.stdout.contains("passed") && drill.stdout.contains("recorded the reference"), "\(drill)")
+            let job = try #require(try await cluster.jobs().first)
+            #expect(job["kind"] as? String == "drill" && job["tablet"] as? String == "zone1-101", "\(job)")
+            // The replica kept replicating through the drill.
+            try await insertRows(cluster, from: 100, count: 10)
+            try await cluster.waitUntil("the replica catches up after the drill") {
+                try await cluster.query("zone1-101", "SELECT COUNT(*) FROM sbtest.items").scalar == "110"
+            }
+            // The record reached ctld's inventory: status and metrics show the passed drill.
+            try await cluster.waitUntil("cairn status shows the drill") {
+                let status = try await cluster.cli(["status", "--json"])
+                return status.stdout.contains("\"passed\" : true") || status.stdout.contains("\"passed\": true")
+            }
+            let scrape = try await PrometheusScrape.scrape("http://\(cluster.server)/metrics", token: cluster.token)
+            #expect(scrape.value("cairn_shard_last_drill_success", ["keyspace": "commerce", "shard": "0"]) == 1)
+            #expect((scrape.value("cairn_shard_last_drill_restore_seconds", ["keyspace": "commerce", "shard": "0"]) ?? 0) > 0)
+        } catch {
+            await cluster.stop()
+            throw error
+        }
+        await cluster.stop()
+    }
+
+    @Test("with drill_interval, ctld drills each shard on its replica's host once a backup exists, and not again before the interval")
+    func scheduledDrills() async throws {
+        let cluster = try ClusterFixture(extraConfiguration: #""backup_strategy": {"full_backup_interval": "24h", "drill_interval": "1h"}"#)
+        do {
+            try cluster.startControlServer()
+            try cluster.startTablet("zone1-100", type: "primary")
+            try cluster.startTablet("zone1-101", type: "replica")
+            try await cluster.waitForTablets(["zone1-100", "zone1-101"], replicating: ["zone1-101"])
+            _ = try await cluster.query("zone1-100", "CREATE DATABASE sbtest; CREATE TABLE sbtest.items (id INT PRIMARY KEY, name VARCHAR(64))")
+            try await insertRows(cluster, from: 0, count: 20)
+            // The backup scheduler takes the first full backup; the drill scheduler drills it.
+            try await cluster.waitUntil("a scheduled drill completes", timeout: 180) {
+                try await cluster.jobs().contains { $0["kind"] as? String == "drill" && $0["result"] as? String == "completed" }
+            }
+            let drills = try await cluster.jobs().filter { $0["kind"] as? String == "drill" }
+            #expect(drills.count == 1, "\(drills)")
+            #expect(drills.first?["tablet"] as? String == "zone1-101" && drills.first?["scheduled"] as? Bool == true, "\(drills)")
+            // Not again within the interval (a few scheduler ticks later).
+            try await Task.sleep(for: .seconds(25))
+            #expect(try await cluster.jobs().filter { $0["kind"] as? String == "drill" }.count == 1)
+            let records = try FileManager.default.contentsOfDirectory(atPath: cluster.directory.file("backups/commerce/0/drills")).filter { $0.hasSuffix(".json") }
+            #expect(records.count == 1 && records[0].hasSuffix(".zone1-101.json"), "\(records)")
         } catch {
             await cluster.stop()
             throw error

@@ -103,6 +103,55 @@ struct ConsoleRouteTests {
             #expect(page.contains("<title>\(incremental.backupName): incremental,"))
             #expect(page.contains("restorable: \(UTCTime.rfc3339(full.finishTime, fractional: false)) to \(UTCTime.rfc3339(incremental.startTime, fractional: false))"))
             #expect(page.contains("restore point before-migration at \(UTCTime.rfc3339(start.addingTimeInterval(1800), fractional: false))"))
+            #expect(!page.contains("Binary log archiver"), "no archiver line while nothing archives and archiving is not configured")
+
+            // The primary reports its archiver (and so holds the lease): the page says who archives and how far behind.
+            let report = ClusterAPI.ArchiveReport(running: true, connected: true, lagSeconds: 1.5, archivedPosition: "MariaDB/0-100-9",
+                                                  lastEventTime: nil, lastSegmentTime: nil, segmentsWritten: 2, error: nil)
+            let beat = ClusterAPI.Heartbeat(alias: "zone1-100", type: .primary, healthy: true, serving: true, replication: nil,
+                                            position: "0-100-9", currentJob: nil, finishedJobs: [], archive: report)
+            #expect(try await client.call(.post, "/tablets/zone1-100/heartbeat", json: beat).status == .ok)
+            let archiving = String(buffer: try await client.execute(uri: "/ui/shards/commerce/0", method: .get, headers: [.cookie: cookie]).body)
+            #expect(archiving.contains("Binary log archiver: tablet zone1-100, lag 1.5s, archived up to MariaDB/0-100-9"), "\(archiving)")
+        }
+    }
+
+    @Test("a shard's page draws its archived binary log as one band with each gap cut out")
+    func archiveOnTimeline() async throws {
+        let harness = try ControlServerHarness()
+        let shard = harness.shard
+        let start = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 - 7200).rounded(.down))
+        let full = try await SyntheticBackups.writeComplete(
+            SyntheticBackups.manifest(shard: shard, start: start, finish: start.addingTimeInterval(60), parent: nil, seq: 5),
+            to: harness.storage, shard: shard)
+        func segment(_ sequence: Int, from: UInt64, to: UInt64, minutes: Double) -> ArchiveSegmentManifest {
+            let first = start.addingTimeInterval(minutes * 60)
+            return ArchiveSegmentManifest(
+                keyspace: "commerce", shard: "0", sequence: sequence, fromPosition: SyntheticBackups.position(from),
+                position: SyntheticBackups.position(to), firstEventTime: first, lastEventTime: first.addingTimeInterval(50),
+                transactionCount: Int(to - from), archivedTime: first.addingTimeInterval(51), sourceServerID: 1, sourceHost: "h",
+                archiverServerID: 4_000_000_001, compression: .zstd(level: 3),
+                file: ManifestFile(name: ArchiveSegmentManifest.dataFileName(sequence: sequence, suffix: ".zst"),
+                                   rawSize: 1, storedSize: 1, sha256: String(repeating: "0", count: 64)))
+        }
+        let repository = BackupRepository(storage: harness.storage, logger: testLogger)
+        // Segments 1 and 2 continue the full backup; segment 3 is missing, so 4 starts after a gap.
+        for s in [segment(1, from: 5, to: 6, minutes: 2), segment(2, from: 6, to: 7, minutes: 3), segment(4, from: 8, to: 9, minutes: 10)] {
+            try await harness.storage.writeAll(key: "commerce/0/binlog-archive/\(s.file.name)", data: Data([0]))
+            try await repository.commitSegment(s, shard: shard)
+        }
+        try await harness.test { client in
+            #expect(try await client.call(.post, "/tablets", json: ControlServerHarness.registration()).status == .ok)
+            try await ShardInventoryRefresher(server: harness.server).pass(BackupRepository(storage: harness.storage, logger: testLogger))
+            let login = try await client.execute(uri: "/login", method: .post, headers: formHeaders, body: form(["token": ControlServerHarness.token]))
+            let cookie = String(try #require(login.headers[.setCookie]).prefix { $0 != ";" })
+            let page = String(buffer: try await client.execute(uri: "/ui/shards/commerce/0", method: .get, headers: [.cookie: cookie]).body)
+            #expect(page.contains("<title>\(full.backupName): full,"))
+            let from = UTCTime.rfc3339(start.addingTimeInterval(120), fractional: false)
+            let to = UTCTime.rfc3339(start.addingTimeInterval(650), fractional: false)
+            #expect(page.contains("archived binary log: 3 segments, transactions from \(from) to \(to)"), "\(page)")
+            #expect(page.contains("<title>gap: "), "\(page)")
+            #expect(page.contains("archived binary log</span>"))
         }
     }
 

@@ -122,6 +122,40 @@ struct ControlServerRouteTests {
         }
     }
 
+    @Test("the heartbeat answer grants one primary the archive lease; ctld keeps its archive report for tablets, backups and metrics")
+    func archiveLease() async throws {
+        try await ControlServerHarness().test { client in
+            for (alias, type) in [("zone1-100", ClusterAPI.TabletType.primary), ("zone1-101", .primary), ("zone1-102", .replica)] {
+                #expect(try await client.call(.post, "/tablets", json: ControlServerHarness.registration(alias, type: type)).status == .ok)
+            }
+            func beat(_ alias: String, _ type: ClusterAPI.TabletType, running: Bool) async throws -> ClusterAPI.HeartbeatAnswer {
+                let report = ClusterAPI.ArchiveReport(running: running, connected: running, lagSeconds: running ? 0.75 : 0,
+                                                      archivedPosition: running ? "MariaDB/0-100-5" : nil, lastEventTime: nil,
+                                                      lastSegmentTime: nil, segmentsWritten: running ? 3 : 0, error: nil)
+                let heartbeat = ClusterAPI.Heartbeat(alias: alias, type: type, healthy: true, serving: true, replication: nil,
+                                                     position: "0-100-5", currentJob: nil, finishedJobs: [], archive: report)
+                let response = try await client.call(.post, "/tablets/\(alias)/heartbeat", json: heartbeat)
+                #expect(response.status == .ok)
+                return try response.decode(ClusterAPI.HeartbeatAnswer.self)
+            }
+            // Just started, ctld grants only to a primary already archiving (the holder from before its restart).
+            #expect(try await beat("zone1-101", .primary, running: false).archiveLeaseSeconds == nil)
+            #expect(try await beat("zone1-100", .primary, running: true).archiveLeaseSeconds == 3600)
+            #expect(try await beat("zone1-101", .primary, running: false).archiveLeaseSeconds == nil)
+            #expect(try await beat("zone1-102", .replica, running: false).archiveLeaseSeconds == nil)
+            #expect(try await beat("zone1-100", .primary, running: true).archiveLeaseSeconds == 3600)
+
+            let tablets = try await client.call(.get, "/tablets").decode([ClusterAPI.Tablet].self)
+            #expect(tablets.first { $0.alias == "zone1-100" }?.archive?.lagSeconds == 0.75)
+            let listing = try await client.call(.get, "/backups/commerce/0").decode(BackupListing.self)
+            #expect(listing.archiver?.tablet == "zone1-100" && listing.archiver?.running == true && listing.archiver?.lagSeconds == 0.75)
+            let metrics = String(buffer: try await client.execute(uri: "/metrics", method: .get,
+                                                                  headers: [.authorization: "Bearer \(ControlServerHarness.token)"]).body)
+            let lagLine = metrics.split(separator: "\n").first { $0.hasPrefix("cairn_shard_archive_lag_seconds{") }
+            #expect(lagLine?.contains(#"shard="0""#) == true && lagLine?.hasSuffix(" 0.75") == true, "\(metrics)")
+        }
+    }
+
     @Test("a heartbeat from a tablet ctld does not know is refused with 404")
     func unknownTabletHeartbeat() async throws {
         try await ControlServerHarness().test { client in

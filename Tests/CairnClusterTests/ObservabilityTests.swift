@@ -101,6 +101,57 @@ struct ObservabilityTests {
         }
     }
 
+    @Test("a drill record in storage reaches the metrics, the status and the console; a newer one replaces it")
+    func drillRecordsObserved() async throws {
+        let harness = try ControlServerHarness()
+        let now = Date()
+        let (full, _) = try await writeHistory(harness.storage, now: now)
+        let drills = DrillRepository(storage: harness.storage, logger: testLogger)
+        var passed = DrillRecord(name: DrillRecord.name(startedAt: now.addingTimeInterval(-600), ranOn: "zone1-101"), keyspace: "commerce",
+                                 shard: "0", ranOn: "zone1-101", target: "backup \(full.backupName)", startedAt: now.addingTimeInterval(-600))
+        passed.passed = true
+        passed.restoreSeconds = 12
+        passed.reference = .recorded
+        passed.finishedAt = now.addingTimeInterval(-590)
+        try await drills.save(passed)
+        let passedName = passed.name
+        try await harness.test { client in
+            #expect(try await client.call(.post, "/tablets", json: ControlServerHarness.registration()).status == .ok)
+            let refresher = ShardInventoryRefresher(server: harness.server)
+            try await refresher.pass(BackupRepository(storage: harness.storage, logger: testLogger))
+            func metrics() async throws -> String {
+                String(buffer: try await client.execute(uri: "/metrics", method: .get, headers: [.authorization: "Bearer \(ControlServerHarness.token)"]).body)
+            }
+            #expect(try await metrics().contains(#"cairn_shard_last_drill_success{keyspace="commerce",shard="0"} 1"#))
+            #expect(try await metrics().contains(#"cairn_shard_last_drill_restore_seconds{keyspace="commerce",shard="0"} 12"#))
+
+            // A newer drill failed: once the shard is listed again, everything shows it.
+            var failed = DrillRecord(name: DrillRecord.name(startedAt: now.addingTimeInterval(-60), ranOn: "zone1-101"), keyspace: "commerce",
+                                     shard: "0", ranOn: "zone1-101", target: "backup \(full.backupName)", startedAt: now.addingTimeInterval(-60))
+            failed.failure = "the data restored at 0-1-10 differs from what drill x restored at the same point: app.orders"
+            failed.restoreSeconds = 13
+            failed.finishedAt = now.addingTimeInterval(-50)
+            try await drills.save(failed)
+            harness.server.inventory.markStale("commerce/0")
+            try await refresher.pass(BackupRepository(storage: harness.storage, logger: testLogger))
+            #expect(try await metrics().contains(#"cairn_shard_last_drill_success{keyspace="commerce",shard="0"} 0"#))
+            let status = try await client.call(.get, "/status").decode(ClusterAPI.FleetStatus.self)
+            #expect(status.shards.first?.problems.contains { $0.hasPrefix("the last restore drill failed: the data restored at 0-1-10 differs") } == true)
+            #expect(status.shards.first?.protected == true)
+
+            // The console's shard page lists both drills, the failed one first, with its problem.
+            let login = try await client.execute(uri: "/login", method: .post, headers: [.contentType: "application/x-www-form-urlencoded"],
+                                                 body: ByteBuffer(string: "token=\(ControlServerHarness.token)"))
+            let cookie = String(try #require(login.headers[.setCookie]).prefix { $0 != ";" })
+            let page = String(buffer: try await client.execute(uri: "/ui/shards/commerce/0", method: .get, headers: [.cookie: cookie]).body)
+            let failedAt = try #require(page.range(of: failed.name))
+            let passedAt = try #require(page.range(of: passedName))
+            #expect(failedAt.lowerBound < passedAt.lowerBound)
+            #expect(page.contains("app.orders"))
+            #expect(page.contains("Run restore drill"))
+        }
+    }
+
     @Test("GET /status: a protected shard, and one without backups whose problems are named")
     func fleetStatus() async throws {
         let harness = try ControlServerHarness()

@@ -41,6 +41,20 @@ struct ArchivePlannerTests {
         #expect(plan.stopPosition == nil)
     }
 
+    @Test("two manifests of one sequence (archivers that raced): every reader keeps the same one, whatever the listing order")
+    func duplicateSequenceKeepsOne() {
+        let (b, segments) = history()
+        var rival = segment(b, 2, from: 300, to: 420, first: 70, last: 81)
+        rival.file.name = ArchiveSegmentManifest.dataFileName(sequence: 2, suffix: ".zst", writer: "0000ffff")
+        let kept = [segments[1], rival].min(by: ArchiveSegmentManifest.precedes)!
+        for order in [segments + [rival], [rival] + segments, segments.reversed() + [rival]] {
+            let timeline = ArchiveTimeline(order)
+            #expect(timeline.segments.map(\.sequence) == [1, 2, 3, 4])
+            #expect(timeline.segments[1] == kept)
+        }
+        #expect(ArchiveSegmentManifest.precedes(segments[1], rival) != ArchiveSegmentManifest.precedes(rival, segments[1]))
+    }
+
     @Test("segments that end before the chain's end are not replayed")
     func skipsCovered() throws {
         var (b, segments) = history()

@@ -8,6 +8,25 @@ struct ConfigurationTests {
         try CairnConfiguration.parse(Data(json.utf8), source: "test.json")
     }
 
+    @Test("encryption: the current key file with its optional id, and older key files as paths or with their ids")
+    func encryption() throws {
+        let c = try parse("""
+            {"encryption": {"key_file": "/etc/cairn/k2", "key_id": "k-2026",
+                            "previous_key_files": ["/etc/cairn/k1", {"key_file": "/etc/cairn/k0", "key_id": "k-2024"}]}}
+            """)
+        #expect(c.encryption == EncryptionConfig(current: .init(path: "/etc/cairn/k2", keyID: "k-2026"),
+                                                 previous: [.init(path: "/etc/cairn/k1"), .init(path: "/etc/cairn/k0", keyID: "k-2024")]))
+        #expect(try parse("{}").encryption == nil)
+        for (json, named) in [
+            (#"{"encryption": {"key_id": "x"}}"#, "encryption.key_file"),
+            (#"{"encryption": {"key_file": "/k", "keyfile": "/k"}}"#, "encryption.keyfile"),
+            (#"{"encryption": {"key_file": "/k", "previous_key_files": [3]}}"#, "encryption.previous_key_files[0]"),
+            (#"{"encryption": {"key_file": "/k", "key_id": "has space"}}"#, "encryption.key_id"),
+        ] {
+            #expect { try parse(json) } throws: { ($0 as? CairnError)?.message.contains(named) == true }
+        }
+    }
+
     @Test("the seed's vtbackup.json is accepted as written")
     func seedConfig() throws {
         let c = try parse("""
@@ -24,6 +43,18 @@ struct ConfigurationTests {
         #expect(c.backupStrategy?.incrementalBackupInterval?.seconds == 3600)
         #expect(c.uploadConcurrency == 4)
         #expect(c.engine == .physical && c.compressionLevel == 3)
+    }
+
+    @Test("binlog_archive_interval turns on archiving in the cluster, and 0s is refused with its name")
+    func binlogArchiveInterval() throws {
+        let c = try parse(#"{"backup_strategy": {"full_backup_interval": "24h", "binlog_archive_interval": "5s"}}"#)
+        #expect(c.backupStrategy?.binlogArchiveInterval?.seconds == 5)
+        #expect(try parse(#"{"backup_strategy": {"full_backup_interval": "24h"}}"#).backupStrategy?.binlogArchiveInterval == nil)
+        #expect {
+            try parse(#"{"backup_strategy": {"full_backup_interval": "24h", "binlog_archive_interval": "0s"}}"#)
+        } throws: { error in
+            (error as? CairnError)?.message.contains("binlog_archive_interval") == true
+        }
     }
 
     @Test("an unknown key is an error naming it", arguments: [

@@ -89,6 +89,40 @@ struct BackupPrunerTests {
         #expect(real.plan.problems.count == 1)
     }
 
+    @Test("a prune that removes archived segments also removes data files no manifest names at or below them, and keeps newer ones")
+    func pruneRemovesOrphanedSegmentData() async throws {
+        let storage = MemoryStorage()
+        let now = Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down))
+        let history = try await writeHistory(to: storage, now: now)
+        let repository = BackupRepository(storage: storage, logger: logger)
+        // Two segments continuing the oldest chain, which the policy removes.
+        let oldest = try #require(history.chains.last?.last)
+        var from = oldest.position
+        for (sequence, seq) in [(1, UInt64(1350)), (2, UInt64(1400))] {
+            let name = ArchiveSegmentManifest.dataFileName(sequence: sequence, suffix: ".zst", writer: "0000000a")
+            try await storage.writeAll(key: repository.archiveKey(shard, name), data: Data("segment \(sequence)".utf8))
+            let segment = ArchiveSegmentManifest(
+                keyspace: shard.keyspace, shard: shard.shard, sequence: sequence, fromPosition: from, position: SyntheticBackups.position(seq),
+                firstEventTime: oldest.finishTime.addingTimeInterval(Double(sequence)), lastEventTime: oldest.finishTime.addingTimeInterval(Double(sequence) + 1),
+                transactionCount: 50, archivedTime: oldest.finishTime.addingTimeInterval(Double(sequence) + 2), sourceServerID: 100, sourceHost: "synthetic",
+                archiverServerID: 4_000_000_100, compression: .none,
+                file: ManifestFile(name: name, rawSize: 9, storedSize: 9, sha256: String(repeating: "0", count: 64)))
+            try await repository.commitSegment(segment, shard: shard)
+            from = segment.position
+        }
+        // Left by archivers that stopped between upload and commit: one below what the prune removes, one above.
+        let oldOrphan = ArchiveSegmentManifest.dataFileName(sequence: 1, suffix: ".zst", writer: "0000000b")
+        let newOrphan = ArchiveSegmentManifest.dataFileName(sequence: 5, suffix: ".zst", writer: "0000000c")
+        for name in [oldOrphan, newOrphan] {
+            try await storage.writeAll(key: repository.archiveKey(shard, name), data: Data("orphan".utf8))
+        }
+        let report = try await BackupPruner(shard: shard, storage: storage, logger: logger)
+            .prune(policy: RetentionPolicy(minCount: 2, keepDaily: 4), now: now, dryRun: false)
+        #expect(report.segmentsRemoved.count == 2, "\(report.segmentsRemoved)")
+        let left = Set(try await storage.list(prefix: BackupRepository.archivePrefix(shard)).map(\.key))
+        #expect(left == [repository.archiveKey(shard, newOrphan)], "\(left)")
+    }
+
     @Test("remove-backup refuses a backup others continue, naming them; --force removes them first")
     func removeBackup() async throws {
         let storage = MemoryStorage()

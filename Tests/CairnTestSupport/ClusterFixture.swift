@@ -60,9 +60,9 @@ public final class ClusterFixture: @unchecked Sendable {
         try await CLI.run(arguments, environment: clientEnvironment)
     }
 
-    public func startControlServer(heartbeatTimeout: Double = 6) throws {
+    public func startControlServer(heartbeatTimeout: Double = 6, extra: [String] = []) throws {
         ctld = try CLI.start(["ctld", "--port", String(ctldPort), "--data-dir", directory.file("ctld"), "--config", configFile,
-                              "--auth-token-file", tokenFile, "--tablet-token-file", tabletTokenFile, "--heartbeat-timeout", String(heartbeatTimeout), "--log-level", "info"])
+                              "--auth-token-file", tokenFile, "--tablet-token-file", tabletTokenFile, "--heartbeat-timeout", String(heartbeatTimeout), "--log-level", "info"] + extra)
     }
 
     /// Kills ctld without warning (its state must survive in its database).

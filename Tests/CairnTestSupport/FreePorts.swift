@@ -2,34 +2,46 @@
 import Glibc
 #endif
 import CairnCore
+import Synchronization
 
 /// Free loopback ports for servers the tests start, so parallel runs do not collide.
+///
+/// Ports come from below the kernel's ephemeral range (32768 and up on
+/// Linux), where outgoing connections take their local ports: a port handed
+/// out here is then not taken by some client's connection in the seconds
+/// before its server binds it (a restore runs before the restored tablet's
+/// mariadbd listens). Within the test process no port is handed out twice.
 public enum FreePorts {
-    /// `count` distinct ports, each bound to port 0 and held until all are
-    /// chosen, then released for the servers to take.
+    static let range = 20_000..<32_000
+    private static let handedOut = Mutex<Set<Int>>([])
+
+    /// `count` distinct ports, each checked free by binding it, never handed out before in this process.
     public static func take(_ count: Int) throws -> [Int] {
-        var sockets: [Int32] = []
-        defer { for s in sockets { close(s) } }
         var ports: [Int] = []
+        var attempts = 0
         while ports.count < count {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            guard fd >= 0 else { throw CairnError(.internal, "socket() failed: \(String(cString: strerror(errno)))") }
-            sockets.append(fd)
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            address.sin_port = 0
-            let bound = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            guard bound == 0 else { throw CairnError(.internal, "bind() failed: \(String(cString: strerror(errno)))") }
-            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            _ = withUnsafeMutablePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-            }
-            let port = Int(UInt16(bigEndian: address.sin_port))
-            if !ports.contains(port) { ports.append(port) }
+            attempts += 1
+            guard attempts < 10_000 else { throw CairnError(.internal, "no free loopback port left in \(range)") }
+            let port = Int.random(in: range)
+            let fresh = handedOut.withLock { taken in taken.insert(port).inserted }
+            guard fresh else { continue }
+            if try isFree(port) { ports.append(port) }
         }
         return ports
+    }
+
+    /// Whether `port` can be bound on 127.0.0.1 now.
+    static func isFree(_ port: Int) throws -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw CairnError(.internal, "socket() failed: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        return bound == 0
     }
 }

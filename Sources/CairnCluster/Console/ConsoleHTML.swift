@@ -150,8 +150,10 @@ enum ChainTimeline {
     static let right = 8.0
 
     static let colors = ["full": "#2f6fb3", "delta": "#c07a12", "incremental": "#2e9d57", "incomplete": "#b0b7bf", "unreadable": "#b3261e"]
+    static let archiveColor = "#e0902f"
 
-    static func svg(_ listing: BackupListing, window: ShardProtection.RestorableWindow?, restorePoints: [RestorePoint] = [], now: Date) -> String {
+    static func svg(_ listing: BackupListing, window: ShardProtection.RestorableWindow?, restorePoints: [RestorePoint] = [],
+                    archive: BackupListing.Archive? = nil, gaps: [ArchiveGap] = [], now: Date) -> String {
         let backups = listing.backups.filter { $0.startTime != nil }
         guard let first = backups.compactMap(\.startTime).min() else {
             return "<p class=\"muted\">No backups to draw.</p>"
@@ -177,6 +179,11 @@ enum ChainTimeline {
         let span = max(1, end.timeIntervalSince(first))
         let plot = width - left - right
         func x(_ d: Date) -> Double { left + plot * d.timeIntervalSince(first) / span }
+        // The binary log archive gets a row of its own under the chains: one
+        // band from the oldest to the newest archived transaction (a fleet
+        // archives thousands of segments), with each gap cut out in red.
+        let archiveRow: Int? = archive.flatMap { $0.firstEventTime != nil && $0.lastEventTime != nil ? rows : nil }
+        if archiveRow != nil { rows += 1 }
         let axisY = Double(rows) * rowHeight + 10
         let windowY = axisY + 24
         let height = windowY + 40
@@ -203,6 +210,17 @@ enum ChainTimeline {
             if b.status == "complete" && !b.restorable { svg += " stroke=\"#b3261e\" stroke-width=\"2\"" }
             svg += "><title>\(ConsoleHTML.escape(title))</title></rect>"
         }
+        if let archiveRow, let archive, let from = archive.firstEventTime, let to = archive.lastEventTime {
+            let y = Double(archiveRow) * rowHeight + 8
+            let x1 = x(max(from, first))
+            let title = "archived binary log: \(archive.segments) segment\(archive.segments == 1 ? "" : "s"), transactions from \(UTCTime.rfc3339(from, fractional: false)) to \(UTCTime.rfc3339(to, fractional: false))"
+            svg += "<rect x=\"\(fmt(x1))\" y=\"\(fmt(y))\" width=\"\(fmt(max(3, x(to) - x1)))\" height=\"\(fmt(rowHeight - 8))\" rx=\"2\" fill=\"\(archiveColor)\"><title>\(ConsoleHTML.escape(title))</title></rect>"
+            for gap in gaps {
+                let gx = x(max(gap.afterTime, first))
+                let gw = max(3, x(gap.beforeTime) - gx)
+                svg += "<rect x=\"\(fmt(gx))\" y=\"\(fmt(y - 2))\" width=\"\(fmt(gw))\" height=\"\(fmt(rowHeight - 4))\" fill=\"#b3261e\"><title>\(ConsoleHTML.escape("gap: " + gap.description))</title></rect>"
+            }
+        }
         // Restore points of the keyspace: a dashed line across the chains at each point's time.
         for point in restorePoints where point.createdAt >= first {
             let px = fmt(x(point.createdAt))
@@ -222,7 +240,7 @@ enum ChainTimeline {
             svg += "<text x=\"\(left)\" y=\"\(fmt(windowY + 12))\" font-size=\"12\" fill=\"#b3261e\">nothing restorable</text>"
         }
         svg += "</svg>"
-        let legend = "<p class=\"legend\"><span><i class=\"sw\" style=\"background:#2f6fb3\"></i>full</span><span><i class=\"sw\" style=\"background:#c07a12\"></i>delta</span><span><i class=\"sw\" style=\"background:#2e9d57\"></i>incremental</span><span><i class=\"sw\" style=\"background:#b0b7bf\"></i>incomplete</span><span><i class=\"sw\" style=\"background:#9fd8b1\"></i>restorable</span><span><i class=\"sw\" style=\"background:#f3c2bf\"></i>gap to now</span><span><i class=\"sw\" style=\"background:#8e44ad\"></i>restore point</span></p>"
+        let legend = "<p class=\"legend\"><span><i class=\"sw\" style=\"background:#2f6fb3\"></i>full</span><span><i class=\"sw\" style=\"background:#c07a12\"></i>delta</span><span><i class=\"sw\" style=\"background:#2e9d57\"></i>incremental</span><span><i class=\"sw\" style=\"background:#b0b7bf\"></i>incomplete</span><span><i class=\"sw\" style=\"background:#e0902f\"></i>archived binary log</span><span><i class=\"sw\" style=\"background:#9fd8b1\"></i>restorable</span><span><i class=\"sw\" style=\"background:#f3c2bf\"></i>gap to now</span><span><i class=\"sw\" style=\"background:#8e44ad\"></i>restore point</span></p>"
         return "<div class=\"scroll\">\(svg)</div>\(legend)"
     }
 

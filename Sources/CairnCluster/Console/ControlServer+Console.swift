@@ -61,6 +61,20 @@ extension ControlServer {
                 }
             }
         }
+        router.post("ui/shards/:keyspace/:shard/drill") { request, context in
+            let shard = try KeyspaceShard(keyspace: try context.parameters.require("keyspace"), shard: try context.parameters.require("shard"))
+            return try await self.consoleForm(request) { session, form in
+                do {
+                    let job = try await self.startDrill(ClusterAPI.DrillRequest(keyspace: shard.keyspace, shard: shard.shard, tablet: nil,
+                                                                                parameters: .init(randomPoint: form["point"] == "random")),
+                                                        scheduled: false)
+                    return ConsoleHTML.redirect("/ui/jobs/\(job.id)")
+                } catch let error as CairnError {
+                    return ConsoleHTML.response(try await self.shardPage(shard, csrf: session.csrf, message: "The drill did not start: \(error.message)"),
+                                                status: .conflict)
+                }
+            }
+        }
         router.post("ui/shards/:keyspace/:shard/plan") { request, context in
             let shard = try KeyspaceShard(keyspace: try context.parameters.require("keyspace"), shard: try context.parameters.require("shard"))
             return try await self.consoleForm(request) { session, form in
@@ -165,15 +179,18 @@ extension ControlServer {
         var body = "<h1>Shard \(ConsoleHTML.escape(shard.description))</h1>"
         if let message { body += "<p class=\"error\">\(ConsoleHTML.escape(message))</p>" }
         body += "<div class=\"box\"><p>Protected: \(ConsoleHTML.protectedCell(status.protected)) · last backup \(ConsoleHTML.age(status.lastBackupAgeSeconds)) ago · restorable \(ConsoleHTML.windowText(status.window)) · last drill \(ConsoleHTML.drillText(status.lastDrill))</p>"
+        if let archiver = listing.archiver { body += "<p>Binary log archiver: \(ConsoleHTML.escape(archiver.summary))</p>" }
         body += "<p>Problems: \(ConsoleHTML.problemsList(status.problems))</p></div>"
         body += extra
         body += "<h2>Actions</h2><div class=\"box\">"
         body += "<form class=\"inline\" method=\"post\" action=\"\(path)/backup\">\(ConsoleHTML.csrfField(csrf))<label for=\"type\">Backup type</label><select id=\"type\" name=\"type\"><option value=\"auto\">auto</option><option value=\"full\">full</option><option value=\"incremental\">incremental</option><option value=\"delta\">delta</option></select><button type=\"submit\" name=\"start\" value=\"backup\">Start backup</button></form>"
-        body += "<form class=\"inline\" method=\"post\" action=\"\(path)/plan\">\(ConsoleHTML.csrfField(csrf))<label for=\"to_time\">Restore to (UTC)</label><input id=\"to_time\" name=\"to_time\" type=\"datetime-local\" step=\"1\"><button type=\"submit\">Plan restore (dry run)</button><span class=\"muted\">empty: the latest backup</span></form></div>"
+        body += "<form class=\"inline\" method=\"post\" action=\"\(path)/plan\">\(ConsoleHTML.csrfField(csrf))<label for=\"to_time\">Restore to (UTC)</label><input id=\"to_time\" name=\"to_time\" type=\"datetime-local\" step=\"1\"><button type=\"submit\">Plan restore (dry run)</button><span class=\"muted\">empty: the latest backup</span></form>"
+        body += "<form class=\"inline\" method=\"post\" action=\"\(path)/drill\">\(ConsoleHTML.csrfField(csrf))<label for=\"point\">Drill</label><select id=\"point\" name=\"point\"><option value=\"newest\">the newest backup</option><option value=\"random\">a random point</option></select><button type=\"submit\" name=\"start\" value=\"drill\">Run restore drill</button></form></div>"
         // The keyspace's restore points that name this shard (one listing of the keyspace's points; a failure only hides them).
         let points = ((try? await RestorePointRepository(storage: try requireStorage(), logger: logger).list(keyspace: shard.keyspace)) ?? [])
             .filter { $0.shards[shard.shard] != nil }
-        body += "<h2>Chains</h2>" + ChainTimeline.svg(listing, window: status.window, restorePoints: points, now: now)
+        body += "<h2>Chains</h2>" + ChainTimeline.svg(listing, window: status.window, restorePoints: points, archive: listing.archive,
+                                                        gaps: listing.restorableWindow?.gaps ?? [], now: now)
         let rows = listing.backups.reversed().map { b -> [String] in
             [ConsoleHTML.escape(b.name), ConsoleHTML.escape(b.status == "complete" ? b.type : b.status),
              b.parent.map(ConsoleHTML.escape) ?? "-", ConsoleHTML.time(b.startTime), ConsoleHTML.time(b.finishTime),
@@ -182,9 +199,22 @@ extension ControlServer {
         }
         body += "<h2>Backups</h2>" + (rows.isEmpty ? "<p class=\"muted\">No backups in storage.</p>"
             : ConsoleHTML.table(["Name", "Type", "Parent", "Started", "Finished", "Stored", "Restorable", "Position"], rows))
+        body += "<h2>Drills</h2>" + drillsTable((try? await DrillRepository(storage: try requireStorage(), logger: logger).list(shard, limit: 10)) ?? [])
         body += "<h2>Jobs</h2>" + jobsTable(try await store.jobs(shard: shard, limit: 10))
         body += "<h2>Tablets</h2>" + tabletsTable(try await store.tablets(shard))
         return ConsoleHTML.page(title: shard.description, csrf: csrf, body)
+    }
+
+    /// The shard's newest drills (one listing of its drill directory; a failure only hides them).
+    func drillsTable(_ drills: [DrillRecord]) -> String {
+        guard !drills.isEmpty else { return "<p class=\"muted\">No restore drills yet.</p>" }
+        let rows = drills.map { d -> [String] in
+            [ConsoleHTML.escape(d.name), d.passed ? "<span class=\"ok\">passed</span>" : "<span class=\"bad\">failed</span>",
+             ConsoleHTML.time(d.finishedAt), ConsoleHTML.escape(d.target), String(format: "%.1f s", d.restoreSeconds),
+             "\(d.tables.count)", ConsoleHTML.escape(d.reference.rawValue.replacingOccurrences(of: "_", with: " ")),
+             ConsoleHTML.escape(d.failure ?? "-")]
+        }
+        return ConsoleHTML.table(["Drill", "Result", "Finished", "Target", "Restore", "Tables", "Reference", "Problem"], rows)
     }
 
     func planPage(_ shard: KeyspaceShard, form: [String: String], csrf: String) async throws -> Response {

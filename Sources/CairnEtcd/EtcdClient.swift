@@ -1,0 +1,290 @@
+import AsyncHTTPClient
+import CairnCore
+import Foundation
+import Logging
+import NIOCore
+import NIOFoundationCompat
+import NIOHTTP1
+import Synchronization
+
+/// A key and its value as etcd stores them.
+public struct EtcdKeyValue: Sendable, Hashable {
+    public var key: String
+    public var value: Data
+    public var createRevision: Int64
+    public var modRevision: Int64
+    public var version: Int64
+    public var lease: Int64
+
+    public var text: String { String(decoding: value, as: UTF8.self) }
+}
+
+/// A client of etcd's v3 API through its JSON gateway (`/v3/...`), on
+/// AsyncHTTPClient: the key-value calls, transactions, leases and the
+/// member status Cairn's control plane needs. Requests go to the first
+/// endpoint that answers; an endpoint that cannot be reached is passed over
+/// for the next, so the client follows a cluster that loses a member.
+///
+/// Why the gateway and not gRPC: the calls are few and unary (a lease is
+/// kept alive by one keep-alive request at a time), so generated code and a
+/// second HTTP/2 stack buy nothing here; the gateway is part of every etcd
+/// since 3.4. docs/CLUSTER.md records the decision.
+public final class EtcdClient: Sendable {
+    public let endpoints: [String]
+    let http: HTTPClient
+    let ownsHTTPClient: Bool
+    let logger: Logger
+    /// The endpoint that answered last: tried first next time.
+    private let preferred = Mutex(0)
+    /// How long one request may take; etcd itself gives up on a write
+    /// without quorum after about 7 s, which this leaves room for.
+    public var requestTimeout: TimeAmount { .seconds(12) }
+
+    /// `endpoints`: `host:port` of each member's client URL (plain HTTP on loopback or a private network).
+    public init(endpoints: [String], logger: Logger, httpClient: HTTPClient? = nil) throws {
+        guard !endpoints.isEmpty else {
+            throw CairnError(.configuration, "no etcd endpoint given; pass --topo etcd://HOST:PORT[,HOST:PORT...]/PREFIX")
+        }
+        self.endpoints = endpoints
+        self.logger = logger
+        if let httpClient {
+            self.http = httpClient
+            self.ownsHTTPClient = false
+        } else {
+            var configuration = HTTPClient.Configuration()
+            configuration.timeout = .init(connect: .seconds(2), read: .seconds(15))
+            configuration.connectionPool = .init(idleTimeout: .seconds(30))
+            self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+            self.ownsHTTPClient = true
+        }
+    }
+
+    public func shutdown() async {
+        if ownsHTTPClient { try? await http.shutdown() }
+    }
+
+    // MARK: - Key-value
+
+    /// The value at `key`, or nil. `serializable` reads the answering
+    /// member's copy, which answers without quorum and may be a little behind.
+    public func get(_ key: String, serializable: Bool = false) async throws -> EtcdKeyValue? {
+        let response = try await call("/v3/kv/range", ["key": Self.base64(key), "serializable": serializable])
+        return try Self.keyValues(response["kvs"]).first
+    }
+
+    /// Every key starting with `prefix`, in key order (at most `limit` when given).
+    public func list(prefix: String, limit: Int? = nil, serializable: Bool = false) async throws -> [EtcdKeyValue] {
+        var body: [String: any Sendable] = ["key": Self.base64(prefix), "range_end": Self.base64(Self.prefixEnd(prefix)),
+                                            "serializable": serializable]
+        if let limit { body["limit"] = String(limit) }
+        let response = try await call("/v3/kv/range", body)
+        return try Self.keyValues(response["kvs"])
+    }
+
+    @discardableResult
+    public func put(_ key: String, _ value: Data, lease: Int64? = nil) async throws -> Int64 {
+        var body: [String: any Sendable] = ["key": Self.base64(key), "value": value.base64EncodedString()]
+        if let lease { body["lease"] = String(lease) }
+        let response = try await call("/v3/kv/put", body)
+        return Self.revision(response)
+    }
+
+    /// Deletes `key`; returns how many keys went (0 or 1).
+    @discardableResult
+    public func delete(_ key: String) async throws -> Int {
+        let response = try await call("/v3/kv/deleterange", ["key": Self.base64(key)])
+        return Int(Self.int64(response["deleted"]))
+    }
+
+    /// Deletes every key starting with `prefix`.
+    @discardableResult
+    public func delete(prefix: String) async throws -> Int {
+        let response = try await call("/v3/kv/deleterange", ["key": Self.base64(prefix), "range_end": Self.base64(Self.prefixEnd(prefix))])
+        return Int(Self.int64(response["deleted"]))
+    }
+
+    // MARK: - Transactions
+
+    /// A condition of a transaction.
+    public enum Compare: Sendable {
+        /// The key does not exist.
+        case absent(String)
+        /// The key was last changed at this revision (it exists and nobody wrote it since it was read).
+        case modRevision(String, Int64)
+        /// The key holds exactly this value.
+        case value(String, Data)
+
+        var json: [String: any Sendable] {
+            switch self {
+            case .absent(let key):
+                return ["key": EtcdClient.base64(key), "result": "EQUAL", "target": "CREATE", "create_revision": "0"]
+            case .modRevision(let key, let revision):
+                return ["key": EtcdClient.base64(key), "result": "EQUAL", "target": "MOD", "mod_revision": String(revision)]
+            case .value(let key, let value):
+                return ["key": EtcdClient.base64(key), "result": "EQUAL", "target": "VALUE", "value": value.base64EncodedString()]
+            }
+        }
+    }
+
+    /// An operation of a transaction.
+    public enum Operation: Sendable {
+        case put(String, Data, lease: Int64? = nil)
+        case delete(String)
+        case get(String)
+
+        var json: [String: any Sendable] {
+            switch self {
+            case .put(let key, let value, let lease):
+                var put: [String: any Sendable] = ["key": EtcdClient.base64(key), "value": value.base64EncodedString()]
+                if let lease { put["lease"] = String(lease) }
+                return ["request_put": put]
+            case .delete(let key):
+                return ["request_delete_range": ["key": EtcdClient.base64(key)] as [String: any Sendable]]
+            case .get(let key):
+                return ["request_range": ["key": EtcdClient.base64(key)] as [String: any Sendable]]
+            }
+        }
+    }
+
+    public struct TransactionResult: Sendable {
+        /// Whether every comparison held (the `success` operations ran).
+        public var succeeded: Bool
+        /// What each `get` of the branch that ran found, in order.
+        public var found: [EtcdKeyValue?]
+        public var revision: Int64
+    }
+
+    /// Runs `success` if every comparison holds, else `failure`, atomically.
+    public func transaction(if compares: [Compare], then success: [Operation], else failure: [Operation] = []) async throws -> TransactionResult {
+        let response = try await call("/v3/kv/txn", [
+            "compare": compares.map(\.json),
+            "success": success.map(\.json),
+            "failure": failure.map(\.json),
+        ])
+        let succeeded = (response["succeeded"] as? Bool) ?? false
+        var found: [EtcdKeyValue?] = []
+        for item in (response["responses"] as? [Any]) ?? [] {
+            guard let item = item as? [String: Any], let range = item["response_range"] as? [String: Any] else { continue }
+            found.append(try Self.keyValues(range["kvs"]).first)
+        }
+        return TransactionResult(succeeded: succeeded, found: found, revision: Self.revision(response))
+    }
+
+    // MARK: - Leases
+
+    /// Grants a lease of `ttl` seconds; keys put with it go when it expires.
+    public func grantLease(ttl: Int) async throws -> Int64 {
+        let response = try await call("/v3/lease/grant", ["TTL": String(ttl)])
+        let id = Self.int64(response["ID"])
+        guard id != 0 else { throw CairnError(.cluster, "etcd granted no lease; check the etcd cluster's health") }
+        return id
+    }
+
+    /// Renews `lease`; returns the seconds it has left, 0 when it has expired (its keys are gone).
+    public func keepAlive(_ lease: Int64) async throws -> Int {
+        let response = try await call("/v3/lease/keepalive", ["ID": String(lease)])
+        let result = (response["result"] as? [String: Any]) ?? response
+        return Int(Self.int64(result["TTL"]))
+    }
+
+    public func revokeLease(_ lease: Int64) async throws {
+        _ = try await call("/v3/lease/revoke", ["ID": String(lease)])
+    }
+
+    // MARK: - Status
+
+    /// The cluster id as the answering member reports it: the same for
+    /// every member of one cluster.
+    public func clusterID() async throws -> String {
+        let response = try await call("/v3/maintenance/status", [:])
+        guard let header = response["header"] as? [String: Any], let id = header["cluster_id"] as? String else {
+            throw CairnError(.cluster, "etcd's status had no cluster id; is \(endpoints.joined(separator: ",")) an etcd 3.4 or newer?")
+        }
+        return id
+    }
+
+    // MARK: - Transport
+
+    /// POSTs `body` to `path` on the first endpoint that answers.
+    func call(_ path: String, _ body: [String: any Sendable]) async throws -> [String: Any] {
+        let payload = try JSONSerialization.data(withJSONObject: body, options: [])
+        let start = preferred.withLock { $0 }
+        var unreachable: [String] = []
+        for offset in 0..<endpoints.count {
+            let index = (start + offset) % endpoints.count
+            let endpoint = endpoints[index]
+            var request = HTTPClientRequest(url: "http://\(endpoint)\(path)")
+            request.method = .POST
+            request.headers.add(name: "content-type", value: "application/json")
+            request.body = .bytes(ByteBuffer(data: payload))
+            let response: HTTPClientResponse
+            let data: Data
+            do {
+                response = try await http.execute(request, timeout: requestTimeout)
+                data = Data(buffer: try await response.body.collect(upTo: 64 << 20))
+            } catch {
+                try Task.checkCancellation()
+                // Not reachable (or it stopped answering): the next member may be.
+                logger.debug("etcd endpoint did not answer", metadata: ["endpoint": "\(endpoint)", "error": "\(error)"])
+                unreachable.append(endpoint)
+                continue
+            }
+            preferred.withLock { $0 = index }
+            let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
+            guard response.status == .ok else {
+                throw Self.failure(status: response.status, object: object, endpoint: endpoint)
+            }
+            return object
+        }
+        throw CairnError(.cluster, "etcd is unreachable at \(unreachable.joined(separator: ", ")); start it, or fix the endpoints in --topo")
+    }
+
+    static func failure(status: HTTPResponseStatus, object: [String: Any], endpoint: String) -> CairnError {
+        let message = (object["message"] as? String) ?? (object["error"] as? String) ?? "HTTP \(status.code)"
+        let quorumLost = ["request timed out", "leader changed", "no leader", "unhealthy cluster", "timed out", "deadline exceeded"]
+        if quorumLost.contains(where: { message.contains($0) }) {
+            return CairnError(.cluster, "etcd has no quorum (\(endpoint) says: \(clip(message))); writes are refused until a majority of its members is back")
+        }
+        return CairnError(.cluster, "etcd at \(endpoint) refused the request: \(clip(message))")
+    }
+
+    // MARK: - Encoding
+
+    static func base64(_ key: String) -> String { Data(key.utf8).base64EncodedString() }
+
+    /// The end of the range of keys starting with `prefix`: the prefix with its last byte plus one.
+    static func prefixEnd(_ prefix: String) -> String {
+        var bytes = Array(prefix.utf8)
+        while let last = bytes.last {
+            if last < 0xff {
+                bytes[bytes.count - 1] = last + 1
+                return String(decoding: bytes, as: UTF8.self)
+            }
+            bytes.removeLast()
+        }
+        return "\0"
+    }
+
+    /// Int64 values come as JSON strings (proto3's mapping), absent when zero.
+    static func int64(_ value: Any?) -> Int64 {
+        if let s = value as? String { return Int64(s) ?? 0 }
+        if let n = value as? NSNumber { return n.int64Value }
+        return 0
+    }
+
+    static func revision(_ response: [String: Any]) -> Int64 {
+        int64((response["header"] as? [String: Any])?["revision"])
+    }
+
+    static func keyValues(_ value: Any?) throws -> [EtcdKeyValue] {
+        guard let items = value as? [[String: Any]] else { return [] }
+        return try items.map { item in
+            guard let key = (item["key"] as? String).flatMap({ Data(base64Encoded: $0) }) else {
+                throw CairnError(.cluster, "etcd answered a key that is not base64; is this an etcd v3 gateway?")
+            }
+            let value = (item["value"] as? String).flatMap { Data(base64Encoded: $0) } ?? Data()
+            return EtcdKeyValue(key: String(decoding: key, as: UTF8.self), value: value, createRevision: int64(item["create_revision"]),
+                                modRevision: int64(item["mod_revision"]), version: int64(item["version"]), lease: int64(item["lease"]))
+        }
+    }
+}

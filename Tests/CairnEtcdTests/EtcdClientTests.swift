@@ -1,0 +1,164 @@
+import CairnCore
+import CairnEtcd
+import CairnTestSupport
+import Foundation
+import Synchronization
+import Testing
+
+/// The etcd client and leader election against a real three-member etcd
+/// cluster on loopback (Debian's etcd-server).
+@Suite("etcd: client, transactions, leases, leadership, lost members", .serialized)
+struct EtcdClientTests {
+    @Test("keys, prefixes and deletes round-trip; a transaction on an absent key lets exactly one of many racers win")
+    func keyValueAndTransactions() async throws {
+        let etcd = try await EtcdCluster.start()
+        let client = try EtcdClient(endpoints: etcd.endpoints, logger: testLogger)
+        do {
+            try await client.put("/t/a", Data("one".utf8))
+            try await client.put("/t/b", Data("two".utf8))
+            try await client.put("/u/c", Data("three".utf8))
+            #expect(try await client.get("/t/a")?.text == "one")
+            #expect(try await client.get("/t/missing") == nil)
+            #expect(try await client.list(prefix: "/t/").map(\.key) == ["/t/a", "/t/b"])
+            #expect(try await client.delete(prefix: "/t/") == 2)
+            #expect(try await client.list(prefix: "/t/").isEmpty)
+            #expect(try await client.get("/u/c")?.text == "three")
+
+            // One job per shard: eight claims at once, one wins.
+            let winners = try await withThrowingTaskGroup(of: Bool.self, returning: Int.self) { group in
+                for i in 0..<8 {
+                    group.addTask {
+                        try await client.transaction(if: [.absent("/running/commerce/0")],
+                                                     then: [.put("/running/commerce/0", Data("\(i)".utf8))]).succeeded
+                    }
+                }
+                return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+            }
+            #expect(winners == 1)
+            // Compare-and-swap on the revision read: a stale writer loses.
+            let read = try #require(try await client.get("/running/commerce/0"))
+            #expect(try await client.transaction(if: [.modRevision("/running/commerce/0", read.modRevision)],
+                                                 then: [.delete("/running/commerce/0")]).succeeded)
+            #expect(try await !client.transaction(if: [.modRevision("/running/commerce/0", read.modRevision)],
+                                                  then: [.put("/running/commerce/0", Data("late".utf8))]).succeeded)
+            #expect(try await client.get("/running/commerce/0") == nil)
+        } catch {
+            await client.shutdown()
+            await etcd.remove()
+            throw error
+        }
+        await client.shutdown()
+        await etcd.remove()
+    }
+
+    @Test("one candidate leads; when its lease is not renewed the other takes over within the TTL, and a resign hands over at once")
+    func leadership() async throws {
+        let etcd = try await EtcdCluster.start()
+        let clientA = try EtcdClient(endpoints: etcd.endpoints, logger: testLogger)
+        let clientB = try EtcdClient(endpoints: etcd.endpoints, logger: testLogger)
+        let a = EtcdLeadership(client: clientA, key: "/cairn/leader", identity: "ctld-a", ttl: 6, logger: testLogger)
+        let b = EtcdLeadership(client: clientB, key: "/cairn/leader", identity: "ctld-b", ttl: 6, logger: testLogger)
+        do {
+            // A campaigns first: it leads after its first rounds (a round can fail on a busy machine, as in
+            // production, where a ctld campaigns every TTL/3).
+            let campaign = ContinuousClock.now
+            while !(await a.tick()), ContinuousClock.now - campaign < .seconds(30) {
+                try await Task.sleep(for: .seconds(1))
+            }
+            #expect(await !b.tick())
+            #expect(a.isLeader && !b.isLeader)
+            #expect(try await b.leader() == "ctld-a")
+
+            // A stops renewing (a killed ctld): B leads within the TTL, and A knows it no longer leads.
+            let stopped = ContinuousClock.now
+            while !(await b.tick()) {
+                try await Task.sleep(for: .milliseconds(500))
+                // The TTL (6 s) and a few rounds of a busy machine.
+                #expect(ContinuousClock.now - stopped < .seconds(20), "B did not take over")
+                if ContinuousClock.now - stopped > .seconds(20) { break }
+            }
+            #expect(b.isLeader)
+            #expect(!a.isLeader)
+            #expect(try await a.leader() == "ctld-b")
+            #expect(await !a.tick())
+
+            // A clean stop hands over without waiting for the TTL.
+            await b.resign()
+            let resigned = ContinuousClock.now
+            while !(await a.tick()), ContinuousClock.now - resigned < .seconds(5) {
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            // Within 5 s, less than the 6 s TTL: the resign, not the expiry, handed over.
+            #expect(a.isLeader)
+            #expect(try await b.leader() == "ctld-a")
+        } catch {
+            await clientA.shutdown()
+            await clientB.shutdown()
+            await etcd.remove()
+            throw error
+        }
+        await clientA.shutdown()
+        await clientB.shutdown()
+        await etcd.remove()
+    }
+
+    @Test("with one member lost everything works; with two, writes fail with a sentence about quorum and reads may still answer; with them back, writes work")
+    func quorum() async throws {
+        let etcd = try await EtcdCluster.start()
+        let client = try EtcdClient(endpoints: etcd.endpoints, logger: testLogger)
+        do {
+            try await client.put("/q/before", Data("1".utf8))
+            // The member the client used first goes away: the client moves on.
+            await etcd.kill("m0")
+            try await client.put("/q/one-lost", Data("2".utf8))
+            #expect(try await client.get("/q/one-lost")?.text == "2")
+
+            await etcd.kill("m1")
+            do {
+                try await client.put("/q/no-quorum", Data("3".utf8))
+                Issue.record("a write without quorum succeeded")
+            } catch let error as CairnError {
+                #expect(error.message.contains("quorum"), "\(error.message)")
+            }
+            // A serializable read answers from the member that is left.
+            #expect(try await client.get("/q/before", serializable: true)?.text == "1")
+
+            try etcd.launch("m0")
+            try etcd.launch("m1")
+            try await etcd.waitForQuorum()
+            try await client.put("/q/back", Data("4".utf8))
+            #expect(try await client.get("/q/back")?.text == "4")
+            #expect(try await client.get("/q/no-quorum") == nil)
+        } catch {
+            await client.shutdown()
+            await etcd.remove()
+            throw error
+        }
+        await client.shutdown()
+        await etcd.remove()
+    }
+
+    @Test("every member unreachable is one sentence that names the endpoints")
+    func unreachable() async throws {
+        let ports = try FreePorts.take(2)
+        let client = try EtcdClient(endpoints: ports.map { "127.0.0.1:\($0)" }, logger: testLogger)
+        do {
+            _ = try await client.get("/x")
+            Issue.record("a read from no etcd succeeded")
+        } catch let error as CairnError {
+            #expect(error.message.contains("etcd is unreachable at 127.0.0.1:\(ports[0]), 127.0.0.1:\(ports[1])"), "\(error.message)")
+        }
+        await client.shutdown()
+    }
+
+    @Test("--topo parses endpoints and a prefix, and names what is wrong")
+    func topology() throws {
+        let topo = try EtcdTopology(parsing: "etcd://127.0.0.1:2379,10.0.0.2:2379/cairn/prod")
+        #expect(topo.endpoints == ["127.0.0.1:2379", "10.0.0.2:2379"])
+        #expect(topo.prefix == "/cairn/prod/")
+        #expect(topo.description == "etcd://127.0.0.1:2379,10.0.0.2:2379/cairn/prod")
+        for bad in ["http://127.0.0.1:2379/x", "etcd://127.0.0.1/x", "etcd://127.0.0.1:2379", "etcd://127.0.0.1:2379/../x", "etcd:///x"] {
+            #expect(throws: CairnError.self, "\(bad)") { try EtcdTopology(parsing: bad) }
+        }
+    }
+}
