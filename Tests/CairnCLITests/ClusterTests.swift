@@ -20,16 +20,21 @@ struct ClusterTests {
         _ = try await cluster.query("zone1-100", "INSERT INTO sbtest.items VALUES \(values)")
     }
 
+    /// ctld, primary zone1-100 and replica zone1-101 of commerce/0 replicating, and `rows` rows in sbtest.items.
+    func startPrimaryAndReplica(_ cluster: ClusterFixture, rows: Int) async throws {
+        try cluster.startControlServer()
+        try cluster.startTablet("zone1-100", type: "primary")
+        try cluster.startTablet("zone1-101", type: "replica")
+        try await cluster.waitForTablets(["zone1-100", "zone1-101"], replicating: ["zone1-101"])
+        _ = try await cluster.query("zone1-100", "CREATE DATABASE sbtest; CREATE TABLE sbtest.items (id INT PRIMARY KEY, name VARCHAR(64))")
+        try await insertRows(cluster, from: 0, count: rows)
+    }
+
     @Test("the seed's Backup command, --async, backups, restores into a replica and into a new tablet at a time")
     func seedWorkflow() async throws {
         let cluster = try ClusterFixture()
         do {
-            try cluster.startControlServer()
-            try cluster.startTablet("zone1-100", type: "primary")
-            try cluster.startTablet("zone1-101", type: "replica")
-            try await cluster.waitForTablets(["zone1-100", "zone1-101"], replicating: ["zone1-101"])
-            _ = try await cluster.query("zone1-100", "CREATE DATABASE sbtest; CREATE TABLE sbtest.items (id INT PRIMARY KEY, name VARCHAR(64))")
-            try await insertRows(cluster, from: 0, count: 100)
+            try await startPrimaryAndReplica(cluster, rows: 100)
 
             // The seed's command, with cairn in place of vtctlclient.
             let backup = try await cluster.cli(["--server", cluster.server, "Backup", "commerce/0"])
@@ -106,12 +111,7 @@ struct ClusterTests {
     func drillThroughControlServer() async throws {
         let cluster = try ClusterFixture()
         do {
-            try cluster.startControlServer()
-            try cluster.startTablet("zone1-100", type: "primary")
-            try cluster.startTablet("zone1-101", type: "replica")
-            try await cluster.waitForTablets(["zone1-100", "zone1-101"], replicating: ["zone1-101"])
-            _ = try await cluster.query("zone1-100", "CREATE DATABASE sbtest; CREATE TABLE sbtest.items (id INT PRIMARY KEY, name VARCHAR(64))")
-            try await insertRows(cluster, from: 0, count: 100)
+            try await startPrimaryAndReplica(cluster, rows: 100)
             let backup = try await cluster.cli(["backup", "commerce/0"])
             #expect(backup.exitCode == 0, "\(backup)\n\(cluster.logs())")
 
@@ -145,12 +145,7 @@ struct ClusterTests {
     func scheduledDrills() async throws {
         let cluster = try ClusterFixture(extraConfiguration: #""backup_strategy": {"full_backup_interval": "24h", "drill_interval": "1h"}"#)
         do {
-            try cluster.startControlServer()
-            try cluster.startTablet("zone1-100", type: "primary")
-            try cluster.startTablet("zone1-101", type: "replica")
-            try await cluster.waitForTablets(["zone1-100", "zone1-101"], replicating: ["zone1-101"])
-            _ = try await cluster.query("zone1-100", "CREATE DATABASE sbtest; CREATE TABLE sbtest.items (id INT PRIMARY KEY, name VARCHAR(64))")
-            try await insertRows(cluster, from: 0, count: 20)
+            try await startPrimaryAndReplica(cluster, rows: 20)
             // The backup scheduler takes the first full backup; the drill scheduler drills it.
             try await cluster.waitUntil("a scheduled drill completes", timeout: 180) {
                 try await cluster.jobs().contains { $0["kind"] as? String == "drill" && $0["result"] as? String == "completed" }
