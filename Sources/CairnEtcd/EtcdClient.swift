@@ -205,9 +205,36 @@ public final class EtcdClient: Sendable {
 
     // MARK: - Transport
 
-    /// POSTs `body` to `path` on the first endpoint that answers.
+    /// How long a request is retried while etcd answers that it has no
+    /// leader or quorum: an election after a lost member takes a moment,
+    /// and a caller should not see it. Longer than that is a lost quorum.
+    /// A timed-out write may still have been applied, so a retried
+    /// transaction can find its own earlier effect: callers compare on
+    /// values they wrote (the leadership checks the holder's lease).
+    static let electionWindow: Duration = .seconds(8)
+
+    /// POSTs `body` to `path` on the first endpoint that answers; while etcd
+    /// is between leaders, again until ``electionWindow`` has passed.
     func call(_ path: String, _ body: [String: any Sendable]) async throws -> [String: Any] {
         let payload = try JSONSerialization.data(withJSONObject: body, options: [])
+        let start = ContinuousClock.now
+        while true {
+            do {
+                return try await callOnce(path, payload)
+            } catch let error as QuorumLost {
+                guard ContinuousClock.now - start < Self.electionWindow else { throw error.error }
+                logger.debug("etcd has no leader yet; retrying", metadata: ["error": "\(error.error.message)"])
+                try await Task.sleep(for: .milliseconds(500))
+            }
+        }
+    }
+
+    /// etcd's answer that it has no leader or quorum now.
+    struct QuorumLost: Error {
+        var error: CairnError
+    }
+
+    func callOnce(_ path: String, _ payload: Data) async throws -> [String: Any] {
         let start = preferred.withLock { $0 }
         var unreachable: [String] = []
         for offset in 0..<endpoints.count {
@@ -232,7 +259,9 @@ public final class EtcdClient: Sendable {
             preferred.withLock { $0 = index }
             let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
             guard response.status == .ok else {
-                throw Self.failure(status: response.status, object: object, endpoint: endpoint)
+                let error = Self.failure(status: response.status, object: object, endpoint: endpoint)
+                if error.message.hasPrefix("etcd has no quorum") { throw QuorumLost(error: error) }
+                throw error
             }
             return object
         }

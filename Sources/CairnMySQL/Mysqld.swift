@@ -26,6 +26,12 @@ public struct MysqldOptions: Sendable, Hashable {
     /// create an empty private one for the server's lifetime; Cairn never
     /// starts a server that may read or write any file its OS user can.
     public var secureFileDirectory: String? = nil
+    /// `tmpdir`. Nil makes ``Mysqld/start`` create a private one for the
+    /// server's lifetime: a starting mariadbd deletes every `#sql*` file in
+    /// its tmpdir (`mysql_rm_tmp_tables`), so servers that share one (a
+    /// restore or drill server beside a tablet's, or the servers of a test
+    /// run) would delete each other's temporary tables in use.
+    public var temporaryDirectory: String? = nil
     public var extraArguments: [String] = []
 
     /// Defaults that keep every file of the instance under `dataDirectory`
@@ -58,6 +64,7 @@ public struct MysqldOptions: Sendable, Hashable {
             "--local-infile=0",
         ]
         if let secureFileDirectory { args.append("--secure-file-priv=\(secureFileDirectory)") }
+        if let temporaryDirectory { args.append("--tmpdir=\(temporaryDirectory)") }
         if let innodbLogFileSize { args.append("--innodb-log-file-size=\(innodbLogFileSize)") }
         if let port {
             args += ["--port=\(port)", "--bind-address=\(bindAddress)"]
@@ -142,10 +149,23 @@ public final class Mysqld: Sendable {
         try? FileManager.default.removeItem(atPath: options.socketPath)
         var options = options
         var ownedFileDirectory: String? = nil
-        if options.secureFileDirectory == nil {
+        if options.secureFileDirectory == nil || options.temporaryDirectory == nil {
+            // One private directory: `files/` for secure_file_priv, `tmp/` for tmpdir.
             let directory = try await FileSystem.Async.makeTemporaryDirectory(prefix: "cairn-mysqld-files")
-            options.secureFileDirectory = directory
             ownedFileDirectory = directory
+            do {
+                if options.secureFileDirectory == nil {
+                    try await FileSystem.Async.createDirectory("\(directory)/files")
+                    options.secureFileDirectory = "\(directory)/files"
+                }
+                if options.temporaryDirectory == nil {
+                    try await FileSystem.Async.createDirectory("\(directory)/tmp")
+                    options.temporaryDirectory = "\(directory)/tmp"
+                }
+            } catch {
+                try? FileManager.default.removeItem(atPath: directory)
+                throw error
+            }
         }
         let process: ChildProcess
         do {

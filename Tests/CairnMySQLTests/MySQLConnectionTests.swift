@@ -18,6 +18,28 @@ struct MySQLConnectionTests {
         }
     }
 
+    @Test("a server starting beside another leaves the other's temporary tables alone (each has its own tmpdir)")
+    func privateTemporaryDirectories() async throws {
+        try await withTestServer(serverID: 8) { first in
+            // A temporary table lives as #sql files in the server's tmpdir for as long as its connection does.
+            let c = try await first.connect()
+            try await c.query("CREATE DATABASE app; CREATE TEMPORARY TABLE app.scratch (n INT) ENGINE=MyISAM")
+            try await c.query("INSERT INTO app.scratch VALUES (1), (2)")
+            let tmpdir = try #require(try await c.query("SELECT @@tmpdir").scalar)
+            func temporaryFiles() throws -> Set<String> {
+                Set(try FileManager.default.contentsOfDirectory(atPath: tmpdir).filter { $0.hasPrefix("#sql") })
+            }
+            let before = try temporaryFiles()
+            #expect(!before.isEmpty)
+            // A starting mariadbd deletes every #sql file in its tmpdir (mysql_rm_tmp_tables).
+            try await withTestServer(serverID: 9) { _ in }
+            #expect(try temporaryFiles().isSuperset(of: before))
+            #expect(try await c.query("SELECT COUNT(*) FROM app.scratch").scalar == "2")
+            try await c.query("DROP TEMPORARY TABLE app.scratch")
+            await c.close()
+        }
+    }
+
     @Test("queries return rows and NULLs; server errors carry the code and message, never a password")
     func queriesAndErrors() async throws {
         try await withTestServer(serverID: 3) { server in
