@@ -86,7 +86,13 @@ struct HardeningHTTPTests {
             }
             #expect(sent < 2000, "a header sent a byte at a time kept the connection open")
 
-            let whole = try await ctld.request("GET", "/tablets", token: ctld.clientToken)
+            // A whole request is answered. On a machine loaded by the rest of the suite the in-process
+            // server can be starved past its 5 s limit now and then, so it gets three tries: a server
+            // that closes whole requests fails all three.
+            var whole = try await ctld.request("GET", "/tablets", token: ctld.clientToken)
+            for _ in 0..<2 where whole.status != 200 {
+                whole = try await ctld.request("GET", "/tablets", token: ctld.clientToken)
+            }
             #expect(whole.status == 200, "\(whole)")
         }
     }

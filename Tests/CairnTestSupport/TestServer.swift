@@ -124,8 +124,9 @@ public final class TestServer: Sendable {
     /// Starts a crashed or stopped server again on the same data directory and socket.
     public func restart() async throws -> TestServer {
         var options = mysqld.options
-        // The old process's private secure_file_priv directory went with it.
+        // The old process's private secure_file_priv and tmpdir went with it.
         options.secureFileDirectory = nil
+        options.temporaryDirectory = nil
         return TestServer(directory: directory, mysqld: try await Mysqld.start(options, logger: testLogger))
     }
 
