@@ -116,7 +116,7 @@ public struct DrillRunner: Sendable {
             }
         } catch {
             guard !Task.isCancelled else {
-                await DrillRunner.remove(scratch)
+                if let scratch { await FileSystem.Async.removeIfPresent(scratch) }
                 throw error
             }
             // The drill found a problem: that is its result, and it is recorded.
@@ -128,7 +128,8 @@ public struct DrillRunner: Sendable {
             record.tables = observed.tables
             if machine.phase != .recording { try advance(.recording) }
         }
-        await DrillRunner.remove(scratch)
+        // A restored copy of the shard's data: removed whatever the outcome.
+        if let scratch { await FileSystem.Async.removeIfPresent(scratch) }
         record.finishedAt = Date()
         try await drills.save(record)
         do {
@@ -144,12 +145,6 @@ public struct DrillRunner: Sendable {
             logger.error("\(record.summary)")
         }
         return record
-    }
-
-    /// Removes the scratch directory, a restored copy of the shard's data, off the cooperative pool.
-    static func remove(_ scratch: String?) async {
-        guard let scratch else { return }
-        _ = try? await Blocking.run { try FileManager.default.removeItem(atPath: scratch) }
     }
 
     /// `CHECK TABLE` and `CHECKSUM TABLE ... EXTENDED` on every table of `server`.

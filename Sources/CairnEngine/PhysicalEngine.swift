@@ -115,15 +115,11 @@ enum PhysicalEngine {
                                            doing: "applying delta \(delta.backupName) with mariadb-backup --prepare --incremental-dir",
                                            logger: context.logger)
             } catch {
-                await removeScratch(scratch)
+                await FileSystem.Async.removeIfPresent(scratch)
                 throw error
             }
-            await removeScratch(scratch)
+            await FileSystem.Async.removeIfPresent(scratch)
         }
-    }
-
-    static func removeScratch(_ path: String) async {
-        _ = try? await Blocking.run { try FileManager.default.removeItem(atPath: path) }
     }
 
     /// Streams a physical backup's one data file, checked against its

@@ -174,6 +174,13 @@ extension FileSystem {
             try await Blocking.run { try FileSystem.emptyDirectory(path) }
         }
 
+        /// Removes `path` and everything below it, off the cooperative pool, if
+        /// it exists; for scratch directories, whose removal must not fail the
+        /// work that used them.
+        public static func removeIfPresent(_ path: String) async {
+            _ = try? await Blocking.run { try FileManager.default.removeItem(atPath: path) }
+        }
+
         /// ``FileSystem/makeTemporaryDirectory(prefix:in:)`` off the cooperative pool.
         public static func makeTemporaryDirectory(prefix: String, in parent: String? = nil) async throws -> String {
             try await Blocking.run { try FileSystem.makeTemporaryDirectory(prefix: prefix, in: parent) }

@@ -9,11 +9,30 @@ import Testing
 /// cluster on loopback (Debian's etcd-server).
 @Suite("etcd: client, transactions, leases, leadership, lost members", .serialized)
 struct EtcdClientTests {
+    /// A fresh three-member cluster and a client of it for `body`; both are stopped afterwards, also when `body` throws.
+    func withEtcd(_ body: (EtcdCluster, EtcdClient) async throws -> Void) async throws {
+        let etcd = try await EtcdCluster.start()
+        let client: EtcdClient
+        do {
+            client = try EtcdClient(endpoints: etcd.endpoints, logger: testLogger)
+        } catch {
+            await etcd.remove()
+            throw error
+        }
+        do {
+            try await body(etcd, client)
+        } catch {
+            await client.shutdown()
+            await etcd.remove()
+            throw error
+        }
+        await client.shutdown()
+        await etcd.remove()
+    }
+
     @Test("keys, prefixes and deletes round-trip; a transaction on an absent key lets exactly one of many racers win")
     func keyValueAndTransactions() async throws {
-        let etcd = try await EtcdCluster.start()
-        let client = try EtcdClient(endpoints: etcd.endpoints, logger: testLogger)
-        do {
+        try await withEtcd { etcd, client in
             try await client.put("/t/a", Data("one".utf8))
             try await client.put("/t/b", Data("two".utf8))
             try await client.put("/u/c", Data("three".utf8))
@@ -42,13 +61,7 @@ struct EtcdClientTests {
             #expect(try await !client.transaction(if: [.modRevision("/running/commerce/0", read.modRevision)],
                                                   then: [.put("/running/commerce/0", Data("late".utf8))]).succeeded)
             #expect(try await client.get("/running/commerce/0") == nil)
-        } catch {
-            await client.shutdown()
-            await etcd.remove()
-            throw error
         }
-        await client.shutdown()
-        await etcd.remove()
     }
 
     @Test("one candidate leads; when its lease is not renewed the other takes over within the TTL, and a resign hands over at once")
@@ -104,9 +117,7 @@ struct EtcdClientTests {
 
     @Test("with one member lost everything works; with two, writes fail with a sentence about quorum and reads may still answer; with them back, writes work")
     func quorum() async throws {
-        let etcd = try await EtcdCluster.start()
-        let client = try EtcdClient(endpoints: etcd.endpoints, logger: testLogger)
-        do {
+        try await withEtcd { etcd, client in
             try await client.put("/q/before", Data("1".utf8))
             // The member the client used first goes away: the client moves on.
             await etcd.kill("m0")
@@ -129,13 +140,7 @@ struct EtcdClientTests {
             try await client.put("/q/back", Data("4".utf8))
             #expect(try await client.get("/q/back")?.text == "4")
             #expect(try await client.get("/q/no-quorum") == nil)
-        } catch {
-            await client.shutdown()
-            await etcd.remove()
-            throw error
         }
-        await client.shutdown()
-        await etcd.remove()
     }
 
     @Test("every member unreachable is one sentence that names the endpoints")
