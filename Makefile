@@ -33,12 +33,13 @@ bench-delta:
 bench-archive:
 	BENCH_ISSUES="11" bash scripts/bench.sh
 
-# The scheduler at fleet scale (issue 18): the real ctld against 100, 1,000
-# and 10,000 simulated tablets, 10 minutes each; see docs/BENCHMARKS.md.
+# Encryption only (issue 14): a full backup and restore with encryption on vs off.
 .PHONY: bench-crypt
 bench-crypt:
 	BENCH_ISSUES="14" bash scripts/bench.sh
 
+# The scheduler at fleet scale (issue 18): the real ctld against 100, 1,000
+# and 10,000 simulated tablets, 10 minutes each; see docs/BENCHMARKS.md.
 .PHONY: bench-scale
 bench-scale:
 	bash scripts/bench-scale.sh
