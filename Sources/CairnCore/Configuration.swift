@@ -176,7 +176,7 @@ public struct CairnConfiguration: Hashable, Sendable {
     public var awsSharedCredentialsFile: String?
     /// `aws_profile`: the profile in that file (default `default`).
     public var awsProfile: String?
-    /// `ctld`: the control server's address, `host:port`.
+    /// `ctld`: the control server's address, `host:port`, or several separated by commas.
     public var ctld: String?
     /// `mysql_user`: the MariaDB account Cairn connects as (default root).
     public var mysqlUser: String?

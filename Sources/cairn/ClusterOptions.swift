@@ -6,7 +6,7 @@ import Foundation
 
 /// How client verbs reach ctld.
 struct ClusterOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("The control server, host:port. Default: $CAIRN_SERVER, else the configuration's ctld, else localhost:15999.", valueName: "host:port"))
+    @Option(name: .long, help: ArgumentHelp("The control server, host:port, or several separated by commas (ctlds sharing one etcd topology; calls fail over along them). Default: $CAIRN_SERVER, else the configuration's ctld, else localhost:15999.", valueName: "host:port[,...]"))
     var server: String?
 
     @Option(name: .long, help: ArgumentHelp("The file holding ctld's auth token. Default: $CAIRN_AUTH_TOKEN, else ./cairn-local/ctld/auth-token when it exists.", valueName: "file"))

@@ -100,7 +100,7 @@ struct TabletCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("The mysqld's data directory.", valueName: "path"))
     var mysqlDatadir: String
 
-    @Option(name: .long, help: ArgumentHelp("The control server, host:port (default: the configuration's ctld, else localhost:15999).", valueName: "host:port"))
+    @Option(name: .long, help: ArgumentHelp("The control server, host:port, or several separated by commas (ctlds sharing one etcd topology; heartbeats and reports fail over along them). Default: the configuration's ctld, else localhost:15999.", valueName: "host:port[,...]"))
     var ctld: String?
 
     @Option(name: .long, help: "The port of the tablet's own API (0 picks a free one).")
