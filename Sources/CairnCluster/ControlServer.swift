@@ -458,6 +458,9 @@ public final class ControlServer: Sendable {
 
     let schedulerState = SchedulerState()
     let inventory = ShardInventory()
+    /// Manifests decoded before, for the scheduler's and the inventory's
+    /// listings of every shard: each listing decodes only what is new.
+    let manifestCache = ManifestCache()
     /// Who may archive each shard's binary log. In memory: a restarted ctld
     /// grants a lease in its first lease period only to a primary already
     /// archiving, so a lease granted before the restart cannot be doubled.

@@ -189,7 +189,7 @@ struct Scheduler: Service {
         var now = Date()
         if replan {
             let cached = server.schedulerState.get(shardText)
-            let repository = BackupRepository(storage: try server.requireStorage(), logger: server.logger)
+            let repository = BackupRepository(storage: try server.requireStorage(), logger: server.logger, manifestCache: server.manifestCache)
             let listing = try await repository.list(shard)
             let manifests = listing.manifests
             await server.observe(shard, listing: listing, repository: repository)

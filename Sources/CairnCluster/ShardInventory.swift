@@ -144,7 +144,7 @@ struct ShardInventoryRefresher: Service {
             try? await gracefulShutdown()
             return
         }
-        let repository = BackupRepository(storage: storage, logger: server.logger)
+        let repository = BackupRepository(storage: storage, logger: server.logger, manifestCache: server.manifestCache)
         try? await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 do {

@@ -96,10 +96,14 @@ public struct StartedBackup: Sendable {
 public struct BackupRepository: Sendable {
     public let storage: any BackupStorage
     let logger: Logger
+    /// Where ``list(_:)`` finds manifests it decoded before (ctld, which
+    /// lists every shard again and again); nil reads every one each time.
+    let manifestCache: ManifestCache?
 
-    public init(storage: any BackupStorage, logger: Logger) {
+    public init(storage: any BackupStorage, logger: Logger, manifestCache: ManifestCache? = nil) {
         self.storage = storage
         self.logger = logger
+        self.manifestCache = manifestCache
     }
 
     /// The prefix of every object of `shard`'s backups, relative to the storage root.
@@ -116,7 +120,8 @@ public struct BackupRepository: Sendable {
     }
 
     /// Every backup directory of `shard`, complete or not, oldest first: one
-    /// listing of the prefix and one read of each `MANIFEST`.
+    /// listing of the prefix and one read of each `MANIFEST` (none for those
+    /// the manifest cache holds unchanged).
     public func list(_ shard: KeyspaceShard) async throws -> ShardListing {
         let prefix = Self.prefix(shard)
         let objects = try await storage.list(prefix: prefix)
@@ -142,8 +147,13 @@ public struct BackupRepository: Sendable {
             var state = StoredBackupState.incomplete
             if !removing, let manifestObject = files.first(where: { $0.key == manifestKey }) {
                 do {
-                    let data = try await readManifest(manifestObject)
-                    let manifest = try BackupManifest.decode(data, name: name)
+                    let manifest: BackupManifest
+                    if let cached = manifestCache?.manifest(for: manifestObject) {
+                        manifest = cached
+                    } else {
+                        manifest = try BackupManifest.decode(try await readManifest(manifestObject), name: name)
+                        manifestCache?.store(manifest, for: manifestObject)
+                    }
                     if manifest.backupName != name || manifest.keyspace != shard.keyspace || manifest.shard != shard.shard {
                         state = .unreadable("its MANIFEST describes \(manifest.keyspace)/\(manifest.shard) backup \(manifest.backupName), not this directory")
                     } else {

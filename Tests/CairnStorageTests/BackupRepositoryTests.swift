@@ -46,6 +46,38 @@ struct BackupRepositoryTests {
         #expect(fresh.uniqueName(startingAt: start, alias: SyntheticBackups.alias).time == start.addingTimeInterval(2))
     }
 
+    @Test("with a manifest cache, a second listing decodes only what changed: a rewritten MANIFEST is read again")
+    func manifestCache() async throws {
+        let storage = MemoryStorage()
+        let cache = ManifestCache()
+        let repository = BackupRepository(storage: storage, logger: testLogger, manifestCache: cache)
+        let full = try await SyntheticBackups.writeComplete(
+            SyntheticBackups.manifest(shard: shard, start: start, finish: start.addingTimeInterval(5), parent: nil, seq: 10),
+            to: storage, shard: shard)
+        let incremental = try await SyntheticBackups.writeComplete(
+            SyntheticBackups.manifest(shard: shard, start: start.addingTimeInterval(60), finish: start.addingTimeInterval(65), parent: full, seq: 20),
+            to: storage, shard: shard)
+        #expect(try await repository.list(shard).manifests == [full, incremental])
+        #expect(cache.statistics.count == 2 && cache.statistics.hits == 0)
+        #expect(try await repository.list(shard).manifests == [full, incremental])
+        #expect(cache.statistics.hits == 2)
+
+        // rotate-key rewrites a MANIFEST in place: the listing shows the new one, not the cached one.
+        var rewritten = incremental
+        rewritten.hostname = "rewritten-host"
+        try await Task.sleep(for: .milliseconds(2))
+        try await storage.writeAll(key: repository.key(shard, incremental.backupName, BackupManifest.fileName),
+                                   data: try rewritten.encoded())
+        #expect(try await repository.list(shard).manifests == [full, rewritten])
+        #expect(cache.statistics.hits == 3)
+
+        // Bounded: past its capacity the oldest entries go.
+        let small = ManifestCache(capacity: 1)
+        let bounded = BackupRepository(storage: storage, logger: testLogger, manifestCache: small)
+        #expect(try await bounded.list(shard).manifests == [full, rewritten])
+        #expect(small.statistics.count == 1)
+    }
+
     @Test("markers are one line of JSON, and the markers earlier versions wrote still read")
     func markers() async throws {
         let storage = MemoryStorage()
