@@ -2,6 +2,7 @@ import CairnCore
 import CairnTestSupport
 import Foundation
 import GRDB
+import Synchronization
 import Testing
 
 @testable import CairnCluster
@@ -37,6 +38,50 @@ struct CtldStoreTests {
             try await store.updateJob(job.id) { $0.apply(.init(id: job.id, report: .init(phase: .completed, result: .completed))) }
         }
         return job.id
+    }
+
+    @Test("tablet changes arriving together are written in groups, each applied once and in order; an unknown tablet is reported")
+    func groupedTabletWrites() async throws {
+        try await register("zone1-100", "commerce/0")
+        let count = 300
+        let store = self.store
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            for _ in 0..<count {
+                group.addTask { try await store.updateTablet("zone1-100") { $0.currentJob = ($0.currentJob ?? 0) + 1 } }
+            }
+            for try await updated in group { #expect(updated) }
+        }
+        #expect(try await store.tablet("zone1-100")?.currentJob == Int64(count))
+        #expect(try await store.updateTablet("zone1-999") { $0.healthy = false } == false)
+    }
+
+    @Test("the write group: one writer at a time, later changes join the next group, and a failed group fails each of its changes")
+    func writeGroupProtocol() async throws {
+        struct DiskFull: Error {}
+        final class GroupSizes: Sendable { let sizes = Mutex<[Int]>([]) }
+        let writes = TabletWriteGroup()
+        let recorded = GroupSizes()
+        let count = 200
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            for index in 0..<count {
+                group.addTask {
+                    try await writes.update("t\(index)", { _ in }) { batch in
+                        recorded.sizes.withLock { $0.append(batch.count) }
+                        // A transaction takes a while: changes arriving meanwhile wait for the next group.
+                        try await Task.sleep(for: .milliseconds(5))
+                        return batch.map { _ in .success(true) }
+                    }
+                }
+            }
+            for try await updated in group { #expect(updated) }
+        }
+        let sizes = recorded.sizes.withLock { $0 }
+        #expect(sizes.reduce(0, +) == count)
+        #expect(sizes.count < count)
+
+        await #expect(throws: DiskFull.self) {
+            try await writes.update("t0", { _ in }) { _ in throw DiskFull() }
+        }
     }
 
     @Test("the shards with tablets, each once, with whether a job runs on it")
