@@ -171,6 +171,7 @@ let package = Package(
             dependencies: [
                 "CairnCore",
                 "CairnStorage",
+                "CairnEngine",
                 "CairnCluster",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

@@ -3,7 +3,9 @@
 # `cairn ctld`, scheduler on, against N simulated tablets (cairn-fleet-sim)
 # that register, heartbeat every 2 s, take jobs on their own API, report
 # progress and results, and write each backup in the real storage format.
-# Strategy: full every 10m, incremental every 1m.
+# Strategy: full every 10m, incremental every 1m; retention min_count 1
+# (each simulated tablet prunes after its backup, as a real one does, so the
+# stored history stops growing after the second full backup).
 #
 # Settings (environment):
 #   BENCH_SCALE_SHARDS    the fleet sizes to run (default "100 1000 10000")
@@ -48,7 +50,7 @@ free_port() {
 
 {
   echo "cairn bench-scale: $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-  echo "strategy: full 10m, incremental 1m; heartbeats every 2 s; each simulated job takes 1 s; $seconds s per size"
+  echo "strategy: full 10m, incremental 1m, retention min_count 1; heartbeats every 2 s; each simulated job takes 1 s; $seconds s per size"
 } | tee "$report"
 
 for n in $sizes; do
@@ -57,7 +59,8 @@ for n in $sizes; do
   cat >"$run/cairn.json" <<EOF
 {
   "bucket": "file://$run/backups",
-  "backup_strategy": { "full_backup_interval": "10m", "incremental_backup_interval": "1m" }
+  "backup_strategy": { "full_backup_interval": "10m", "incremental_backup_interval": "1m" },
+  "retention": { "min_count": 1 }
 }
 EOF
   port="$(free_port)"

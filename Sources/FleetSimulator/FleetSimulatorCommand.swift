@@ -24,7 +24,7 @@ struct FleetSimulatorCommand: AsyncParsableCommand {
     @Option(help: "Before tablet tokens: the token file; now read as --tablet-token-file.")
     var authTokenFile: String?
 
-    @Option(help: "The configuration file ctld runs with (its bucket and backup_strategy are used).")
+    @Option(help: "The configuration file ctld runs with (its bucket, backup_strategy and retention are used).")
     var config: String
 
     @Option(help: "How many shards, one primary tablet each.")
@@ -61,7 +61,8 @@ struct FleetSimulatorCommand: AsyncParsableCommand {
         let settings = FleetSettings(ctldURL: "http://\(ctld)", token: token, shards: shards,
                                      heartbeatInterval: .milliseconds(Int(heartbeatInterval * 1000)),
                                      jobDuration: .milliseconds(Int(jobSeconds * 1000)),
-                                     duration: .seconds(seconds), strategy: strategy, ctldPID: ctldPid)
+                                     duration: .seconds(seconds), strategy: strategy, retention: configuration.retention,
+                                     ctldPID: ctldPid)
         let fleet = SimulatedFleet(settings: settings, storage: storage, logger: logger)
         try await fleet.run()
         await storage.shutdown()

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import CairnCluster
 import CairnCore
+import CairnEngine
 import CairnStorage
 import Crypto
 import Foundation
@@ -24,6 +25,8 @@ struct FleetSettings: Sendable {
     var jobDuration: Duration = .seconds(1)
     var duration: Duration
     var strategy: BackupStrategyConfig
+    /// After each backup a tablet prunes with this policy, as a real one does; nil prunes nothing.
+    var retention: RetentionPolicy? = nil
     /// ctld's process, for CPU and memory samples.
     var ctldPID: Int32?
     var bindAddress: String = "127.0.0.1"
@@ -287,6 +290,10 @@ final class SimulatedFleet: Sendable {
             firstEventTime: parent?.finishTime, lastEventTime: parent == nil ? nil : now, serverID: tablet.alias.uid,
             serverVersion: "10.11.0-MariaDB", flavor: .mariadb, compression: .none, encryption: "none", files: [file])
         try await repository.commit(manifest, shard: tablet.shard)
+        if let policy = settings.retention {
+            // As a tablet's BackupRunner does after its backup: the history stays as long as the policy keeps it.
+            _ = try await BackupPruner(shard: tablet.shard, storage: storage, logger: logger).prune(policy: policy, now: now, dryRun: false)
+        }
         // When ctld's scheduler should come back, by the strategy: the next job's delay is measured from here.
         let schedule = BackupStrategy.schedule(backups: manifests + [manifest], strategy: settings.strategy, now: now)
         let due = [schedule.nextFull, schedule.nextIncremental].compactMap { $0 }.min()
