@@ -150,8 +150,10 @@ public struct ClusterClient: Sendable {
     /// be connected to, or answers 503 (a ctld that lost its topology store);
     /// a GET also moves on when an address stops answering. Any other call
     /// that was sent and not answered is not repeated, since it may have
-    /// been carried out. Rounds over the list repeat until `timeout`
-    /// (default 30 s) has passed, so a restarting server is waited for.
+    /// been carried out. When a round ends and some address refused with 503,
+    /// that refusal is the error; when none could be reached, rounds repeat
+    /// until `timeout` (default 30 s) has passed, so a restarting server is
+    /// waited for.
     func send<Body: Encodable & Sendable, Result: Decodable>(_ method: HTTPMethod, _ path: String, body: Body?,
                                                              timeout: TimeAmount? = nil) async throws -> Result {
         let payload = try body.map { try CairnJSON.encoder().encode($0) }
@@ -193,9 +195,10 @@ public struct ClusterClient: Sendable {
                 }
                 if attempt % baseURLs.count != 0 { continue }
             }
-            // A whole round failed: wait a little and go round again, until the deadline.
+            // A whole round failed. A ctld that refused (503) said why: that is the answer.
+            if let refusal { throw refusal }
+            // None could be reached: wait a little and go round again, until the deadline.
             if NIODeadline.now() + .milliseconds(500) >= deadline {
-                if let refusal { throw refusal }
                 let tried = baseURLs.map { "\($0) (\(failures[$0] ?? "not tried"))" }.joined(separator: ", ")
                 throw CairnError(.cluster, baseURLs.count == 1
                     ? "cannot reach \(peer) at \(baseURLs[0]): \(failures[baseURLs[0]] ?? "no answer"); check that it is running and the address is right"
