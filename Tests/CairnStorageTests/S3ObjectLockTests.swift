@@ -60,6 +60,7 @@ struct S3ObjectLockRequestTests {
                                   retry: S3RetryPolicy(maxRetries: 0))
         settings.objectLock = objectLock
         settings.requestObserver = log.observer
+        settings.connectTimeout = .seconds(1)
         return S3Client(settings: settings, logger: Logger(label: "test"))
     }
 
