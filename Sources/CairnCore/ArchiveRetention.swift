@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// Retention with a binary log archive. Pure.
 ///
@@ -16,10 +16,27 @@ public enum ArchiveRetention {
         public var keptForArchive: [String]
         /// Segments to remove, oldest first.
         public var removableSegments: [ArchiveSegmentManifest]
+        /// Segments no kept backup needs any more that stay because the
+        /// plan's `object_lock` still locks them, oldest first, with the lock's end.
+        public var lockedSegments: [LockedSegment] = []
+    }
+
+    /// A segment kept only because the store still locks it.
+    public struct LockedSegment: Sendable, Hashable {
+        public var segment: ArchiveSegmentManifest
+        public var lockedUntil: Date
+        /// `locked until ... (object_lock compliance, 30 days)`.
+        public var reason: String
+    }
+
+    /// Until when `objectLock` locks a segment's objects, when that is after
+    /// `now`: counted from the time it was archived (its manifest, written last).
+    public static func lockEnd(of segment: ArchiveSegmentManifest, objectLock: ObjectLockConfig, now: Date) -> Date? {
+        objectLock.lockEnd(writtenBy: max(segment.archivedTime, segment.lastEventTime), now: now)
     }
 
     public static func plan(_ backupPlan: RetentionPlan, backups: [BackupManifest], archive: ArchiveTimeline) -> Plan {
-        guard !archive.isEmpty else { return Plan(backups: backupPlan, keptForArchive: [], removableSegments: []) }
+        guard !archive.isEmpty else { return Plan(backups: backupPlan, keptForArchive: [], removableSegments: [], lockedSegments: []) }
         var keptNames = Set(backupPlan.kept.map(\.name))
         var keptForArchive: [String] = []
         func kept() -> [BackupManifest] { backups.filter { keptNames.contains($0.backupName) } }
@@ -57,9 +74,19 @@ public enum ArchiveRetention {
         }
 
         let keptFulls = kept().filter { !$0.incremental }
-        let removable = keptFulls.isEmpty ? [] : archive.segments.filter { segment in
+        let unneeded = keptFulls.isEmpty ? [] : archive.segments.filter { segment in
             keptFulls.allSatisfy { $0.position.contains(segment.position) }
         }
-        return Plan(backups: plan, keptForArchive: keptForArchive, removableSegments: removable)
+        // The store refuses to delete what it still locks: those stay, and are reported.
+        var removable: [ArchiveSegmentManifest] = []
+        var locked: [LockedSegment] = []
+        for segment in unneeded {
+            if let lock = backupPlan.objectLock, let until = lockEnd(of: segment, objectLock: lock, now: backupPlan.now) {
+                locked.append(LockedSegment(segment: segment, lockedUntil: until, reason: lock.reason(until: until)))
+            } else {
+                removable.append(segment)
+            }
+        }
+        return Plan(backups: plan, keptForArchive: keptForArchive, removableSegments: removable, lockedSegments: locked)
     }
 }

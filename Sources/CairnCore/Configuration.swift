@@ -196,6 +196,8 @@ public struct CairnConfiguration: Hashable, Sendable {
     public var storageDirectoryMode: Int = 0o700
     /// `encryption`: nil stores backups in the clear.
     public var encryption: EncryptionConfig?
+    /// `object_lock`: S3 Object Lock retention on every upload; nil uploads without a lock.
+    public var objectLock: ObjectLockConfig?
 
     public init() {}
 
@@ -205,7 +207,7 @@ public struct CairnConfiguration: Hashable, Sendable {
         "s3_endpoint", "s3_force_path_style", "s3_ca_file", "s3_max_retries", "s3_part_size",
         "aws_shared_credentials_file", "aws_profile", "ctld", "mysql_user", "mysql_password_file",
         "replication_user", "replication_password_file",
-        "retention", "storage_file_mode", "storage_directory_mode", "encryption",
+        "retention", "storage_file_mode", "storage_directory_mode", "encryption", "object_lock",
     ]
 
     /// Parses a configuration file's contents. `source` names the file in errors.
@@ -303,6 +305,9 @@ public struct CairnConfiguration: Hashable, Sendable {
         c.storageDirectoryMode = try reader.mode("storage_directory_mode", required: 0o700, allowed: 0o777, example: "0750") ?? c.storageDirectoryMode
         if let encryption = try reader.object("encryption") {
             c.encryption = try EncryptionConfig.parse(encryption)
+        }
+        if let lock = try reader.object("object_lock") {
+            c.objectLock = try ObjectLockConfig.parse(lock)
         }
         return c
     }

@@ -181,11 +181,14 @@ public enum RestorePointRetention {
     /// `archive`: its archived binary log segments (those the prune removes
     /// are ones every kept full backup holds, so they reach no point the
     /// kept backups do not).
+    /// `objectLock`: a point the store still locks (counted from its creation) stays.
     public static func removals(_ points: [RestorePoint], shard: String, keptManifests: [BackupManifest],
-                                archive: ArchiveTimeline = ArchiveTimeline([]), policy: RetentionPolicy, now: Date) -> [Removal] {
+                                archive: ArchiveTimeline = ArchiveTimeline([]), policy: RetentionPolicy, now: Date,
+                                objectLock: ObjectLockConfig? = nil) -> [Removal] {
         points.compactMap { point -> Removal? in
             guard let part = point.shards[shard] else { return nil }
             guard now.timeIntervalSince(point.createdAt) >= policy.minAge.timeInterval else { return nil }
+            if let objectLock, objectLock.lockEnd(writtenBy: point.createdAt, now: now) != nil { return nil }
             if let window = policy.pitrWindow {
                 guard point.createdAt < now.addingTimeInterval(-window.timeInterval) else { return nil }
                 return Removal(name: point.name, reason: "older than the PITR window (\(window))")

@@ -84,6 +84,9 @@ public enum RetentionRule: String, Sendable, Hashable, Codable, CaseIterable {
     case incompleteAfter = "incomplete_after"
     /// An earlier removal of it was interrupted.
     case removalInterrupted = "removal_interrupted"
+    /// Kept: `object_lock` still locks its objects in the store, which
+    /// would refuse to delete them (``ObjectLockConfig``).
+    case objectLock = "object_lock"
     /// Kept: with archived binary log segments it restores a point that
     /// would otherwise no longer restore (`ArchiveRetention`).
     case binlogArchive = "binlog_archive"
@@ -140,6 +143,8 @@ public struct RetentionPlan: Sendable, Hashable {
     public var removalOrder: [String]
     /// The start of the PITR window, when the policy has one.
     public var windowStart: Date?
+    /// The store's Object Lock the plan respected, when one is configured.
+    public var objectLock: ObjectLockConfig? = nil
 
     public var kept: [RetentionDecision] { decisions.filter(\.isKept) }
     public var removed: [RetentionDecision] { decisions.filter { !$0.isKept } }
@@ -153,9 +158,24 @@ public struct RetentionPlan: Sendable, Hashable {
 /// every rule is tested without storage. docs/RETENTION.md is the prose
 /// version of this type.
 public enum RetentionPlanner {
-    public static func plan(_ candidates: [RetentionCandidate], policy: RetentionPolicy, now: Date) -> RetentionPlan {
-        var planner = Planning(candidates: candidates, policy: policy, now: now)
+    /// With `objectLock`, no backup whose objects the store still locks at
+    /// `now` is removed: each is kept (rule `object_lock`, with the lock's
+    /// end), and so is the chain it continues, so that what is kept restores.
+    public static func plan(_ candidates: [RetentionCandidate], policy: RetentionPolicy, now: Date,
+                            objectLock: ObjectLockConfig? = nil) -> RetentionPlan {
+        var planner = Planning(candidates: candidates, policy: policy, now: now, objectLock: objectLock)
         return planner.run()
+    }
+
+    /// Until when `objectLock` locks the objects of `candidate`, when that
+    /// is after `now`: counted from the latest of its manifest's finish time
+    /// and the newest write its listing shows (a `MANIFEST` rewritten by a
+    /// key rotation is a new, newly locked version), or, without a
+    /// manifest, from that newest write or else its name's time.
+    public static func lockEnd(of candidate: RetentionCandidate, objectLock: ObjectLockConfig, now: Date) -> Date? {
+        let times = [candidate.manifest.map { max($0.startTime, $0.finishTime) }, candidate.lastModified, candidate.nameTime]
+        guard let written = times.compactMap({ $0 }).max() else { return nil }
+        return objectLock.lockEnd(writtenBy: written, now: now)
     }
 
     /// The complete backups that depend on `name`: every backup whose chain
@@ -253,12 +273,14 @@ private struct Planning {
     let policy: RetentionPolicy
     let now: Date
     let chains: BackupChains
+    let objectLock: ObjectLockConfig?
     var reasons: [String: [RetentionReason]] = [:]
 
-    init(candidates: [RetentionCandidate], policy: RetentionPolicy, now: Date) {
+    init(candidates: [RetentionCandidate], policy: RetentionPolicy, now: Date, objectLock: ObjectLockConfig?) {
         self.candidates = candidates.sorted { ($0.nameTime ?? .distantPast, $0.name) < ($1.nameTime ?? .distantPast, $1.name) }
         self.policy = policy
         self.now = now
+        self.objectLock = objectLock
         self.chains = BackupChains(candidates.compactMap(\.manifest))
     }
 
@@ -289,6 +311,16 @@ private struct Planning {
             let completed = max(m.startTime, m.finishTime)
             if now.timeIntervalSince(completed) < policy.minAge.timeInterval || completed > now {
                 keep(m.backupName, RetentionReason(.minAge, "finished \(ago(completed)), younger than min_age (\(policy.minAge))"))
+            }
+        }
+
+        // object_lock: the store refuses to delete what it still locks, so
+        // those backups stay, and (below) the chains they continue.
+        if let objectLock {
+            for c in candidates {
+                if let m = c.manifest, let until = RetentionPlanner.lockEnd(of: c, objectLock: objectLock, now: now) {
+                    keep(m.backupName, RetentionReason(.objectLock, objectLock.reason(until: until)))
+                }
             }
         }
 
@@ -378,7 +410,8 @@ private struct Planning {
         var times: [String: Date] = [:]
         for c in candidates { times[c.name] = c.nameTime }
         let order = RetentionPlanner.dependentsFirst(incompleteRemovals + removals, manifests: manifests, times: times)
-        return RetentionPlan(now: now, policy: policy, decisions: decisions, removalOrder: order, windowStart: windowStart)
+        return RetentionPlan(now: now, policy: policy, decisions: decisions, removalOrder: order, windowStart: windowStart,
+                             objectLock: objectLock)
     }
 
     func removalReason(_ m: BackupManifest) -> RetentionReason {
@@ -402,8 +435,18 @@ private struct Planning {
     }
 
     /// An incomplete backup is kept while it may still be running
-    /// (``RetentionCandidate/mayBeRunning(now:incompleteAfter:)``).
+    /// (``RetentionCandidate/mayBeRunning(now:incompleteAfter:)``), and while
+    /// the store still locks its objects.
     func incompleteDecision(_ c: RetentionCandidate) -> (RetentionDecision.Action, RetentionReason) {
+        let (action, reason) = unlockedIncompleteDecision(c)
+        if action == .remove, let objectLock, let until = RetentionPlanner.lockEnd(of: c, objectLock: objectLock, now: now) {
+            let what = c.removalStarted ? "an earlier removal of it was interrupted, but its objects are" : "incomplete, and its objects are"
+            return (.keep, RetentionReason(.objectLock, "\(what) \(objectLock.reason(until: until))"))
+        }
+        return (action, reason)
+    }
+
+    func unlockedIncompleteDecision(_ c: RetentionCandidate) -> (RetentionDecision.Action, RetentionReason) {
         if c.removalStarted {
             return (.remove, RetentionReason(.removalInterrupted, "an earlier removal of it was interrupted; finishing it"))
         }

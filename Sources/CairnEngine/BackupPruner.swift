@@ -15,6 +15,9 @@ public struct BackupPruner: Sendable {
     public let shard: KeyspaceShard
     public let storage: any BackupStorage
     public let logger: Logger
+    /// The store's Object Lock (the storage's `object_lock` unless set
+    /// otherwise): what it still locks is kept and reported, never deleted.
+    public var objectLock: ObjectLockConfig?
 
     public var repository: BackupRepository { BackupRepository(storage: storage, logger: logger) }
 
@@ -22,6 +25,7 @@ public struct BackupPruner: Sendable {
         self.shard = shard
         self.storage = storage
         self.logger = logger
+        self.objectLock = storage.objectLock
     }
 
     /// What a prune decided and what it removed.
@@ -38,6 +42,8 @@ public struct BackupPruner: Sendable {
         public var segmentsRemoved: [String] = []
         /// Backups kept only because, with the archive, they restore a point that would otherwise be lost.
         public var keptForArchive: [String] = []
+        /// Archived segments no kept backup needs, kept because the store still locks them.
+        public var segmentsLocked: [ArchiveRetention.LockedSegment] = []
     }
 
     /// The shard's backups as the planner sees them.
@@ -62,7 +68,7 @@ public struct BackupPruner: Sendable {
     /// ``prune(policy:now:dryRun:)`` on a listing already taken, such as the
     /// one a backup planned with, its own committed backup added.
     public func prune(_ stored: ShardListing, policy: RetentionPolicy, now: Date, dryRun: Bool) async throws -> Report {
-        let backupPlan = RetentionPlanner.plan(Self.candidates(stored), policy: policy, now: now)
+        let backupPlan = RetentionPlanner.plan(Self.candidates(stored), policy: policy, now: now, objectLock: objectLock)
         // Segments belong to the chains they continue: the archive may keep backups, and goes with them.
         let archive = try await repository.listArchive(shard, objects: stored.archiveObjects)
         let archivePlan = ArchiveRetention.plan(backupPlan, backups: stored.manifests, archive: archive.timeline)
@@ -72,9 +78,10 @@ public struct BackupPruner: Sendable {
         let kept = Set(plan.kept.map(\.name))
         report.restorePoints = try await RestorePointRepository(storage: storage, logger: logger).prune(
             shard: shard, keptManifests: stored.manifests.filter { kept.contains($0.backupName) }, archive: archive.timeline,
-            policy: policy, now: now, dryRun: dryRun)
+            policy: policy, now: now, dryRun: dryRun, objectLock: objectLock)
         report.segmentsRemoved = archivePlan.removableSegments.map(\.manifestName)
         report.keptForArchive = archivePlan.keptForArchive
+        report.segmentsLocked = archivePlan.lockedSegments
         guard !dryRun else { return report }
         let reasons = Dictionary(plan.decisions.map { ($0.name, $0.reasons.first?.description ?? "") },
                                  uniquingKeysWith: { a, _ in a })
@@ -89,7 +96,12 @@ public struct BackupPruner: Sendable {
         if let through = archivePlan.removableSegments.map(\.sequence).max() {
             let referenced = Set(archive.segments.map(\.file.name))
             let prefix = BackupRepository.archivePrefix(shard)
-            let orphans = archive.objects.map { String($0.key.dropFirst(prefix.count)) }.filter { name in
+            let lock = objectLock
+            let orphans = archive.objects.filter { object in
+                // What the store still locks stays: reckoned from the listing's time of its write (unknown: locked).
+                guard let lock else { return true }
+                return object.lastModified.map { lock.lockEnd(writtenBy: $0, now: now) == nil } ?? false
+            }.map { String($0.key.dropFirst(prefix.count)) }.filter { name in
                 ArchiveSegmentManifest.parseManifestName(name) == nil && !referenced.contains(name)
                     && name.count > 12 && Int(name.prefix(12)).map { $0 <= through } == true
             }
@@ -151,6 +163,15 @@ public struct BackupPruner: Sendable {
             throw CairnError(.inUse, "backup \(name) of \(shard) is incomplete and may still be running (started \(UTCTime.rfc3339(started, fractional: false)), last written \(UTCTime.rfc3339(written, fractional: false)), incomplete_after \(incompleteAfter)); wait until it has stopped, or pass --force if you know it has")
         }
         let order = RetentionPlanner.dependentsFirst(dependents + [name], manifests: manifests)
+        if let objectLock {
+            let byName = Dictionary(stored.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+            for n in order {
+                guard let backup = byName[n],
+                      let until = RetentionPlanner.lockEnd(of: Self.candidate(backup), objectLock: objectLock, now: now) else { continue }
+                let which = n == name ? "backup \(name) of \(shard) is" : "backup \(n), which continues \(name), is"
+                throw CairnError(.inUse, "\(which) \(objectLock.reason(until: until)) in \(storage.displayURL), and the store refuses to delete locked objects; remove it after that time")
+            }
+        }
         var result = BackupRemoval(backup: name, dependents: dependents, removed: [], freedBytes: 0, dryRun: dryRun)
         if dryRun {
             let toRemove = Set(order)

@@ -50,10 +50,16 @@ public protocol BackupStorage: Sendable {
 
     /// Releases connections and threads. The storage is unusable afterwards.
     func shutdown() async
+
+    /// The S3 Object Lock retention every upload carries (`object_lock`),
+    /// if any: a prune keeps what it still locks rather than try to delete it.
+    var objectLock: ObjectLockConfig? { get }
 }
 
 extension BackupStorage {
     public func shutdown() async {}
+
+    public var objectLock: ObjectLockConfig? { nil }
 
     /// Runs `body`, then releases the storage's connections (``shutdown()``)
     /// whether `body` returned or threw.

@@ -67,12 +67,13 @@ public struct RestorePointRepository: Sendable {
 
     /// Applies ``RestorePointRetention`` for one shard after its prune, and
     /// (unless `dryRun`) deletes what it removes. Returns the removals.
+    /// Points `objectLock` still locks are not removed.
     public func prune(shard: KeyspaceShard, keptManifests: [BackupManifest], archive: ArchiveTimeline, policy: RetentionPolicy,
-                      now: Date, dryRun: Bool) async throws -> [RestorePointRetention.Removal] {
+                      now: Date, dryRun: Bool, objectLock: ObjectLockConfig? = nil) async throws -> [RestorePointRetention.Removal] {
         let points = try await list(keyspace: shard.keyspace)
         guard !points.isEmpty else { return [] }
         let removals = RestorePointRetention.removals(points, shard: shard.shard, keptManifests: keptManifests, archive: archive,
-                                                      policy: policy, now: now)
+                                                      policy: policy, now: now, objectLock: objectLock)
         guard !dryRun, !removals.isEmpty else { return removals }
         try await storage.delete(keys: removals.map { Self.key(keyspace: shard.keyspace, name: $0.name) })
         for removal in removals {

@@ -14,6 +14,9 @@ public enum StorageFactory {
         let location = try StorageLocation(parsing: url)
         switch location {
         case .file(let path):
+            if configuration.objectLock != nil {
+                throw CairnError(.configuration, "object_lock is set, but \(url) is file storage, which cannot lock files against deletion; remove object_lock, or store backups in an s3:// bucket created with Object Lock enabled")
+            }
             return FileStorage(root: path, fileMode: mode_t(configuration.storageFileMode),
                                directoryMode: mode_t(configuration.storageDirectoryMode))
         case .s3, .gcs:

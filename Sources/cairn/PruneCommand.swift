@@ -11,7 +11,8 @@ struct PruneCommand: AsyncParsableCommand {
         discussion: """
             The policy is the configuration's "retention" object (see docs/RETENTION.md). Prints every backup \
             with its decision, keep or remove, and the reasons; --dry-run prints the same and changes nothing. \
-            A backup with an unreadable MANIFEST is reported and kept.
+            A backup with an unreadable MANIFEST is reported and kept. With "object_lock" configured, what the \
+            store still locks is kept, with the date its lock ends (see docs/STORAGE.md).
             """,
         aliases: ["PruneBackups"]
     )
@@ -40,6 +41,9 @@ struct PruneCommand: AsyncParsableCommand {
             try Output.json(json)
         } else {
             Output.line("Retention policy: \(policy.summary); now \(UTCTime.rfc3339(report.plan.now, fractional: false)).")
+            if let lock = report.plan.objectLock {
+                Output.line("Object lock: \(lock); what the store still locks is kept.")
+            }
             if report.plan.decisions.isEmpty {
                 Output.line("No backups of \(shard).")
             } else {
@@ -58,6 +62,10 @@ struct PruneCommand: AsyncParsableCommand {
         if !output.json, !report.segmentsRemoved.isEmpty {
             let n = report.segmentsRemoved.count
             Output.line("\(dryRun ? "Would remove" : "Removed") \(n) archived binary log segment\(n == 1 ? "" : "s") that no kept full backup needs (through \(report.segmentsRemoved.last!)).")
+        }
+        if !output.json, let first = report.segmentsLocked.first, let last = report.segmentsLocked.last {
+            let n = report.segmentsLocked.count
+            Output.line("Kept \(n) archived binary log segment\(n == 1 ? "" : "s") that no kept full backup needs (\(first.segment.manifestName)\(n == 1 ? "" : " through \(last.segment.manifestName)")): the store still locks \(n == 1 ? "it" : "them"); the oldest is \(first.reason).")
         }
         for problem in report.plan.problems {
             Output.note("warning: backup \(problem.name) of \(shard) has an unreadable MANIFEST and was kept; inspect it, then repair it or remove it with `cairn remove-backup \(shard) \(problem.name)`")
@@ -124,11 +132,22 @@ struct PruneReportJSON: Encodable {
     var restorePoints: [String: String]
     /// Archived binary log segments removed (to remove, in a dry run).
     var segmentsRemoved: [String]
+    /// Segments no kept backup needs that the store still locks, with why they stay.
+    var segmentsLocked: [String: String]
+    /// `object_lock`, when configured.
+    var objectLock: ObjectLock?
+
+    struct ObjectLock: Encodable {
+        var mode: String
+        var days: Int
+    }
 
     enum CodingKeys: String, CodingKey {
         case shard, storage, now, policy, decisions, removed
         case restorePoints = "restore_points_removed"
         case segmentsRemoved = "segments_removed"
+        case segmentsLocked = "segments_locked"
+        case objectLock = "object_lock"
         case dryRun = "dry_run"
         case windowStart = "window_start"
         case removalOrder = "removal_order"
@@ -156,6 +175,8 @@ struct PruneReportJSON: Encodable {
         freedBytes = report.freedBytes
         restorePoints = Dictionary(report.restorePoints.map { ($0.name, $0.reason) }, uniquingKeysWith: { a, _ in a })
         segmentsRemoved = report.segmentsRemoved
+        segmentsLocked = Dictionary(report.segmentsLocked.map { ($0.segment.manifestName, $0.reason) }, uniquingKeysWith: { a, _ in a })
+        objectLock = plan.objectLock.map { ObjectLock(mode: $0.mode.rawValue, days: $0.days) }
     }
 
     func table() -> String {

@@ -40,6 +40,32 @@ struct RetentionPropertyTests {
         }
     }
 
+    /// `object_lock` days; 0 means none.
+    static let lockDays = Gen.int(in: 0...12)
+
+    @Test("with object_lock, nothing the store still locks is removed, every other promise holds, and a second prune removes nothing more")
+    func objectLock() async {
+        await propertyCheck(count: 300, input: Self.steps, Self.policies, Self.tails, Self.lockDays) { steps, policy, tail, days in
+            let (candidates, now) = History.build(steps, tail: tail)
+            let lock = days == 0 ? nil : ObjectLockConfig(mode: days % 2 == 0 ? .compliance : .governance, days: days)
+            let plan = RetentionPlanner.plan(candidates, policy: policy, now: now, objectLock: lock)
+            Invariants.check(candidates: candidates, policy: policy, now: now, plan: plan)
+            let removed = Set(plan.removalOrder)
+            if let lock {
+                for c in candidates {
+                    // The store's own reckoning: every object was uploaded by the latest time the backup shows, and stays locked `days` from its upload.
+                    let written = [c.manifest?.startTime, c.manifest?.finishTime, c.lastModified, c.nameTime].compactMap { $0 }.max()!
+                    if now < written.addingTimeInterval(TimeInterval(days) * 86_400) {
+                        #expect(!removed.contains(c.name), "\(c.name), written \(UTCTime.rfc3339(written)), is still locked at \(UTCTime.rfc3339(now)) (\(lock)) and was removed")
+                    }
+                }
+            }
+            let kept = Set(plan.kept.map(\.name))
+            let again = RetentionPlanner.plan(candidates.filter { kept.contains($0.name) }, policy: policy, now: now, objectLock: lock)
+            #expect(again.removed.map(\.name) == [], "a second prune removes \(again.removed.map { "\($0.name) (\($0.reasons))" })")
+        }
+    }
+
     @Test("a prune of what a prune kept removes nothing more")
     func idempotent() async {
         await propertyCheck(count: 300, input: Self.steps, Self.policies, Self.tails) { steps, policy, tail in

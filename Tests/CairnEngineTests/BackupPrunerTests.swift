@@ -210,3 +210,81 @@ struct BackupPrunerTests {
         }
     }
 }
+
+/// Memory storage that says it locks uploads for `lock` (as S3 with
+/// `object_lock` does), lists no write times (so the manifests' times are
+/// what a lock is reckoned from), and records every key it is asked to delete.
+final class LockReportingStorage: BackupStorage {
+    let base = MemoryStorage()
+    let lock: ObjectLockConfig
+    let deleted = Mutex<[String]>([])
+
+    init(lock: ObjectLockConfig) { self.lock = lock }
+
+    var objectLock: ObjectLockConfig? { lock }
+    var displayURL: String { "memory://locked" }
+    func list(prefix: String) async throws -> [StorageObject] {
+        try await base.list(prefix: prefix).map { StorageObject(key: $0.key, size: $0.size, lastModified: nil) }
+    }
+    func makeWriter(key: String) async throws -> any StorageWriter { try await base.makeWriter(key: key) }
+    func makeReader(key: String, range: Range<Int64>?) async throws -> any StorageReader {
+        try await base.makeReader(key: key, range: range)
+    }
+    func delete(keys: [String]) async throws {
+        deleted.withLock { $0 += keys }
+        try await base.delete(keys: keys)
+    }
+    func discardUnfinishedUploads(prefix: String) async throws -> Int { 0 }
+}
+
+@Suite("Pruning with Object Lock")
+struct LockedPruneTests {
+    let shard = try! KeyspaceShard(parsing: "commerce/0")
+
+    @Test("the pruner takes the storage's object_lock: it deletes nothing of a locked backup, reports it kept with the date, and remove-backup refuses it")
+    func lockedBackupsStay() async throws {
+        let storage = LockReportingStorage(lock: ObjectLockConfig(mode: .compliance, days: 1))
+        let now = Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down))
+        // F1 ten days ago (its lock is over); F2 twelve hours ago (locked) with an incremental; F3 an hour ago.
+        let f1 = try await SyntheticBackups.writeComplete(SyntheticBackups.manifest(shard: shard, start: now.addingTimeInterval(-10 * 86_400),
+                                                                                     finish: now.addingTimeInterval(-10 * 86_400 + 60), parent: nil, seq: 100),
+                                                          to: storage, shard: shard)
+        let f2 = try await SyntheticBackups.writeComplete(SyntheticBackups.manifest(shard: shard, start: now.addingTimeInterval(-12 * 3600),
+                                                                                     finish: now.addingTimeInterval(-12 * 3600 + 60), parent: nil, seq: 200),
+                                                          to: storage, shard: shard)
+        let i2 = try await SyntheticBackups.writeComplete(SyntheticBackups.manifest(shard: shard, start: now.addingTimeInterval(-6 * 3600),
+                                                                                     finish: now.addingTimeInterval(-6 * 3600 + 30), parent: f2, seq: 250),
+                                                          to: storage, shard: shard)
+        let f3 = try await SyntheticBackups.writeComplete(SyntheticBackups.manifest(shard: shard, start: now.addingTimeInterval(-3600),
+                                                                                     finish: now.addingTimeInterval(-3600 + 60), parent: nil, seq: 300),
+                                                          to: storage, shard: shard)
+        let pruner = BackupPruner(shard: shard, storage: storage, logger: testLogger)
+        #expect(pruner.objectLock == storage.lock)
+
+        let report = try await pruner.prune(policy: RetentionPolicy(minCount: 1), now: now, dryRun: false)
+        #expect(report.removed == [f1.backupName])
+        #expect(report.plan.objectLock == storage.lock)
+        let deleted = storage.deleted.withLock { $0 }
+        #expect(!deleted.isEmpty && deleted.allSatisfy { $0.hasPrefix("commerce/0/\(f1.backupName)/") }, "\(deleted)")
+        for locked in [f2, i2] {
+            let decision = try #require(report.plan.decision(for: locked.backupName))
+            #expect(decision.isKept && decision.reasons.first?.rule == .objectLock)
+            let until = locked.finishTime.addingTimeInterval(86_400 + ObjectLockConfig.margin)
+            #expect(decision.reasons.first?.detail == "locked until \(UTCTime.rfc3339(until, fractional: false)) (object_lock compliance, 1 day)")
+        }
+        let left = Set(try await BackupRepository(storage: storage, logger: testLogger).list(shard).compactMap(\.manifest).map(\.backupName))
+        #expect(left == [f2.backupName, i2.backupName, f3.backupName])
+
+        // remove-backup refuses, even with --force, naming the locked backup and the date.
+        let error = await #expect(throws: CairnError.self) {
+            try await pruner.remove(f2.backupName, force: true, dryRun: false, now: now)
+        }
+        #expect(error?.code == .inUse)
+        #expect(error?.message.hasPrefix("backup \(i2.backupName), which continues \(f2.backupName), is locked until ") == true, "\(error?.message ?? "")")
+        #expect(storage.deleted.withLock { $0 } == deleted)
+
+        // A day and a bit later the locks are over and the same policy removes F2's chain, incremental first.
+        let later = try await pruner.prune(policy: RetentionPolicy(minCount: 1), now: now.addingTimeInterval(2 * 86_400), dryRun: false)
+        #expect(later.removed == [i2.backupName, f2.backupName])
+    }
+}

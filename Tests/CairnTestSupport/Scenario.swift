@@ -50,9 +50,10 @@ public struct ScenarioStorage: Sendable, CustomStringConvertible {
     /// A bucket (created if missing) on a SeaweedFS, under `prefix`: writes
     /// `<configDirectory>/cairn.json` with `bucket` and `s3_endpoint` plus
     /// `settings` (e.g. `"upload_concurrency": 4`); the keys go in the environment.
+    /// `objectLockBucket` creates the bucket with S3 Object Lock enabled.
     public static func s3(_ server: SeaweedFS, bucket: String, prefix: String, configDirectory: String,
-                          settings: [String: any Sendable] = [:]) async throws -> ScenarioStorage {
-        try await server.createBucket(bucket)
+                          settings: [String: any Sendable] = [:], objectLockBucket: Bool = false) async throws -> ScenarioStorage {
+        try await server.createBucket(bucket, objectLock: objectLockBucket)
         let url = prefix.isEmpty ? "s3://\(bucket)" : "s3://\(bucket)/\(prefix)"
         var object: [String: Any] = ["bucket": url, "s3_endpoint": server.endpoint]
         for (key, value) in settings { object[key] = value }

@@ -152,10 +152,11 @@ public final class SeaweedFS: Sendable {
         try? FileManager.default.removeItem(atPath: directory)
     }
 
-    /// Creates a bucket (names need 3+ characters).
-    public func createBucket(_ name: String) async throws {
+    /// Creates a bucket (names need 3+ characters); with `objectLock`, with
+    /// S3 Object Lock enabled (`x-amz-bucket-object-lock-enabled: true`), which makes it versioned.
+    public func createBucket(_ name: String, objectLock: Bool = false) async throws {
         let storage = storage(bucket: name)
-        try await storage.shuttingDown { try await storage.createBucketIfMissing() }
+        try await storage.shuttingDown { try await storage.createBucketIfMissing(objectLock: objectLock) }
     }
 
     /// A storage on `bucket` through this server's S3 gateway.
@@ -166,6 +167,8 @@ public final class SeaweedFS: Sendable {
                         retry: S3RetryPolicy = S3RetryPolicy(maxRetries: 3, baseDelay: .milliseconds(50), maxDelay: .seconds(1)),
                         minimumPartSize: Int64 = S3PartSizing.defaultMinimumPartSize, uploadConcurrency: Int = 4,
                         downloadConcurrency: Int = 4, connectTimeout: Duration = .seconds(10),
+                        objectLock: ObjectLockConfig? = nil,
+                        requestObserver: (@Sendable (_ operation: String, _ headers: [(name: String, value: String)]) -> Void)? = nil,
                         logger: Logger = Logger(label: "cairn.test.s3")) -> S3Storage {
         var settings = S3Settings(flavor: flavor, bucket: bucket, prefix: prefix,
                                   endpoint: https ? .init(scheme: "https", host: "127.0.0.1", port: ports.s3HTTPS ?? ports.s3)
@@ -175,6 +178,8 @@ public final class SeaweedFS: Sendable {
                                   minimumPartSize: minimumPartSize, uploadConcurrency: uploadConcurrency,
                                   downloadConcurrency: downloadConcurrency)
         settings.connectTimeout = connectTimeout
+        settings.objectLock = objectLock
+        settings.requestObserver = requestObserver
         return S3Storage(settings: settings, logger: logger)
     }
 

@@ -117,6 +117,7 @@ final class S3Client: Sendable {
             let digest = body.map { b in b.withUnsafeReadableBytes { Insecure.MD5.hash(data: $0) } } ?? Insecure.MD5.hash(data: [UInt8]())
             headers.append(("content-md5", Data(digest).base64EncodedString()))
         }
+        settings.requestObserver?(request.operation, headers)
         let signer = SigV4Signer(credentials: credentials, region: settings.region, service: "s3")
         let signature = signer.sign(.init(method: request.method.rawValue, path: path, query: request.query,
                                           headers: headers, payloadHash: payloadHash), at: Date())

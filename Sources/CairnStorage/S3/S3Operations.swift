@@ -10,13 +10,15 @@ extension S3Client {
         var request = S3Request("PutObject", .PUT, objectKey: objectKey)
         request.body = body
         request.signPayload = false
-        request.contentMD5 = true
+        request.contentMD5 = true  // also what AWS requires of an upload with Object Lock retention
+        request.headers += settings.objectLockHeaders(at: Date())
         _ = try await send(request)
     }
 
     func createMultipartUpload(objectKey: String) async throws -> String {
         var request = S3Request("CreateMultipartUpload", .POST, objectKey: objectKey)
         request.query = [("uploads", "")]
+        request.headers += settings.objectLockHeaders(at: Date())
         let response = try await send(request)
         return try parse(response, request) { try S3Messages.uploadID($0) }
     }
@@ -135,8 +137,10 @@ extension S3Client {
     }
 
     /// CreateBucket; a bucket that already exists and is ours is not a failure.
-    func createBucket() async throws {
+    /// With `objectLockEnabled`, the bucket gets S3 Object Lock (and versioning).
+    func createBucket(objectLockEnabled: Bool = false) async throws {
         var request = S3Request("CreateBucket", .PUT, objectKey: nil)
+        if objectLockEnabled { request.headers.append(("x-amz-bucket-object-lock-enabled", "true")) }
         if settings.flavor == .s3, settings.region != "us-east-1" {
             request.body = ByteBuffer(string: "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><LocationConstraint>\(XMLDocument.escape(settings.region))</LocationConstraint></CreateBucketConfiguration>")
         }

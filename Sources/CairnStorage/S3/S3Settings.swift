@@ -69,6 +69,12 @@ public struct S3Settings: Sendable {
     /// How long a connection may be silent before the request fails (and is retried).
     public var idleTimeout: Duration = .seconds(60)
     public var connectTimeout: Duration = .seconds(10)
+    /// `object_lock`: the retention every PutObject and CreateMultipartUpload sets.
+    public var objectLock: ObjectLockConfig?
+    /// Called with each request's operation and headers (Content-MD5
+    /// included, the signature not) just before it is signed and sent: tests
+    /// see what goes on the wire.
+    public var requestObserver: (@Sendable (_ operation: String, _ headers: [(name: String, value: String)]) -> Void)?
 
     public init(flavor: Flavor, bucket: String, prefix: String, endpoint: Endpoint, region: String, pathStyle: Bool,
                 caFile: String? = nil, credentials: S3CredentialSource, retry: S3RetryPolicy = S3RetryPolicy(),
@@ -141,16 +147,27 @@ public struct S3Settings: Sendable {
             pathStyle = configuration.s3ForcePathStyle ?? true
         }
 
+        if configuration.objectLock != nil, flavor == .gcs {
+            throw CairnError(.configuration, "object_lock is set, but \(location) is Cloud Storage, whose XML API does not take S3 Object Lock retention; remove object_lock and use a bucket retention policy in Cloud Storage instead")
+        }
+
         let credentials = S3CredentialSource(environment: environment,
                                              credentialsFile: configuration.awsSharedCredentialsFile,
                                              profile: configuration.awsProfile)
-        return S3Settings(flavor: flavor, bucket: bucket, prefix: prefix, endpoint: endpoint, region: region,
-                          pathStyle: pathStyle, caFile: configuration.s3CAFile.flatMap { $0.isEmpty ? nil : $0 },
-                          credentials: credentials,
-                          retry: S3RetryPolicy(maxRetries: configuration.s3MaxRetries),
-                          minimumPartSize: configuration.s3MinimumPartSize,
-                          uploadConcurrency: configuration.uploadConcurrency,
-                          downloadConcurrency: configuration.downloadConcurrency)
+        var settings = S3Settings(flavor: flavor, bucket: bucket, prefix: prefix, endpoint: endpoint, region: region,
+                                  pathStyle: pathStyle, caFile: configuration.s3CAFile.flatMap { $0.isEmpty ? nil : $0 },
+                                  credentials: credentials,
+                                  retry: S3RetryPolicy(maxRetries: configuration.s3MaxRetries),
+                                  minimumPartSize: configuration.s3MinimumPartSize,
+                                  uploadConcurrency: configuration.uploadConcurrency,
+                                  downloadConcurrency: configuration.downloadConcurrency)
+        settings.objectLock = configuration.objectLock
+        return settings
+    }
+
+    /// The Object Lock headers of an upload started at `now`; none without `object_lock`.
+    func objectLockHeaders(at now: Date) -> [(name: String, value: String)] {
+        objectLock?.headers(uploadedAt: now) ?? []
     }
 
     /// `s3://bucket/prefix` or `gs://bucket/prefix`, for messages.

@@ -18,6 +18,9 @@ public final class S3Storage: BackupStorage {
 
     public var displayURL: String { settings.displayURL }
 
+    /// `object_lock`: every PutObject and CreateMultipartUpload carries it.
+    public var objectLock: ObjectLockConfig? { settings.objectLock }
+
     public func list(prefix: String) async throws -> [StorageObject] {
         let listed = try await client.listObjects(prefix: settings.objectKey(prefix))
         return listed.compactMap { object -> StorageObject? in
@@ -82,9 +85,10 @@ public final class S3Storage: BackupStorage {
         return uploads.count
     }
 
-    /// Creates the bucket when it does not exist (first setup, and tests).
-    public func createBucketIfMissing() async throws {
-        try await client.createBucket()
+    /// Creates the bucket when it does not exist (first setup, and tests);
+    /// with `objectLock`, with S3 Object Lock enabled (and so versioning).
+    public func createBucketIfMissing(objectLock: Bool = false) async throws {
+        try await client.createBucket(objectLockEnabled: objectLock)
     }
 
     public func shutdown() async {
