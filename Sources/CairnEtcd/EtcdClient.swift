@@ -67,17 +67,26 @@ public final class EtcdClient: Sendable {
 
     /// The value at `key`, or nil. `serializable` reads the answering
     /// member's copy, which answers without quorum and may be a little behind.
-    public func get(_ key: String, serializable: Bool = false) async throws -> EtcdKeyValue? {
-        let response = try await call("/v3/kv/range", ["key": Self.base64(key), "serializable": serializable])
+    /// `waitForLeader: false` fails at once when etcd has no leader instead
+    /// of waiting out an election (see ``electionWindow``).
+    public func get(_ key: String, serializable: Bool = false, waitForLeader: Bool = true) async throws -> EtcdKeyValue? {
+        let response = try await call("/v3/kv/range", ["key": Self.base64(key), "serializable": serializable], waitForLeader: waitForLeader)
         return try Self.keyValues(response["kvs"]).first
     }
 
-    /// Every key starting with `prefix`, in key order (at most `limit` when given).
-    public func list(prefix: String, limit: Int? = nil, serializable: Bool = false) async throws -> [EtcdKeyValue] {
+    /// Every key starting with `prefix`, in key order (at most `limit` when
+    /// given; with `descending`, the last keys first). `keysOnly` leaves the values out.
+    public func list(prefix: String, limit: Int? = nil, descending: Bool = false, keysOnly: Bool = false,
+                     serializable: Bool = false, waitForLeader: Bool = true) async throws -> [EtcdKeyValue] {
         var body: [String: any Sendable] = ["key": Self.base64(prefix), "range_end": Self.base64(Self.prefixEnd(prefix)),
                                             "serializable": serializable]
         if let limit { body["limit"] = String(limit) }
-        let response = try await call("/v3/kv/range", body)
+        if descending {
+            body["sort_order"] = "DESCEND"
+            body["sort_target"] = "KEY"
+        }
+        if keysOnly { body["keys_only"] = true }
+        let response = try await call("/v3/kv/range", body, waitForLeader: waitForLeader)
         return try Self.keyValues(response["kvs"])
     }
 
@@ -155,12 +164,13 @@ public final class EtcdClient: Sendable {
     }
 
     /// Runs `success` if every comparison holds, else `failure`, atomically.
-    public func transaction(if compares: [Compare], then success: [Operation], else failure: [Operation] = []) async throws -> TransactionResult {
+    public func transaction(if compares: [Compare], then success: [Operation], else failure: [Operation] = [],
+                            waitForLeader: Bool = true) async throws -> TransactionResult {
         let response = try await call("/v3/kv/txn", [
             "compare": compares.map(\.json),
             "success": success.map(\.json),
             "failure": failure.map(\.json),
-        ])
+        ], waitForLeader: waitForLeader)
         let succeeded = (response["succeeded"] as? Bool) ?? false
         var found: [EtcdKeyValue?] = []
         for item in (response["responses"] as? [Any]) ?? [] {
@@ -215,14 +225,14 @@ public final class EtcdClient: Sendable {
 
     /// POSTs `body` to `path` on the first endpoint that answers; while etcd
     /// is between leaders, again until ``electionWindow`` has passed.
-    func call(_ path: String, _ body: [String: any Sendable]) async throws -> [String: Any] {
+    func call(_ path: String, _ body: [String: any Sendable], waitForLeader: Bool = true) async throws -> [String: Any] {
         let payload = try JSONSerialization.data(withJSONObject: body, options: [])
         let start = ContinuousClock.now
         while true {
             do {
                 return try await callOnce(path, payload)
             } catch let error as QuorumLost {
-                guard ContinuousClock.now - start < Self.electionWindow else { throw error.error }
+                guard waitForLeader, ContinuousClock.now - start < Self.electionWindow else { throw error.error }
                 logger.debug("etcd has no leader yet; retrying", metadata: ["error": "\(error.error.message)"])
                 try await Task.sleep(for: .milliseconds(500))
             }
@@ -265,14 +275,15 @@ public final class EtcdClient: Sendable {
             }
             return object
         }
-        throw CairnError(.cluster, "etcd is unreachable at \(unreachable.joined(separator: ", ")); start it, or fix the endpoints in --topo")
+        throw CairnError(.unavailable, "etcd is unreachable at \(unreachable.joined(separator: ", ")); start it, or fix the endpoints in --topo")
     }
 
     static func failure(status: HTTPResponseStatus, object: [String: Any], endpoint: String) -> CairnError {
         let message = (object["message"] as? String) ?? (object["error"] as? String) ?? "HTTP \(status.code)"
-        let quorumLost = ["request timed out", "leader changed", "no leader", "unhealthy cluster", "timed out", "deadline exceeded"]
+        let quorumLost = ["request timed out", "leader changed", "no leader", "unhealthy cluster", "timed out", "deadline exceeded",
+                          "proposal dropped"]
         if quorumLost.contains(where: { message.contains($0) }) {
-            return CairnError(.cluster, "etcd has no quorum (\(endpoint) says: \(clip(message))); writes are refused until a majority of its members is back")
+            return CairnError(.unavailable, "etcd has no quorum (\(endpoint) says: \(clip(message))); writes are refused until a majority of its members is back")
         }
         return CairnError(.cluster, "etcd at \(endpoint) refused the request: \(clip(message))")
     }
