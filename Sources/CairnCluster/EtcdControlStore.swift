@@ -242,6 +242,8 @@ final class EtcdControlStore: ControlStore {
     /// election already), so that refusals answer promptly.
     func write<T>(_ body: (_ waitForLeader: Bool) async throws -> T) async throws -> T {
         do {
+            let leaderless = leaderlessUntil.withLock { until in until.map { ContinuousClock.now < $0 } ?? false }
+            if leaderless || isDegraded { try await requireLeader() }
             let result = try await body(!isDegraded)
             degradedUntil.withLock { $0 = nil }
             return result
@@ -249,6 +251,22 @@ final class EtcdControlStore: ControlStore {
             degradedUntil.withLock { $0 = .now + .seconds(10) }
             logger.warning("etcd refused a write for want of quorum; ctld answers reads from a member's copy", metadata: ["error": "\(error.message)"])
             throw error
+        }
+    }
+
+    /// After etcd was seen without a leader: waits for one as long as an
+    /// election after a lost member may take (the client's election window),
+    /// asking a member's status, which answers at once; else refuses, so that
+    /// a write without quorum is refused well within a client's timeout
+    /// rather than after etcd's own timeouts on every attempt.
+    func requireLeader() async throws {
+        let deadline = ContinuousClock.now + EtcdClient.electionWindow
+        while true {
+            if (try? await client.hasLeader()) == true { return }
+            guard ContinuousClock.now < deadline else {
+                throw CairnError(.unavailable, "etcd has no quorum (no leader among the members ctld reaches); writes are refused until a majority of its members is back")
+            }
+            try await Task.sleep(for: .milliseconds(300))
         }
     }
 

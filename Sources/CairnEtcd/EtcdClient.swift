@@ -213,6 +213,18 @@ public final class EtcdClient: Sendable {
         return id
     }
 
+    /// Whether the answering member knows a leader now (its status, which
+    /// answers without quorum): false while etcd elects one or has no quorum.
+    public func hasLeader() async throws -> Bool {
+        let response = try await call("/v3/maintenance/status", [:], waitForLeader: false)
+        // A member id is an unsigned 64-bit number (a JSON string), often past Int64's range; 0 or absent: none.
+        switch response["leader"] {
+        case let text as String: return !text.isEmpty && text != "0"
+        case let number as NSNumber: return number.uint64Value != 0
+        default: return false
+        }
+    }
+
     // MARK: - Transport
 
     /// How long a request is retried while etcd answers that it has no
@@ -221,7 +233,7 @@ public final class EtcdClient: Sendable {
     /// A timed-out write may still have been applied, so a retried
     /// transaction can find its own earlier effect: callers compare on
     /// values they wrote (the leadership checks the holder's lease).
-    static let electionWindow: Duration = .seconds(8)
+    public static let electionWindow: Duration = .seconds(8)
 
     /// POSTs `body` to `path` on the first endpoint that answers; while etcd
     /// is between leaders, again until ``electionWindow`` has passed.
