@@ -111,7 +111,6 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // The cluster: control server, tablet agents, scheduler, the HTTP API and its client.
         // etcd's v3 API through its JSON gateway (the control plane on etcd, docs/CLUSTER.md).
         .target(
             name: "CairnEtcd",
@@ -125,10 +124,12 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The cluster: control server, tablet agents, scheduler, the HTTP API and its client.
         .target(
             name: "CairnCluster",
             dependencies: [
                 "CairnCore",
+                "CairnEtcd",
                 "CairnSystem",
                 "CairnStorage",
                 "CairnMySQL",
@@ -152,6 +153,7 @@ let package = Package(
             name: "cairn",
             dependencies: [
                 "CairnCore",
+                "CairnEtcd",
                 "CairnSystem",
                 "CairnStorage",
                 "CairnMySQL",
@@ -241,20 +243,21 @@ let package = Package(
         .testTarget(
             name: "CairnClusterTests",
             dependencies: [
-                "CairnCluster", "CairnTestSupport", "CairnCore", "CairnStorage", "CairnEngine", "CairnMySQL",
+                "CairnCluster", "CairnTestSupport", "CairnCore", "CairnStorage", "CairnEngine", "CairnMySQL", "CairnEtcd",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "NIOFoundationEssentialsCompat", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
         ),
         .testTarget(
             name: "CairnCLITests",
             dependencies: [
-                "cairn", "CairnTestSupport", "CairnCore", "CairnStorage", "CairnMySQL", "CairnSystem", "CairnCluster",
+                "cairn", "CairnTestSupport", "CairnCore", "CairnStorage", "CairnMySQL", "CairnSystem", "CairnCluster", "CairnEtcd",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -1,5 +1,6 @@
 import CairnCore
 import CairnEngine
+import CairnEtcd
 import CairnStorage
 import CairnSystem
 import Foundation
@@ -34,6 +35,13 @@ public struct ControlServerOptions: Sendable {
     /// it again for the metrics, `cairn status` and the console (a finished
     /// job, and the scheduler's own listings, refresh it sooner).
     public var inventoryRefresh: TimeInterval = 300
+    /// Keep the topology, jobs and schedule state in etcd (`--topo`) instead
+    /// of SQLite under the data directory; several ctlds may share it.
+    public var topology: EtcdTopology?
+    /// With `topology`: copy this ctld SQLite database into the empty prefix first (`--migrate-from-sqlite`).
+    public var migrateFromSQLite: String?
+    /// With `topology`: the leader's lease, in seconds; another ctld leads within it after the leader is lost.
+    public var leaderLeaseTTL = 10
 
     public init(dataDirectory: String, configuration: CairnConfiguration, authToken: String, schedulerEnabled: Bool) {
         self.dataDirectory = dataDirectory
@@ -50,19 +58,50 @@ public final class ControlServer: Sendable {
     let options: ControlServerOptions
     /// What tablets present, and what ctld presents to tablets.
     let tabletToken: String
-    let store: CtldStore
+    let store: any ControlStore
+    /// With etcd: who leads, and so runs the scheduler, the heartbeat
+    /// monitor and the other background work. Without: this ctld always does.
+    let leadership: EtcdLeadership?
     let storage: (any BackupStorage)?
     let logger: Logger
 
-    public init(options: ControlServerOptions, logger: Logger) throws {
+    /// A ctld on SQLite under the data directory (`options.topology` is not used).
+    public convenience init(options: ControlServerOptions, logger: Logger) throws {
+        try self.init(options: options, logger: logger) { try CtldStore(path: "\($0)/ctld.sqlite") }
+    }
+
+    /// A ctld on the store `options.topology` names: etcd (which must be
+    /// reachable, and its prefix this cluster's or empty), or SQLite.
+    public static func open(options: ControlServerOptions, logger: Logger) async throws -> ControlServer {
+        guard let topology = options.topology else {
+            if options.migrateFromSQLite != nil {
+                throw CairnError(.usage, "--migrate-from-sqlite copies into etcd; give --topo etcd://HOST:PORT/PREFIX too")
+            }
+            return try ControlServer(options: options, logger: logger)
+        }
+        let store = try await EtcdControlStore.open(topology, storage: options.storageURL ?? options.configuration.bucket,
+                                                    migratingFrom: options.migrateFromSQLite, logger: logger)
+        do {
+            let identity = "\(ProcessInfo.processInfo.hostName):\(options.port) (pid \(ProcessInfo.processInfo.processIdentifier), \(UUID().uuidString.prefix(8)))"
+            let leadership = EtcdLeadership(client: store.client, key: store.leaderKey, identity: identity, ttl: options.leaderLeaseTTL, logger: logger)
+            return try ControlServer(options: options, logger: logger, leadership: leadership) { _ in store }
+        } catch {
+            await store.close()
+            throw error
+        }
+    }
+
+    init(options: ControlServerOptions, logger: Logger, leadership: EtcdLeadership? = nil,
+         store makeStore: (String) throws -> any ControlStore) throws {
         self.options = options
         self.logger = logger
+        self.leadership = leadership
         try FileSystem.createPrivateDirectory(options.dataDirectory)
         tabletToken = try options.tabletToken ?? AuthToken.loadOrCreate("\(options.dataDirectory)/\(TabletToken.fileName)")
         guard tabletToken != options.authToken else {
             throw CairnError(.configuration, "the tablet token is the client auth token; give tablets their own token (ctld creates tablet-token in its data directory)")
         }
-        store = try CtldStore(path: "\(options.dataDirectory)/ctld.sqlite")
+        store = try makeStore(options.dataDirectory)
         archiveLeases = Mutex(ArchiveLeases(duration: options.heartbeatTimeout, startedAt: Date()))
         if let url = options.storageURL ?? options.configuration.bucket {
             storage = try StorageFactory.make(url: url, configuration: options.configuration, logger: logger)
@@ -77,20 +116,27 @@ public final class ControlServer: Sendable {
         logger.info("ctld starting", metadata: ["address": "\(options.bindAddress):\(options.port)",
                                                 "storage": "\(storage?.displayURL ?? "none")",
                                                 "scheduler": "\(options.schedulerEnabled && options.configuration.backupStrategy != nil ? "on" : "off")"])
-        try await app.runService()
+        do {
+            try await app.runService()
+        } catch {
+            await storage?.shutdown()
+            await store.close()
+            throw error
+        }
         await storage?.shutdown()
+        await store.close()
     }
 
     /// The server with its services (heartbeat monitor, scheduler), not yet bound.
     func buildApplication(onListening: @escaping @Sendable (Int) async -> Void) -> some ApplicationProtocol {
-        let services: [any Service] = [
-            HeartbeatMonitor(server: self),
-            Scheduler(server: self),
-            RestorePointScheduler(server: self),
-            DrillScheduler(server: self),
-            JobHistoryPruner(store: store, retention: options.jobRetention, logger: logger),
-            ShardInventoryRefresher(server: self),
-        ]
+        let services: [any Service]
+        if let leadership {
+            // Several ctlds share the store: only the leader runs the background work.
+            services = [LeaderServices(leadership: leadership, logger: logger, services: { self.leaderServices() }),
+                        ShardInventoryRefresher(server: self)]
+        } else {
+            services = leaderServices() + [ShardInventoryRefresher(server: self)]
+        }
         return Application(
             router: buildRouter(),
             server: options.httpLimits.server(logger: logger),
@@ -101,6 +147,20 @@ public final class ControlServer: Sendable {
             },
             logger: logger
         )
+    }
+
+    /// What only one ctld of a cluster runs: the heartbeat monitor, the
+    /// schedulers and the job history pruner (each ctld serves the API and
+    /// keeps its own shard inventory for the metrics and the console). With
+    /// etcd, called at the start of each term of leadership.
+    func leaderServices() -> [any Service] {
+        [
+            HeartbeatMonitor(server: self, judgeAfter: leadership == nil ? nil : Date().addingTimeInterval(options.heartbeatTimeout)),
+            Scheduler(server: self),
+            RestorePointScheduler(server: self),
+            DrillScheduler(server: self),
+            JobHistoryPruner(store: store, retention: options.jobRetention, logger: logger),
+        ]
     }
 
     /// The API: authentication, errors as JSON, and the routes.

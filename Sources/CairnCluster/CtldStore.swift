@@ -7,7 +7,7 @@ import Synchronization
 /// ctld's state on disk: the topology and the job history, in SQLite under
 /// `--data-dir`, so a restart loses nothing. Backups themselves are never
 /// recorded here; storage stays their source of truth.
-final class CtldStore: Sendable {
+final class CtldStore: ControlStore {
     /// WAL mode: the scheduler's and monitor's reads do not wait for
     /// heartbeats' writes, and a commit does not sync the disk (a crash of
     /// ctld loses nothing; a crash of the machine at most the last commits).
@@ -146,12 +146,6 @@ final class CtldStore: Sendable {
         }
     }
 
-    /// A shard that has tablets, and whether a job runs on it.
-    struct KnownShard: Sendable, Hashable {
-        var shard: KeyspaceShard
-        var busy: Bool
-    }
-
     /// The shards that have tablets, in order, each with whether a job runs on it: one query.
     func knownShards() async throws -> [KnownShard] {
         try await database.read { db in
@@ -164,19 +158,6 @@ final class CtldStore: Sendable {
                 KnownShard(shard: try KeyspaceShard(keyspace: row["keyspace"], shard: row["shard"]), busy: row["busy"])
             }
         }
-    }
-
-    /// A tablet whose heartbeats stopped, and what it was running.
-    struct SilentTablet: Sendable, Equatable {
-        var alias: String
-        var healthy: Bool
-        var lastHeartbeat: Date?
-        var unfinishedJobs: [JobReference]
-    }
-
-    struct JobReference: Sendable, Equatable {
-        var id: Int64
-        var shard: KeyspaceShard
     }
 
     /// Tablets with no heartbeat since `cutoff` that are still marked healthy
@@ -215,9 +196,7 @@ final class CtldStore: Sendable {
         try await database.write { db in
             let running = try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM job WHERE keyspace = ? AND shard = ? AND finished = 0)",
                                             arguments: [shard.keyspace, shard.shard]) ?? false
-            guard !running else {
-                throw CairnError(.cluster, "a job is already running on \(shard); wait for it (see `cairn jobs \(shard)`) and retry")
-            }
+            guard !running else { throw Self.shardBusyError(shard) }
             let now = Date()
             try db.execute(sql: "INSERT INTO job (keyspace, shard, tablet, scheduled, finished, created_at, body) VALUES (?, ?, ?, ?, 0, ?, '{}')",
                            arguments: [shard.keyspace, shard.shard, tablet, scheduled, now.timeIntervalSince1970])
@@ -344,6 +323,38 @@ final class CtldStore: Sendable {
             shard = next
         }
         return removed
+    }
+
+    /// The pool closes when the store is released.
+    func close() async {}
+
+    // MARK: Migration
+
+    /// Everything `--migrate-from-sqlite` copies: every tablet, every job with
+    /// whether the scheduler started it, and the id the next job would get.
+    struct MigrationSnapshot: Sendable {
+        struct JobRow: Sendable {
+            var job: ClusterAPI.Job
+            var scheduled: Bool
+        }
+        var tablets: [ClusterAPI.Tablet]
+        var jobs: [JobRow]
+        var nextJobID: Int64
+    }
+
+    func migrationSnapshot() async throws -> MigrationSnapshot {
+        let (tabletBodies, jobRows, sequence) = try await database.read { db in
+            let tablets = try String.fetchAll(db, sql: "SELECT body FROM tablet ORDER BY alias")
+            let jobs = try Row.fetchAll(db, sql: "SELECT scheduled, body FROM job ORDER BY id").map { row -> (Bool, String) in
+                (row["scheduled"], row["body"])
+            }
+            // AUTOINCREMENT never reuses an id, also of pruned jobs.
+            let sequence = try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'job'") ?? 0
+            return (tablets, jobs, sequence)
+        }
+        let jobs = try jobRows.map { MigrationSnapshot.JobRow(job: try Self.decode(ClusterAPI.Job.self, $0.1), scheduled: $0.0) }
+        return MigrationSnapshot(tablets: try tabletBodies.map { try Self.decode(ClusterAPI.Tablet.self, $0) }, jobs: jobs,
+                                 nextJobID: max(sequence, jobs.last?.job.id ?? 0) + 1)
     }
 }
 

@@ -27,7 +27,7 @@ struct DrillScheduler: Service {
             var lastAttempt: [String: Date] = [:]
             while !Task.isCancelled {
                 try await Task.sleep(for: DrillScheduler.tick)
-                let shards: [CtldStore.KnownShard]
+                let shards: [KnownShard]
                 do {
                     shards = try await server.store.knownShards()
                 } catch {

@@ -60,6 +60,7 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             case .usage, .configuration: status = .badRequest
             case .unauthorized: status = .unauthorized
             case .cluster, .chain, .restoreTarget: status = .conflict
+            case .unavailable: status = .serviceUnavailable
             default: status = .internalServerError
             }
             if status == .internalServerError {

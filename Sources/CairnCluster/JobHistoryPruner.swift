@@ -21,7 +21,7 @@ public struct JobRetention: Sendable, Hashable {
 /// the scheduler never wait long. A graceful shutdown lets the current
 /// shard's transaction finish and stops.
 struct JobHistoryPruner: Service {
-    let store: CtldStore
+    let store: any ControlStore
     let retention: JobRetention
     let logger: Logger
     var interval: Duration = .seconds(600)

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CairnCore
+import CairnEtcd
 import CairnMySQL
 import CairnSystem
 import Foundation
@@ -23,6 +24,13 @@ public struct LocalCluster: Sendable {
         public var shards: [String] = ["0"]
         /// The `cairn` executable to start the parts with.
         public var executable: String
+        /// Keep ctld's state in an embedded three-member etcd cluster on
+        /// loopback (`cairn up --topo etcd`) instead of SQLite.
+        public var etcd = false
+        /// The first etcd member's client port; member n uses `etcdBasePort + 2n` (client) and the next (peer).
+        public var etcdBasePort: Int = 17200
+        /// The etcd server binary (Debian's etcd-server).
+        public var etcdExecutable = "/usr/bin/etcd"
 
         public init(directory: String, executable: String) {
             self.directory = directory
@@ -41,7 +49,16 @@ public struct LocalCluster: Sendable {
     struct Part {
         var name: String
         var arguments: [String]
+        /// Another program than `cairn` (an etcd member).
+        var executable: String? = nil
     }
+
+    /// The embedded etcd's members: name, client port, peer port.
+    var etcdMembers: [(name: String, client: Int, peer: Int)] {
+        (0..<3).map { ("etcd-m\($0)", options.etcdBasePort + 2 * $0, options.etcdBasePort + 2 * $0 + 1) }
+    }
+    var etcdEndpoints: [String] { etcdMembers.map { "127.0.0.1:\($0.client)" } }
+    var topo: String { "etcd://\(etcdEndpoints.joined(separator: ","))/cairn" }
 
     var dir: String { options.directory }
     var tokenFile: String { "\(dir)/ctld/auth-token" }
@@ -67,6 +84,12 @@ public struct LocalCluster: Sendable {
         }
         for sub in ["backups", "logs"] + aliases {
             try FileSystem.createDirectory("\(dir)/\(sub)")
+        }
+        if options.etcd {
+            guard access(options.etcdExecutable, X_OK) == 0 else {
+                throw CairnError(.configuration, "--topo etcd needs etcd at \(options.etcdExecutable); install Debian's etcd-server (scripts/install.sh does)")
+            }
+            try FileSystem.createPrivateDirectory("\(dir)/etcd")
         }
         guard aliases.allSatisfy({ socket($0).utf8.count < 100 }) else {
             throw CairnError(.usage, "the directory \(dir) is too deep for MariaDB's socket paths (107 bytes at most); choose a shorter --dir")
@@ -104,9 +127,20 @@ public struct LocalCluster: Sendable {
                                                  "--mysql-port", String(options.mysqlBasePort + uid - 100),
                                                  "--ctld", "localhost:\(options.ctldPort)", "--tablet-token-file", tabletTokenFile] + common)
         }
-        return [
+        let initialCluster = etcdMembers.map { "\($0.name)=http://127.0.0.1:\($0.peer)" }.joined(separator: ",")
+        // A data directory that already holds a member ignores the --initial-* flags: a second `cairn up` reuses it.
+        let etcd: [Part] = !options.etcd ? [] : etcdMembers.map { member in
+            Part(name: member.name, arguments: [
+                "--name", member.name, "--data-dir", "\(dir)/etcd/\(member.name)",
+                "--listen-client-urls", "http://127.0.0.1:\(member.client)", "--advertise-client-urls", "http://127.0.0.1:\(member.client)",
+                "--listen-peer-urls", "http://127.0.0.1:\(member.peer)", "--initial-advertise-peer-urls", "http://127.0.0.1:\(member.peer)",
+                "--initial-cluster", initialCluster, "--initial-cluster-state", "new", "--initial-cluster-token", "cairn-up",
+            ], executable: options.etcdExecutable)
+        }
+        let topology = options.etcd ? ["--topo", topo] : []
+        return etcd + [
             Part(name: "ctld", arguments: ["ctld", "--port", String(options.ctldPort), "--data-dir", "\(dir)/ctld",
-                                           "--auth-token-file", tokenFile, "--tablet-token-file", tabletTokenFile] + common),
+                                           "--auth-token-file", tokenFile, "--tablet-token-file", tabletTokenFile] + topology + common),
         ] + layout.flatMap { [tablet($0.primary, "primary", shard: $0.shard), tablet($0.replica, "replica", shard: $0.shard)] }
     }
 
@@ -139,10 +173,11 @@ public struct LocalCluster: Sendable {
                 let log = open("\(dir)/logs/\(part.name).log", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
                 guard log >= 0 else { throw CairnError(.fileSystem, "cannot open \(dir)/logs/\(part.name).log") }
                 defer { close(log) }
-                let child = try ChildProcess(options.executable, arguments: part.arguments, stdout: .fileDescriptor(log),
+                let child = try ChildProcess(part.executable ?? options.executable, arguments: part.arguments, stdout: .fileDescriptor(log),
                                              stderr: .fileDescriptor(log), newProcessGroup: true, logger: logger)
                 children.append((part, child))
                 say("started \(part.name) (log: \(dir)/logs/\(part.name).log)")
+                if part.name == etcdMembers.last?.name, options.etcd { try await waitForEtcd(children: children) }
                 if part.name == "ctld" { try await waitForControlServer(children: children) }
             }
             try await waitUntilReady(children: children)
@@ -153,7 +188,7 @@ public struct LocalCluster: Sendable {
         say("""
 
             Cairn local cluster is up under \(dir):
-              ctld        localhost:\(options.ctldPort) (auth token in \(tokenFile))
+              ctld        localhost:\(options.ctldPort) (auth token in \(tokenFile))\(options.etcd ? "\n  etcd        \(topo) (three members, data in \(dir)/etcd)" : "")
             \(tabletLines)
               backups     file://\(dir)/backups (scheduler: full every 24h, incremental every 1h)
 
@@ -209,6 +244,27 @@ public struct LocalCluster: Sendable {
             group.cancelAll()
             await group.waitForAll()
         }
+    }
+
+    /// Waits until the embedded etcd has elected a leader and takes writes.
+    func waitForEtcd(children: [(Part, ChildProcess)]) async throws {
+        let client = try EtcdClient(endpoints: etcdEndpoints, logger: logger)
+        let deadline = ContinuousClock.now + .seconds(60)
+        do {
+            while ContinuousClock.now < deadline {
+                if (try? await client.put("/cairn-up-ready", Data("1".utf8))) != nil {
+                    await client.shutdown()
+                    return
+                }
+                try checkAlive(children)
+                try await Task.sleep(for: .milliseconds(200))
+            }
+        } catch {
+            await client.shutdown()
+            throw error
+        }
+        await client.shutdown()
+        throw CairnError(.cluster, "the embedded etcd did not elect a leader within 60s; see \(dir)/logs/etcd-m0.log")
     }
 
     func waitForControlServer(children: [(Part, ChildProcess)]) async throws {

@@ -19,6 +19,8 @@ final class SchedulerState: Sendable {
     func get(_ shard: String) -> Entry? { entries.withLock { $0[shard] } }
     /// Forget a shard's plan so the next tick recomputes it (after a job ends).
     func invalidate(_ shard: String) { entries.withLock { $0[shard] = nil } }
+    /// Forget every plan: another ctld may have led (and run them) since they were made.
+    func invalidateAll() { entries.withLock { $0.removeAll() } }
 
     func summary(_ only: KeyspaceShard?) -> [ClusterAPI.ShardSchedule] {
         entries.withLock { entries in
@@ -33,6 +35,11 @@ final class SchedulerState: Sendable {
 /// they were running: a killed tablet never leaves a job "running" forever.
 struct HeartbeatMonitor: Service {
     let server: ControlServer
+    /// Judges no tablet before this time. A ctld that has just become the
+    /// leader of several (``LeaderServices``) gives every tablet one
+    /// heartbeat timeout to reach it first: heartbeats that failed while no
+    /// ctld led, or while etcd had no quorum, do not make a tablet silent.
+    var judgeAfter: Date? = nil
 
     func run() async throws {
         // Stopping at a graceful shutdown is the normal end, not an error.
@@ -50,6 +57,7 @@ struct HeartbeatMonitor: Service {
 
     func check() async throws {
         let now = Date()
+        if let judgeAfter, now < judgeAfter { return }
         let cutoff = now.addingTimeInterval(-server.options.heartbeatTimeout)
         for tablet in try await server.store.silentTablets(heartbeatBefore: cutoff) {
             let silent = tablet.lastHeartbeat.map { Int(now.timeIntervalSince($0)) }
@@ -101,6 +109,8 @@ struct Scheduler: Service {
             try? await gracefulShutdown()
             return
         }
+        // Plans of an earlier term of leadership are stale: another ctld may have run them.
+        server.schedulerState.invalidateAll()
         server.logger.info("scheduler on", metadata: ["full_backup_interval": "\(strategy.fullBackupInterval)",
                                                       "incremental_backup_interval": "\(strategy.incrementalBackupInterval?.description ?? "none")"])
         let queued = ShardsInFlight()

@@ -47,6 +47,8 @@ public struct CairnError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let cluster = Code("cluster")
         /// A request was not authorized.
         public static let unauthorized = Code("unauthorized")
+        /// A service Cairn depends on cannot take the request now (etcd without quorum); retrying later can succeed.
+        public static let unavailable = Code("unavailable")
         /// Anything else; the message says what.
         public static let `internal` = Code("internal")
     }

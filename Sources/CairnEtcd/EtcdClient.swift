@@ -54,6 +54,10 @@ public final class EtcdClient: Sendable {
             var configuration = HTTPClient.Configuration()
             configuration.timeout = .init(connect: .seconds(2), read: .seconds(15))
             configuration.connectionPool = .init(idleTimeout: .seconds(30))
+            // A member that refuses connections fails its request at once, so the
+            // next endpoint is tried; by default the pool would retry the connection
+            // until the request's deadline (12 s) before letting it fail over.
+            configuration.connectionPool.retryConnectionEstablishment = false
             self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
             self.ownsHTTPClient = true
         }
@@ -67,17 +71,26 @@ public final class EtcdClient: Sendable {
 
     /// The value at `key`, or nil. `serializable` reads the answering
     /// member's copy, which answers without quorum and may be a little behind.
-    public func get(_ key: String, serializable: Bool = false) async throws -> EtcdKeyValue? {
-        let response = try await call("/v3/kv/range", ["key": Self.base64(key), "serializable": serializable])
+    /// `waitForLeader: false` fails at once when etcd has no leader instead
+    /// of waiting out an election (see ``electionWindow``).
+    public func get(_ key: String, serializable: Bool = false, waitForLeader: Bool = true) async throws -> EtcdKeyValue? {
+        let response = try await call("/v3/kv/range", ["key": Self.base64(key), "serializable": serializable], waitForLeader: waitForLeader)
         return try Self.keyValues(response["kvs"]).first
     }
 
-    /// Every key starting with `prefix`, in key order (at most `limit` when given).
-    public func list(prefix: String, limit: Int? = nil, serializable: Bool = false) async throws -> [EtcdKeyValue] {
+    /// Every key starting with `prefix`, in key order (at most `limit` when
+    /// given; with `descending`, the last keys first). `keysOnly` leaves the values out.
+    public func list(prefix: String, limit: Int? = nil, descending: Bool = false, keysOnly: Bool = false,
+                     serializable: Bool = false, waitForLeader: Bool = true) async throws -> [EtcdKeyValue] {
         var body: [String: any Sendable] = ["key": Self.base64(prefix), "range_end": Self.base64(Self.prefixEnd(prefix)),
                                             "serializable": serializable]
         if let limit { body["limit"] = String(limit) }
-        let response = try await call("/v3/kv/range", body)
+        if descending {
+            body["sort_order"] = "DESCEND"
+            body["sort_target"] = "KEY"
+        }
+        if keysOnly { body["keys_only"] = true }
+        let response = try await call("/v3/kv/range", body, waitForLeader: waitForLeader)
         return try Self.keyValues(response["kvs"])
     }
 
@@ -155,12 +168,13 @@ public final class EtcdClient: Sendable {
     }
 
     /// Runs `success` if every comparison holds, else `failure`, atomically.
-    public func transaction(if compares: [Compare], then success: [Operation], else failure: [Operation] = []) async throws -> TransactionResult {
+    public func transaction(if compares: [Compare], then success: [Operation], else failure: [Operation] = [],
+                            waitForLeader: Bool = true) async throws -> TransactionResult {
         let response = try await call("/v3/kv/txn", [
             "compare": compares.map(\.json),
             "success": success.map(\.json),
             "failure": failure.map(\.json),
-        ])
+        ], waitForLeader: waitForLeader)
         let succeeded = (response["succeeded"] as? Bool) ?? false
         var found: [EtcdKeyValue?] = []
         for item in (response["responses"] as? [Any]) ?? [] {
@@ -203,6 +217,18 @@ public final class EtcdClient: Sendable {
         return id
     }
 
+    /// Whether the answering member knows a leader now (its status, which
+    /// answers without quorum): false while etcd elects one or has no quorum.
+    public func hasLeader() async throws -> Bool {
+        let response = try await call("/v3/maintenance/status", [:], waitForLeader: false)
+        // A member id is an unsigned 64-bit number (a JSON string), often past Int64's range; 0 or absent: none.
+        switch response["leader"] {
+        case let text as String: return !text.isEmpty && text != "0"
+        case let number as NSNumber: return number.uint64Value != 0
+        default: return false
+        }
+    }
+
     // MARK: - Transport
 
     /// How long a request is retried while etcd answers that it has no
@@ -211,18 +237,18 @@ public final class EtcdClient: Sendable {
     /// A timed-out write may still have been applied, so a retried
     /// transaction can find its own earlier effect: callers compare on
     /// values they wrote (the leadership checks the holder's lease).
-    static let electionWindow: Duration = .seconds(8)
+    public static let electionWindow: Duration = .seconds(8)
 
     /// POSTs `body` to `path` on the first endpoint that answers; while etcd
     /// is between leaders, again until ``electionWindow`` has passed.
-    func call(_ path: String, _ body: [String: any Sendable]) async throws -> [String: Any] {
+    func call(_ path: String, _ body: [String: any Sendable], waitForLeader: Bool = true) async throws -> [String: Any] {
         let payload = try JSONSerialization.data(withJSONObject: body, options: [])
         let start = ContinuousClock.now
         while true {
             do {
                 return try await callOnce(path, payload)
             } catch let error as QuorumLost {
-                guard ContinuousClock.now - start < Self.electionWindow else { throw error.error }
+                guard waitForLeader, ContinuousClock.now - start < Self.electionWindow else { throw error.error }
                 logger.debug("etcd has no leader yet; retrying", metadata: ["error": "\(error.error.message)"])
                 try await Task.sleep(for: .milliseconds(500))
             }
@@ -265,14 +291,15 @@ public final class EtcdClient: Sendable {
             }
             return object
         }
-        throw CairnError(.cluster, "etcd is unreachable at \(unreachable.joined(separator: ", ")); start it, or fix the endpoints in --topo")
+        throw CairnError(.unavailable, "etcd is unreachable at \(unreachable.joined(separator: ", ")); start it, or fix the endpoints in --topo")
     }
 
     static func failure(status: HTTPResponseStatus, object: [String: Any], endpoint: String) -> CairnError {
         let message = (object["message"] as? String) ?? (object["error"] as? String) ?? "HTTP \(status.code)"
-        let quorumLost = ["request timed out", "leader changed", "no leader", "unhealthy cluster", "timed out", "deadline exceeded"]
+        let quorumLost = ["request timed out", "leader changed", "no leader", "unhealthy cluster", "timed out", "deadline exceeded",
+                          "proposal dropped"]
         if quorumLost.contains(where: { message.contains($0) }) {
-            return CairnError(.cluster, "etcd has no quorum (\(endpoint) says: \(clip(message))); writes are refused until a majority of its members is back")
+            return CairnError(.unavailable, "etcd has no quorum (\(endpoint) says: \(clip(message))); writes are refused until a majority of its members is back")
         }
         return CairnError(.cluster, "etcd at \(endpoint) refused the request: \(clip(message))")
     }

@@ -2,6 +2,7 @@ import ArgumentParser
 import CairnCluster
 import CairnCore
 import CairnEngine
+import CairnEtcd
 import CairnMySQL
 import CairnSystem
 import Foundation
@@ -15,7 +16,11 @@ struct CtldCommand: AsyncParsableCommand {
             Keeps the topology and job history in SQLite under --data-dir, reads backups from the configured storage, \
             and runs the scheduler when the configuration has a backup_strategy. Every API call needs a bearer token: \
             clients the one from --auth-token-file (default <data-dir>/auth-token, generated on first start), tablets \
-            the one from --tablet-token-file (default <data-dir>/tablet-token, generated on first start).
+            the one from --tablet-token-file (default <data-dir>/tablet-token, generated on first start). \
+            With --topo etcd://HOST:PORT[,HOST:PORT...]/PREFIX the topology and job history live in etcd instead, \
+            shared by every ctld started with the same --topo (and the same tokens): each serves the API, one leads \
+            and runs the scheduler and the heartbeat monitor. --migrate-from-sqlite FILE copies an existing \
+            ctld.sqlite into an empty prefix first.
             """
     )
 
@@ -46,11 +51,30 @@ struct CtldCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Days finished jobs are kept, whatever their number.", valueName: "days"))
     var keepJobsDays: Double = JobRetention().keepYoungerThan / 86_400
 
+    @Option(name: .long, help: ArgumentHelp("Keep the topology and jobs in etcd under PREFIX, shared with other ctlds (default: SQLite under --data-dir).", valueName: "etcd://HOST:PORT[,HOST:PORT...]/PREFIX"))
+    var topo: String?
+
+    @Option(name: .long, help: ArgumentHelp("With --topo: copy this ctld.sqlite into the empty etcd prefix, then serve.", valueName: "file"))
+    var migrateFromSqlite: String?
+
+    @Option(name: .long, help: ArgumentHelp("With --topo: the leader's etcd lease; another ctld leads within it when the leader is lost.", valueName: "seconds"))
+    var leaderTtl: Int = 10
+
+    func validate() throws {
+        if migrateFromSqlite != nil, topo == nil {
+            throw ValidationError("--migrate-from-sqlite copies into etcd; give --topo etcd://HOST:PORT/PREFIX too")
+        }
+        guard (3...300).contains(leaderTtl) else {
+            throw ValidationError("--leader-ttl takes 3 to 300 seconds")
+        }
+    }
+
     @OptionGroup var storageOptions: StorageOptions
     @OptionGroup var output: OutputOptions
 
     func run() async throws {
         let logger = output.makeLogger(label: "ctld", defaultLevel: "info")
+        let topology = try topo.map(EtcdTopology.init(parsing:))
         guard keepJobsPerShard >= 0, keepJobsDays >= 0 else {
             throw CairnError(.usage, "--keep-jobs-per-shard and --keep-jobs-days cannot be negative; use 0 to keep none by that measure")
         }
@@ -66,7 +90,10 @@ struct CtldCommand: AsyncParsableCommand {
         options.heartbeatTimeout = heartbeatTimeout
         options.tabletToken = try tabletTokenFile.map(TabletToken.read)
         options.jobRetention = JobRetention(keepPerShard: keepJobsPerShard, keepYoungerThan: keepJobsDays * 86_400)
-        let server = try ControlServer(options: options, logger: logger)
+        options.topology = topology
+        options.migrateFromSQLite = migrateFromSqlite.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
+        options.leaderLeaseTTL = leaderTtl
+        let server = try await ControlServer.open(options: options, logger: logger)
         try await server.run { port in
             logger.info("ctld listening", metadata: ["address": "\(bind):\(port)"])
         }

@@ -7,7 +7,7 @@ struct UpCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "up",
         abstract: "Run the embedded local cluster: ctld, a primary and a replica of each shard of commerce (default: shard 0), each with its own MariaDB.",
-        discussion: "Everything lives under --dir (backups in <dir>/backups, logs in <dir>/logs). Ctrl-C stops it all cleanly; running it again reuses the directory."
+        discussion: "Everything lives under --dir (backups in <dir>/backups, logs in <dir>/logs; with --topo etcd, etcd's data in <dir>/etcd). Ctrl-C stops it all cleanly; running it again reuses the directory."
     )
 
     @Option(name: .long, help: ArgumentHelp("Where the cluster keeps everything.", valueName: "path"))
@@ -22,11 +22,20 @@ struct UpCommand: AsyncParsableCommand {
     @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("The shards of keyspace commerce, comma-separated, e.g. -80,80- for a two-shard keyspace.", valueName: "shards"))
     var shards: String = "0"
 
+    @Option(name: .long, help: ArgumentHelp("Where ctld keeps its state: sqlite (a file under --dir) or etcd (an embedded three-member etcd on loopback, data under --dir).", valueName: "sqlite|etcd"))
+    var topo: String = "sqlite"
+
+    @Option(name: .long, help: ArgumentHelp("With --topo etcd: the first etcd member's client port; the members use this and the next five ports.", valueName: "port"))
+    var etcdBasePort: Int = 17200
+
     @OptionGroup var output: OutputOptions
 
     var shardList: [String] { shards.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
 
     func validate() throws {
+        guard ["sqlite", "etcd"].contains(topo) else {
+            throw ValidationError("--topo takes sqlite or etcd (`cairn ctld --topo` takes an etcd address; `cairn up` starts its own etcd)")
+        }
         guard !shardList.isEmpty, shardList.count <= 8, Set(shardList).count == shardList.count else {
             throw ValidationError("--shards takes 1 to 8 distinct shards, comma-separated, e.g. -80,80-")
         }
@@ -42,6 +51,8 @@ struct UpCommand: AsyncParsableCommand {
         options.ctldPort = port
         options.mysqlBasePort = mysqlBasePort
         options.shards = shardList
+        options.etcd = topo == "etcd"
+        options.etcdBasePort = etcdBasePort
         try await LocalCluster(options: options, logger: logger).run { Output.line($0) }
     }
 }

@@ -223,7 +223,7 @@ struct ControlServerRouteTests {
         let harness = try ControlServerHarness()
         let job = try await harness.server.store.createJob(shard: harness.shard, tablet: "zone1-100", scheduled: true) { $0.kind = .restore }
         let old = #"{"id":\#(job.id),"keyspace":"commerce","shard":"0","tablet":"zone1-100","kind":"restore","scheduled":false,"phase":"extracting 2024-05-01.100000.zone1-100","bytes_done":10,"stored_bytes":5,"rate":1,"created_at":"2024-05-01T10:00:00Z"}"#
-        try await harness.server.store.database.write { db in
+        try await #require(harness.server.store as? CtldStore).database.write { db in
             try db.execute(sql: "UPDATE job SET body = ? WHERE id = ?", arguments: [old, job.id])
         }
         try await harness.test { client in

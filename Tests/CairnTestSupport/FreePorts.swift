@@ -30,6 +30,23 @@ public enum FreePorts {
         return ports
     }
 
+    /// The first of `count` consecutive free ports, for programs that number
+    /// their ports from a base (`cairn up`'s MariaDB and etcd ports).
+    public static func takeConsecutive(_ count: Int) throws -> Int {
+        for _ in 0..<1_000 {
+            let base = Int.random(in: range.lowerBound..<(range.upperBound - count))
+            let block = base..<(base + count)
+            let fresh = handedOut.withLock { taken in
+                guard block.allSatisfy({ !taken.contains($0) }) else { return false }
+                taken.formUnion(block)
+                return true
+            }
+            guard fresh else { continue }
+            if try block.allSatisfy(isFree) { return base }
+        }
+        throw CairnError(.internal, "no \(count) consecutive free loopback ports left in \(range)")
+    }
+
     /// Whether `port` can be bound on 127.0.0.1 now.
     static func isFree(_ port: Int) throws -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)

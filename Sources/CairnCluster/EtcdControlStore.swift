@@ -1,0 +1,541 @@
+import CairnCore
+import CairnEtcd
+import Foundation
+import Logging
+import Synchronization
+
+/// ctld's topology and job history in etcd, under one key prefix shared by
+/// every ctld of a cluster (`--topo etcd://HOST:PORT[,...]/PREFIX`). The
+/// layout (docs/CLUSTER.md, "Control plane on etcd"):
+///
+/// | key under the prefix | value |
+/// | --- | --- |
+/// | `cluster` | the marker: format version and the backup storage it serves |
+/// | `leader` | the leading ctld's identity, under its lease |
+/// | `next-job-id` | the next job id, decimal |
+/// | `tablets/<alias>` | the tablet's record (JSON) |
+/// | `shard-tablets/<ks>/<shard>/<alias>` | empty: the shard's tablets |
+/// | `jobs/<id, 20 digits>` | the job's record (JSON) |
+/// | `shard-jobs/<ks>/<shard>/<id>` | empty: the shard's jobs |
+/// | `busy/<ks>/<shard>` | the id of the shard's unfinished job; absent when none |
+/// | `running/<alias>/<id>` | `<ks>/<shard>`: the tablet's unfinished jobs |
+/// | `last-scheduled/<ks>/<shard>` | the id of the shard's newest scheduled backup |
+///
+/// A job is created in one transaction that allocates its id (compare on
+/// `next-job-id`'s revision) and claims its shard (compare on `busy/...`
+/// being absent): two ctlds can never both start a job on one shard. A
+/// job's changes compare its key's revision and retry; the change that
+/// finishes it releases the shard in the same transaction. A heartbeat
+/// reads and writes its own tablet's key only.
+final class EtcdControlStore: ControlStore {
+    /// The marker's format; a prefix of a newer format is refused.
+    static let formatVersion = 1
+
+    struct Marker: Codable, Sendable {
+        var format: Int
+        /// The backup storage the cluster's ctlds serve (no credentials): a
+        /// second cluster on the same prefix would schedule this one's shards.
+        var storage: String
+        var createdAt: Date
+    }
+
+    let client: EtcdClient
+    let prefix: String
+    let logger: Logger
+    /// Until when writes fail without waiting out an election, and reads go
+    /// to the answering member's own copy: a write found etcd without quorum.
+    private let degradedUntil = Mutex<ContinuousClock.Instant?>(nil)
+    /// Until when reads go to the answering member's copy: a read found etcd without a leader.
+    private let leaderlessUntil = Mutex<ContinuousClock.Instant?>(nil)
+
+    private init(client: EtcdClient, prefix: String, logger: Logger) {
+        self.client = client
+        self.prefix = prefix
+        self.logger = logger
+    }
+
+    // MARK: - Opening
+
+    /// Connects to etcd and checks (or writes) the prefix's marker: a prefix
+    /// holding anything but this cluster's keys is refused. With
+    /// `migratingFrom`, the prefix must be empty and ctld's SQLite database at
+    /// that path is copied in first (the marker is written last, so an
+    /// interrupted copy is refused at the next start rather than served).
+    static func open(_ topology: EtcdTopology, storage: String?, migratingFrom sqlite: String? = nil,
+                     logger: Logger) async throws -> EtcdControlStore {
+        let client = try EtcdClient(endpoints: topology.endpoints, logger: logger)
+        let store = EtcdControlStore(client: client, prefix: topology.prefix, logger: logger)
+        do {
+            _ = try await client.clusterID()
+            let wanted = Marker(format: formatVersion, storage: Self.storageIdentity(storage), createdAt: Date())
+            if let sqlite {
+                try await store.migrate(from: sqlite, topology: topology, marker: wanted)
+            } else {
+                try await store.claimPrefix(topology: topology, marker: wanted)
+            }
+        } catch {
+            await client.shutdown()
+            throw error
+        }
+        return store
+    }
+
+    static func storageIdentity(_ url: String?) -> String {
+        guard let url, !url.isEmpty else { return "none" }
+        return url.hasSuffix("/") ? String(url.dropLast()) : url
+    }
+
+    /// Accepts the prefix's marker, or writes it into an empty prefix.
+    func claimPrefix(topology: EtcdTopology, marker wanted: Marker) async throws {
+        for _ in 0..<5 {
+            if let existing = try await client.get(markerKey) {
+                try check(existing, wanted: wanted, topology: topology)
+                return
+            }
+            if !(try await client.list(prefix: prefix, limit: 1, keysOnly: true).isEmpty) {
+                throw foreignData(topology)
+            }
+            let result = try await client.transaction(if: [.absent(markerKey)], then: [.put(markerKey, try Self.encode(wanted))])
+            if result.succeeded {
+                logger.notice("ctld keeps its state in etcd under a new prefix", metadata: ["topo": "\(topology)"])
+                return
+            }
+            // Another ctld wrote it at the same moment: read it again.
+        }
+        throw CairnError(.unavailable, "the marker of etcd prefix \(topology) kept changing while ctld read it; check that no other program writes there and start ctld again")
+    }
+
+    func check(_ existing: EtcdKeyValue, wanted: Marker, topology: EtcdTopology) throws {
+        guard let marker = try? Self.decode(Marker.self, existing.value) else { throw foreignData(topology) }
+        guard marker.format <= Self.formatVersion else {
+            throw CairnError(.configuration, "etcd prefix \(topology) holds a Cairn control plane of format \(marker.format), newer than this ctld reads (\(Self.formatVersion)); upgrade Cairn")
+        }
+        guard marker.storage == wanted.storage else {
+            throw CairnError(.configuration, "etcd prefix \(topology) holds the Cairn cluster whose backups are in \(marker.storage), not \(wanted.storage); give this cluster its own prefix in --topo")
+        }
+    }
+
+    func foreignData(_ topology: EtcdTopology) -> CairnError {
+        CairnError(.configuration, "etcd prefix \(topology) already holds keys that are not a Cairn cluster's (another program's data, or an interrupted --migrate-from-sqlite); choose another prefix in --topo, or empty this one with `etcdctl del --prefix \(prefix)`")
+    }
+
+    /// Copies ctld's SQLite database into the (empty) prefix, then writes the marker.
+    func migrate(from path: String, topology: EtcdTopology, marker: Marker) async throws {
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw CairnError(.fileSystem, "there is no ctld database at \(path); give --migrate-from-sqlite the ctld.sqlite of the old ctld's --data-dir")
+        }
+        guard try await client.list(prefix: prefix, limit: 1, keysOnly: true).isEmpty else {
+            throw CairnError(.configuration, "etcd prefix \(topology) is not empty; --migrate-from-sqlite copies only into an empty prefix, choose a new one in --topo")
+        }
+        let sqlite = try CtldStore(path: path)
+        let snapshot = try await sqlite.migrationSnapshot()
+        var operations: [EtcdClient.Operation] = []
+        for tablet in snapshot.tablets {
+            let shard = try KeyspaceShard(keyspace: tablet.keyspace, shard: tablet.shard)
+            operations.append(.put(tabletKey(tablet.alias), try Self.encode(tablet)))
+            operations.append(.put(shardTabletKey(shard, tablet.alias), Data()))
+        }
+        var lastScheduled: [KeyspaceShard: Int64] = [:]
+        for row in snapshot.jobs {
+            let job = row.job
+            let shard = try KeyspaceShard(keyspace: job.keyspace, shard: job.shard)
+            operations.append(.put(jobKey(job.id), try Self.encode(job)))
+            operations.append(.put(shardJobKey(shard, job.id), Data()))
+            if !job.isFinished {
+                operations.append(.put(busyKey(shard), Data(String(job.id).utf8)))
+                operations.append(.put(runningKey(job.tablet, job.id), Data(shard.description.utf8)))
+            }
+            if row.scheduled { lastScheduled[shard] = max(lastScheduled[shard] ?? 0, job.id) }
+        }
+        for (shard, id) in lastScheduled {
+            operations.append(.put(lastScheduledKey(shard), Data(String(id).utf8)))
+        }
+        operations.append(.put(nextJobIDKey, Data(String(snapshot.nextJobID).utf8)))
+        for start in stride(from: 0, to: operations.count, by: Self.batch) {
+            _ = try await client.transaction(if: [], then: Array(operations[start..<min(start + Self.batch, operations.count)]))
+        }
+        // Last: only a complete copy is a cluster.
+        let result = try await client.transaction(if: [.absent(markerKey)], then: [.put(markerKey, try Self.encode(marker))])
+        guard result.succeeded else {
+            throw CairnError(.configuration, "another ctld claimed etcd prefix \(topology) during the migration; migrate into a new prefix")
+        }
+        logger.notice("ctld's SQLite database was copied into etcd", metadata: [
+            "from": "\(path)", "topo": "\(topology)", "tablets": "\(snapshot.tablets.count)", "jobs": "\(snapshot.jobs.count)"])
+    }
+
+    /// Operations per transaction: below etcd's default limit of 128.
+    static let batch = 100
+
+    func close() async {
+        await client.shutdown()
+    }
+
+    // MARK: - Keys
+
+    var markerKey: String { prefix + "cluster" }
+    var leaderKey: String { prefix + "leader" }
+    var nextJobIDKey: String { prefix + "next-job-id" }
+    var tabletsPrefix: String { prefix + "tablets/" }
+    func tabletKey(_ alias: String) -> String { tabletsPrefix + alias }
+    var allShardTabletsPrefix: String { prefix + "shard-tablets/" }
+    func shardTabletsPrefix(_ shard: KeyspaceShard) -> String { allShardTabletsPrefix + "\(shard.keyspace)/\(shard.shard)/" }
+    func shardTabletKey(_ shard: KeyspaceShard, _ alias: String) -> String { shardTabletsPrefix(shard) + alias }
+    var jobsPrefix: String { prefix + "jobs/" }
+    func jobKey(_ id: Int64) -> String { jobsPrefix + Self.idText(id) }
+    var allShardJobsPrefix: String { prefix + "shard-jobs/" }
+    func shardJobsPrefix(_ shard: KeyspaceShard) -> String { allShardJobsPrefix + "\(shard.keyspace)/\(shard.shard)/" }
+    func shardJobKey(_ shard: KeyspaceShard, _ id: Int64) -> String { shardJobsPrefix(shard) + Self.idText(id) }
+    var busyPrefix: String { prefix + "busy/" }
+    func busyKey(_ shard: KeyspaceShard) -> String { busyPrefix + "\(shard.keyspace)/\(shard.shard)" }
+    var allRunningPrefix: String { prefix + "running/" }
+    func runningPrefix(_ alias: String) -> String { allRunningPrefix + alias + "/" }
+    func runningKey(_ alias: String, _ id: Int64) -> String { runningPrefix(alias) + Self.idText(id) }
+    func lastScheduledKey(_ shard: KeyspaceShard) -> String { prefix + "last-scheduled/\(shard.keyspace)/\(shard.shard)" }
+
+    /// Job ids in keys: zero-padded, so key order is id order.
+    static func idText(_ id: Int64) -> String {
+        let digits = String(id)
+        return String(repeating: "0", count: max(0, 20 - digits.count)) + digits
+    }
+
+    /// The parts of `key` after `base`, split at `/`.
+    static func parts(_ key: String, after base: String) -> [String] {
+        guard key.hasPrefix(base) else { return [] }
+        return key.dropFirst(base.count).split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+    }
+
+    static func encode<T: Encodable>(_ value: T) throws -> Data {
+        try CairnJSON.encoder().encode(value)
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, _ data: Data) throws -> T {
+        try CairnJSON.decoder().decode(type, from: data)
+    }
+
+    // MARK: - Reads that survive a lost quorum
+
+    /// Whether a write found etcd without quorum recently: reads then go
+    /// straight to a member's copy, and writes fail without waiting out an election.
+    var isDegraded: Bool {
+        degradedUntil.withLock { until in until.map { ContinuousClock.now < $0 } ?? false }
+    }
+
+    /// Runs a read linearizably, or, when etcd has no leader (an election,
+    /// or a lost quorum), from the answering member's copy, which may be a
+    /// little behind: reads answer while writes cannot.
+    func read<T>(_ body: (_ serializable: Bool) async throws -> T) async throws -> T {
+        let leaderless = leaderlessUntil.withLock { until in until.map { ContinuousClock.now < $0 } ?? false }
+        if isDegraded || leaderless { return try await body(true) }
+        do {
+            return try await body(false)
+        } catch let error as CairnError where error.code == .unavailable {
+            // The next reads for a few seconds need not find out again.
+            leaderlessUntil.withLock { $0 = .now + .seconds(5) }
+            logger.debug("etcd has no leader; ctld reads a member's copy", metadata: ["error": "\(error.message)"])
+            let original = error
+            do { return try await body(true) } catch { throw original }
+        }
+    }
+
+    /// A write. `body` is told whether to wait out an election: not for a
+    /// while after a write found etcd without quorum (after waiting out one
+    /// election already), so that refusals answer promptly.
+    func write<T>(_ body: (_ waitForLeader: Bool) async throws -> T) async throws -> T {
+        do {
+            let leaderless = leaderlessUntil.withLock { until in until.map { ContinuousClock.now < $0 } ?? false }
+            if leaderless || isDegraded { try await requireLeader() }
+            let result = try await body(!isDegraded)
+            degradedUntil.withLock { $0 = nil }
+            return result
+        } catch let error as CairnError where error.code == .unavailable {
+            degradedUntil.withLock { $0 = .now + .seconds(10) }
+            logger.warning("etcd refused a write for want of quorum; ctld answers reads from a member's copy", metadata: ["error": "\(error.message)"])
+            throw error
+        }
+    }
+
+    /// After etcd was seen without a leader: waits for one as long as an
+    /// election after a lost member may take (the client's election window),
+    /// asking a member's status, which answers at once; else refuses, so that
+    /// a write without quorum is refused well within a client's timeout
+    /// rather than after etcd's own timeouts on every attempt.
+    func requireLeader() async throws {
+        let deadline = ContinuousClock.now + EtcdClient.electionWindow
+        while true {
+            if (try? await client.hasLeader()) == true { return }
+            guard ContinuousClock.now < deadline else {
+                throw CairnError(.unavailable, "etcd has no quorum (no leader among the members ctld reaches); writes are refused until a majority of its members is back")
+            }
+            try await Task.sleep(for: .milliseconds(300))
+        }
+    }
+
+    func get(_ key: String) async throws -> EtcdKeyValue? {
+        try await read { try await client.get(key, serializable: $0, waitForLeader: false) }
+    }
+
+    func list(_ prefix: String, limit: Int? = nil, descending: Bool = false, keysOnly: Bool = false) async throws -> [EtcdKeyValue] {
+        try await read {
+            try await client.list(prefix: prefix, limit: limit, descending: descending, keysOnly: keysOnly, serializable: $0, waitForLeader: false)
+        }
+    }
+
+    /// The values of `keys`, in order (nil for an absent key): in
+    /// transactions of gets, or one serializable get each while etcd has no quorum.
+    func getMany(_ keys: [String]) async throws -> [EtcdKeyValue?] {
+        try await read { serializable in
+            if serializable {
+                var found: [EtcdKeyValue?] = []
+                for key in keys { found.append(try await client.get(key, serializable: true)) }
+                return found
+            }
+            var found: [EtcdKeyValue?] = []
+            for start in stride(from: 0, to: keys.count, by: Self.batch) {
+                let chunk = keys[start..<min(start + Self.batch, keys.count)]
+                let result = try await client.transaction(if: [], then: chunk.map { EtcdClient.Operation.get($0) }, waitForLeader: false)
+                guard result.found.count == chunk.count else {
+                    throw CairnError(.cluster, "etcd answered \(result.found.count) of \(chunk.count) reads in one transaction; check that the endpoints are etcd 3.4 or newer")
+                }
+                found += result.found
+            }
+            return found
+        }
+    }
+
+    /// How often a compare-and-swap is tried before giving up: many ctlds
+    /// changing one record at once is rare, so this is only a safeguard.
+    static let casAttempts = 50
+
+    func conflict(_ what: String) -> CairnError {
+        CairnError(.unavailable, "\(what) kept changing while ctld tried to update it in etcd; retry")
+    }
+
+    // MARK: - Tablets
+
+    func saveTablet(_ tablet: ClusterAPI.Tablet) async throws {
+        let shard = try KeyspaceShard(keyspace: tablet.keyspace, shard: tablet.shard)
+        let body = try Self.encode(tablet)
+        for _ in 0..<Self.casAttempts {
+            let key = tabletKey(tablet.alias)
+            let existing = try await get(key)
+            var operations: [EtcdClient.Operation] = [.put(key, body), .put(shardTabletKey(shard, tablet.alias), Data())]
+            if let existing, let old = try? Self.decode(ClusterAPI.Tablet.self, existing.value),
+               let oldShard = try? KeyspaceShard(keyspace: old.keyspace, shard: old.shard), oldShard != shard {
+                operations.append(.delete(shardTabletKey(oldShard, tablet.alias)))
+            }
+            let compare = existing.map { EtcdClient.Compare.modRevision(key, $0.modRevision) } ?? .absent(key)
+            if try await write({ try await client.transaction(if: [compare], then: operations, waitForLeader: $0) }).succeeded { return }
+        }
+        throw conflict("tablet \(tablet.alias)")
+    }
+
+    func tablet(_ alias: String) async throws -> ClusterAPI.Tablet? {
+        try await get(tabletKey(alias)).map { try Self.decode(ClusterAPI.Tablet.self, $0.value) }
+    }
+
+    func tablets() async throws -> [ClusterAPI.Tablet] {
+        try await list(tabletsPrefix).map { try Self.decode(ClusterAPI.Tablet.self, $0.value) }
+            .sorted { ($0.keyspace, $0.shard, $0.alias) < ($1.keyspace, $1.shard, $1.alias) }
+    }
+
+    func tablets(_ shard: KeyspaceShard) async throws -> [ClusterAPI.Tablet] {
+        let base = shardTabletsPrefix(shard)
+        let aliases = try await list(base, keysOnly: true).compactMap { Self.parts($0.key, after: base).first }
+        return try await getMany(aliases.map(tabletKey)).compactMap { kv in
+            try kv.map { try Self.decode(ClusterAPI.Tablet.self, $0.value) }
+        }.filter { $0.keyspace == shard.keyspace && $0.shard == shard.shard }.sorted { $0.alias < $1.alias }
+    }
+
+    @discardableResult
+    func updateTablet(_ alias: String, _ change: @escaping @Sendable (inout ClusterAPI.Tablet) -> Void) async throws -> Bool {
+        let key = tabletKey(alias)
+        for _ in 0..<Self.casAttempts {
+            guard let existing = try await get(key) else { return false }
+            var tablet = try Self.decode(ClusterAPI.Tablet.self, existing.value)
+            let oldShard = try KeyspaceShard(keyspace: tablet.keyspace, shard: tablet.shard)
+            change(&tablet)
+            var operations: [EtcdClient.Operation] = [.put(key, try Self.encode(tablet))]
+            let newShard = try KeyspaceShard(keyspace: tablet.keyspace, shard: tablet.shard)
+            if newShard != oldShard {
+                operations += [.delete(shardTabletKey(oldShard, alias)), .put(shardTabletKey(newShard, alias), Data())]
+            }
+            if try await write({ try await client.transaction(if: [.modRevision(key, existing.modRevision)], then: operations, waitForLeader: $0) }).succeeded {
+                return true
+            }
+        }
+        throw conflict("tablet \(alias)")
+    }
+
+    func knownShards() async throws -> [KnownShard] {
+        var shards = Set<KeyspaceShard>()
+        for kv in try await list(allShardTabletsPrefix, keysOnly: true) {
+            let parts = Self.parts(kv.key, after: allShardTabletsPrefix)
+            guard parts.count == 3, let shard = try? KeyspaceShard(keyspace: parts[0], shard: parts[1]) else { continue }
+            shards.insert(shard)
+        }
+        let busy = try await busyShards()
+        return shards.sorted().map { KnownShard(shard: $0, busy: busy.contains($0)) }
+    }
+
+    func busyShards() async throws -> Set<KeyspaceShard> {
+        var busy = Set<KeyspaceShard>()
+        for kv in try await list(busyPrefix, keysOnly: true) {
+            let parts = Self.parts(kv.key, after: busyPrefix)
+            guard parts.count == 2, let shard = try? KeyspaceShard(keyspace: parts[0], shard: parts[1]) else { continue }
+            busy.insert(shard)
+        }
+        return busy
+    }
+
+    /// Reads every tablet's record: the monitor's one pass over the fleet.
+    func silentTablets(heartbeatBefore cutoff: Date) async throws -> [SilentTablet] {
+        var running: [String: [JobReference]] = [:]
+        for kv in try await list(allRunningPrefix) {
+            let parts = Self.parts(kv.key, after: allRunningPrefix)
+            guard parts.count == 2, let id = Int64(parts[1]), let shard = try? KeyspaceShard(parsing: kv.text) else { continue }
+            running[parts[0], default: []].append(JobReference(id: id, shard: shard))
+        }
+        var silent: [SilentTablet] = []
+        for tablet in try await list(tabletsPrefix).map({ try Self.decode(ClusterAPI.Tablet.self, $0.value) }) {
+            let seconds = tablet.lastHeartbeat?.timeIntervalSince1970 ?? 0
+            guard seconds < cutoff.timeIntervalSince1970 else { continue }
+            let jobs = (running[tablet.alias] ?? []).sorted { $0.id < $1.id }
+            guard tablet.healthy || !jobs.isEmpty else { continue }
+            silent.append(SilentTablet(alias: tablet.alias, healthy: tablet.healthy,
+                                       lastHeartbeat: seconds > 0 ? tablet.lastHeartbeat : nil, unfinishedJobs: jobs))
+        }
+        return silent.sorted {
+            ($0.lastHeartbeat?.timeIntervalSince1970 ?? 0, $0.alias) < ($1.lastHeartbeat?.timeIntervalSince1970 ?? 0, $1.alias)
+        }
+    }
+
+    // MARK: - Jobs
+
+    func createJob(shard: KeyspaceShard, tablet: String, scheduled: Bool,
+                   _ fill: @escaping @Sendable (inout ClusterAPI.Job) -> Void) async throws -> ClusterAPI.Job {
+        let busy = busyKey(shard)
+        for _ in 0..<Self.casAttempts {
+            let counter = try await get(nextJobIDKey)
+            let id = counter.flatMap { Int64($0.text) } ?? 1
+            let now = Date()
+            var job = ClusterAPI.Job(id: id, keyspace: shard.keyspace, shard: shard.shard, tablet: tablet,
+                                     kind: .backup, scheduled: scheduled, createdAt: now)
+            fill(&job)
+            var operations: [EtcdClient.Operation] = [
+                .put(nextJobIDKey, Data(String(id + 1).utf8)),
+                .put(jobKey(id), try Self.encode(job)),
+                .put(shardJobKey(shard, id), Data()),
+                .put(busy, Data(String(id).utf8)),
+                .put(runningKey(tablet, id), Data(shard.description.utf8)),
+            ]
+            if scheduled { operations.append(.put(lastScheduledKey(shard), Data(String(id).utf8))) }
+            let counterCompare = counter.map { EtcdClient.Compare.modRevision(nextJobIDKey, $0.modRevision) } ?? .absent(nextJobIDKey)
+            let result = try await write {
+                try await client.transaction(if: [counterCompare, .absent(busy)], then: operations, else: [.get(busy)], waitForLeader: $0)
+            }
+            if result.succeeded { return job }
+            if result.found.first.flatMap({ $0 }) != nil { throw Self.shardBusyError(shard) }
+            // Another ctld took this id: read the counter again.
+        }
+        throw conflict("the job counter")
+    }
+
+    @discardableResult
+    func updateJob(_ id: Int64, _ change: @escaping @Sendable (inout ClusterAPI.Job) -> Void) async throws -> ClusterAPI.Job? {
+        let key = jobKey(id)
+        for _ in 0..<Self.casAttempts {
+            guard let existing = try await get(key) else { return nil }
+            var job = try Self.decode(ClusterAPI.Job.self, existing.value)
+            guard !job.isFinished else { return job }
+            let tablet = job.tablet
+            change(&job)
+            var operations: [EtcdClient.Operation] = [.put(key, try Self.encode(job))]
+            if job.isFinished {
+                // The shard is free again, in the same transaction that records the end.
+                let shard = try KeyspaceShard(keyspace: job.keyspace, shard: job.shard)
+                operations += [.delete(busyKey(shard)), .delete(runningKey(tablet, id))]
+            }
+            if try await write({ try await client.transaction(if: [.modRevision(key, existing.modRevision)], then: operations, waitForLeader: $0) }).succeeded {
+                return job
+            }
+        }
+        throw conflict("job \(id)")
+    }
+
+    func job(_ id: Int64) async throws -> ClusterAPI.Job? {
+        try await get(jobKey(id)).map { try Self.decode(ClusterAPI.Job.self, $0.value) }
+    }
+
+    func jobs(shard: KeyspaceShard?, limit: Int) async throws -> [ClusterAPI.Job] {
+        guard limit > 0 else { return [] }
+        guard let shard else {
+            return try await list(jobsPrefix, limit: limit, descending: true).map { try Self.decode(ClusterAPI.Job.self, $0.value) }
+        }
+        let base = shardJobsPrefix(shard)
+        let ids = try await list(base, limit: limit, descending: true, keysOnly: true).compactMap { Self.parts($0.key, after: base).first.flatMap { Int64($0) } }
+        return try await getMany(ids.map(jobKey)).compactMap { kv in try kv.map { try Self.decode(ClusterAPI.Job.self, $0.value) } }
+    }
+
+    func unfinishedJobs(tablet alias: String) async throws -> [ClusterAPI.Job] {
+        let base = runningPrefix(alias)
+        let ids = try await list(base, keysOnly: true).compactMap { Self.parts($0.key, after: base).first.flatMap { Int64($0) } }
+        guard !ids.isEmpty else { return [] }
+        return try await getMany(ids.map(jobKey)).compactMap { kv in try kv.map { try Self.decode(ClusterAPI.Job.self, $0.value) } }
+            .filter { !$0.isFinished }
+    }
+
+    func isBusy(_ shard: KeyspaceShard) async throws -> Bool {
+        try await get(busyKey(shard)) != nil
+    }
+
+    func lastScheduledJobs(_ shards: [KeyspaceShard]) async throws -> [KeyspaceShard: ClusterAPI.Job] {
+        guard !shards.isEmpty else { return [:] }
+        let ids = try await getMany(shards.map(lastScheduledKey)).map { $0.flatMap { Int64($0.text) } }
+        let wanted = zip(shards, ids).compactMap { shard, id in id.map { (shard, $0) } }
+        let found = try await getMany(wanted.map { jobKey($0.1) })
+        var jobs: [KeyspaceShard: ClusterAPI.Job] = [:]
+        for ((shard, _), kv) in zip(wanted, found) {
+            if let kv { jobs[shard] = try Self.decode(ClusterAPI.Job.self, kv.value) }
+        }
+        return jobs
+    }
+
+    // MARK: - Job history
+
+    func pruneJobs(_ shard: KeyspaceShard, retention: JobRetention, now: Date) async throws -> Int {
+        let cutoff = now.addingTimeInterval(-retention.keepYoungerThan)
+        let base = shardJobsPrefix(shard)
+        let ids = try await list(base, keysOnly: true).compactMap { Self.parts($0.key, after: base).first.flatMap { Int64($0) } }
+        // A job and its index entry come and go in one transaction: every listed id has its record.
+        let finished = try await getMany(ids.map(jobKey)).compactMap { kv in try kv.map { try Self.decode(ClusterAPI.Job.self, $0.value) } }
+            .filter(\.isFinished)
+        // Finished jobs never change again, so removing them needs no comparison.
+        let doomed = finished.sorted { $0.id > $1.id }.dropFirst(retention.keepPerShard).filter { $0.createdAt < cutoff }.map(\.id)
+        var removed = 0
+        for start in stride(from: 0, to: doomed.count, by: Self.batch / 2) {
+            if Task.isCancelled { return removed }
+            let chunk = doomed[start..<min(start + Self.batch / 2, doomed.count)]
+            _ = try await write {
+                try await client.transaction(if: [], then: chunk.flatMap { [EtcdClient.Operation.delete(jobKey($0)), .delete(shardJobKey(shard, $0))] },
+                                             waitForLeader: $0)
+            }
+            removed += chunk.count
+        }
+        return removed
+    }
+
+    func pruneJobs(retention: JobRetention, now: Date) async throws -> Int {
+        var shards = Set<KeyspaceShard>()
+        for kv in try await list(allShardJobsPrefix, keysOnly: true) {
+            let parts = Self.parts(kv.key, after: allShardJobsPrefix)
+            guard parts.count == 3, let shard = try? KeyspaceShard(keyspace: parts[0], shard: parts[1]) else { continue }
+            shards.insert(shard)
+        }
+        var removed = 0
+        for shard in shards.sorted() {
+            if Task.isCancelled { break }
+            removed += try await pruneJobs(shard, retention: retention, now: now)
+        }
+        return removed
+    }
+}

@@ -1,0 +1,161 @@
+import CairnCore
+import CairnEtcd
+import CairnTestSupport
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Testing
+
+@testable import CairnCluster
+
+/// What only the etcd store does: claiming a prefix, refusing one that is
+/// not its own, refusing to start without etcd, migrating a SQLite store,
+/// and staying readable (but refusing writes) without quorum.
+@Suite("ctld's store on etcd: prefixes, migration, lost quorum", .serialized)
+struct EtcdControlStoreTests {
+    static func topology(_ etcd: EtcdCluster, _ prefix: String) throws -> EtcdTopology {
+        try EtcdTopology(parsing: etcd.topo(prefix: prefix))
+    }
+
+    /// A real etcd cluster of `members` for `body`, removed afterwards.
+    func withEtcd(members: Int = 1, _ body: (EtcdCluster) async throws -> Void) async throws {
+        let etcd = try await EtcdCluster.start(members: members)
+        do {
+            try await body(etcd)
+        } catch {
+            await etcd.remove()
+            throw error
+        }
+        await etcd.remove()
+    }
+
+    @Test("a prefix with another program's keys, or another Cairn cluster's, is refused; this cluster's is opened again with its data")
+    func prefixes() async throws {
+        try await withEtcd { etcd in
+            let raw = try EtcdClient(endpoints: etcd.endpoints, logger: testLogger)
+            try await raw.put("/vitess/global/keyspaces/commerce", Data("x".utf8))
+            await raw.shutdown()
+            do {
+                _ = try await EtcdControlStore.open(try Self.topology(etcd, "vitess"), storage: "s3://backups", logger: testLogger)
+                Issue.record("a prefix with foreign keys was accepted")
+            } catch let error as CairnError {
+                #expect(error.message.contains("already holds keys that are not a Cairn cluster's"), "\(error.message)")
+            }
+
+            let first = try await EtcdControlStore.open(try Self.topology(etcd, "cairn/prod"), storage: "s3://backups", logger: testLogger)
+            try await ControlStoreConformanceTests.register(first, "zone1-100", "ks/0")
+            await first.close()
+            do {
+                _ = try await EtcdControlStore.open(try Self.topology(etcd, "cairn/prod"), storage: "s3://other-backups", logger: testLogger)
+                Issue.record("a prefix of a cluster with other storage was accepted")
+            } catch let error as CairnError {
+                #expect(error.message.contains("holds the Cairn cluster whose backups are in s3://backups, not s3://other-backups"), "\(error.message)")
+            }
+            // The same cluster (a restarted or second ctld) sees its data; a trailing slash is the same storage.
+            let again = try await EtcdControlStore.open(try Self.topology(etcd, "cairn/prod"), storage: "s3://backups/", logger: testLogger)
+            #expect(try await again.tablets().map(\.alias) == ["zone1-100"])
+            await again.close()
+            // A prefix that only starts like another one is its own.
+            let sibling = try await EtcdControlStore.open(try Self.topology(etcd, "cairn/prod2"), storage: "s3://other-backups", logger: testLogger)
+            #expect(try await sibling.tablets().isEmpty)
+            await sibling.close()
+        }
+    }
+
+    @Test("etcd unreachable at start is one sentence naming the endpoints")
+    func unreachable() async throws {
+        let ports = try FreePorts.take(2)
+        let topology = try EtcdTopology(parsing: "etcd://127.0.0.1:\(ports[0]),127.0.0.1:\(ports[1])/cairn")
+        do {
+            _ = try await EtcdControlStore.open(topology, storage: nil, logger: testLogger)
+            Issue.record("a store without etcd opened")
+        } catch let error as CairnError {
+            #expect(error.code == .unavailable)
+            #expect(error.message.contains("etcd is unreachable at 127.0.0.1:\(ports[0]), 127.0.0.1:\(ports[1])"), "\(error.message)")
+        }
+    }
+
+    @Test("--migrate-from-sqlite copies tablets, jobs, the running job's claim, the scheduler's history and the id counter; a non-empty prefix is refused")
+    func migration() async throws {
+        let directory = try TemporaryDirectory(prefix: "cairn-migrate")
+        defer { directory.remove() }
+        let path = directory.file("ctld.sqlite")
+        let sqlite = try CtldStore(path: path)
+        try await ControlStoreConformanceTests.register(sqlite, "zone1-100", "ks/0")
+        try await ControlStoreConformanceTests.register(sqlite, "zone1-200", "ks/1", healthy: false)
+        let scheduled = try await ControlStoreConformanceTests.job(sqlite, "ks/0", on: "zone1-100", scheduled: true, finished: true)
+        let pruned = try await ControlStoreConformanceTests.job(sqlite, "ks/1", on: "zone1-200", scheduled: false, finished: true)
+        let running = try await ControlStoreConformanceTests.job(sqlite, "ks/0", on: "zone1-100", scheduled: false, finished: false)
+        // The newest job removed: its id is never given again.
+        let removed = try await ControlStoreConformanceTests.job(sqlite, "ks/1", on: "zone1-200", scheduled: false, finished: true)
+        #expect(try await sqlite.pruneJobs(try KeyspaceShard(parsing: "ks/1"), retention: JobRetention(keepPerShard: 0, keepYoungerThan: 0),
+                                           now: Date().addingTimeInterval(1)) == 2)
+        _ = pruned
+
+        try await withEtcd { etcd in
+            let topology = try Self.topology(etcd, "cairn")
+            let store = try await EtcdControlStore.open(topology, storage: "file:///b", migratingFrom: path, logger: testLogger)
+            #expect(try await store.tablets().map(\.alias) == ["zone1-100", "zone1-200"])
+            #expect(try await store.tablet("zone1-200")?.healthy == false)
+            #expect(try await store.jobs(shard: nil, limit: 10).map(\.id) == [running, scheduled])
+            #expect(try await store.knownShards() == [.init(shard: try KeyspaceShard(parsing: "ks/0"), busy: true),
+                                                      .init(shard: try KeyspaceShard(parsing: "ks/1"), busy: false)])
+            #expect(try await store.unfinishedJobs(tablet: "zone1-100").map(\.id) == [running])
+            #expect(try await store.lastScheduledJobs([try KeyspaceShard(parsing: "ks/0")]).mapValues(\.id)
+                    == [try KeyspaceShard(parsing: "ks/0"): scheduled])
+            // The rule holds for the migrated job, and new ids continue after every old one.
+            await #expect(throws: CairnError.self) {
+                _ = try await store.createJob(shard: try KeyspaceShard(parsing: "ks/0"), tablet: "zone1-100", scheduled: false) { _ in }
+            }
+            let next = try await store.createJob(shard: try KeyspaceShard(parsing: "ks/1"), tablet: "zone1-200", scheduled: false) { _ in }
+            #expect(next.id == removed + 1)
+            await store.close()
+
+            // Again into the same (now non-empty) prefix: refused, nothing changed.
+            do {
+                _ = try await EtcdControlStore.open(topology, storage: "file:///b", migratingFrom: path, logger: testLogger)
+                Issue.record("a migration into a non-empty prefix was accepted")
+            } catch let error as CairnError {
+                #expect(error.message.contains("is not empty"), "\(error.message)")
+            }
+        }
+    }
+
+    @Test("without quorum, writes are refused with a sentence about quorum (HTTP 503) and reads still answer; with it back, writes work")
+    func lostQuorum() async throws {
+        try await withEtcd(members: 3) { etcd in
+            let directory = try TemporaryDirectory(prefix: "cairn-etcd-ctld")
+            defer { directory.remove() }
+            let store = try await EtcdControlStore.open(try Self.topology(etcd, "cairn"), storage: nil, logger: testLogger)
+            var options = ControlServerOptions(dataDirectory: directory.file("ctld"), configuration: CairnConfiguration(),
+                                               authToken: ControlServerHarness.token, schedulerEnabled: false)
+            options.tabletToken = ControlServerHarness.tabletToken
+            options.heartbeatTimeout = 3600
+            let server = try ControlServer(options: options, logger: testLogger) { _ in store }
+            let registration = ControlServerHarness.registration()
+            let heartbeat = ClusterAPI.Heartbeat(alias: registration.alias, type: .primary, healthy: true, serving: true, replication: nil,
+                                                 position: nil, currentJob: nil, finishedJobs: [])
+            try await Application(router: server.buildRouter()).test(.router) { client in
+                #expect(try await client.call(.post, "/tablets", json: registration).status == .ok)
+                // One member lost: everything works.
+                await etcd.kill("m0")
+                #expect(try await client.call(.post, "/tablets/zone1-100/heartbeat", json: heartbeat).status == .ok)
+
+                // Two lost: a write is refused clearly, a read still answers.
+                await etcd.kill("m1")
+                let refused = try await client.call(.post, "/tablets/zone1-100/heartbeat", json: heartbeat)
+                #expect(refused.status == .serviceUnavailable)
+                #expect(refused.errorMessage?.contains("etcd has no quorum") == true, "\(refused.errorMessage ?? "")")
+                let read = try await client.call(.get, "/tablets")
+                #expect(read.status == .ok)
+                #expect(try read.decode([ClusterAPI.Tablet].self).map(\.alias) == ["zone1-100"])
+
+                try etcd.launch("m0")
+                try etcd.launch("m1")
+                try await etcd.waitForQuorum()
+                #expect(try await client.call(.post, "/tablets/zone1-100/heartbeat", json: heartbeat).status == .ok)
+            }
+            await store.close()
+        }
+    }
+}
