@@ -38,13 +38,15 @@ struct EtcdControlPlaneTests {
         let portA = try FreePorts.take(1)[0]
         var ctldA: ChildProcess? = nil
         do {
-            // ctld A first, so that it leads; ctld B (the fixture's, which the tablet talks to) second.
+            // ctld A first, so that it leads; ctld B (the fixture's) second. The tablet and
+            // the client verbs below are given both, A first, and fail over to B when A dies.
             ctldA = try CLI.start(["ctld", "--port", String(portA), "--data-dir", cluster.directory.file("ctld-a"), "--config", cluster.configFile,
                                    "--auth-token-file", cluster.tokenFile, "--tablet-token-file", cluster.tabletTokenFile,
                                    "--heartbeat-timeout", "6", "--topo", topo, "--leader-ttl", "6", "--log-level", "info"])
             try await cluster.waitUntil("ctld A leads") { try await Self.leader(client)?.contains(":\(portA) ") == true }
             try cluster.startControlServer(extra: ["--topo", topo, "--leader-ttl", "6"])
-            try cluster.startTablet("zone1-100", type: "primary")
+            let bothCtlds = "127.0.0.1:\(portA),\(cluster.server)"
+            try cluster.startTablet("zone1-100", type: "primary", extra: ["--ctld", bothCtlds])
             try await cluster.waitForTablets(["zone1-100"])
 
             // A's scheduler starts the first full backup (there is none yet); A dies while it runs.
@@ -72,8 +74,8 @@ struct EtcdControlPlaneTests {
             let backups = (try JSONSerialization.jsonObject(with: Data(listing.stdout.utf8)) as? [String: Any])?["backups"] as? [[String: Any]] ?? []
             #expect(backups.count == 1 && backups.first?["status"] as? String == "complete", "\(listing)")
 
-            // A backup through the surviving ctld.
-            let manual = try await cluster.cli(["Backup", "commerce/0"])
+            // A backup through the surviving ctld, by a client given the dead one first.
+            let manual = try await CLI.run(["--server", bothCtlds, "Backup", "commerce/0"], environment: ["CAIRN_AUTH_TOKEN": cluster.token])
             #expect(manual.exitCode == 0, "\(manual)\n\(cluster.logs())")
 
             // One etcd member lost: everything keeps working.

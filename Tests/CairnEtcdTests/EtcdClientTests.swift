@@ -142,7 +142,11 @@ struct EtcdClientTests {
             try await etcd.waitForQuorum()
             try await client.put("/q/back", Data("4".utf8))
             #expect(try await client.get("/q/back")?.text == "4")
-            #expect(try await client.get("/q/no-quorum") == nil)
+            // The refused write's outcome was unknown, not "not written": a member that
+            // still led when it took the write keeps it in its log, and etcd commits it once
+            // the others are back (when the member had stepped down, it is never written).
+            let refused = try await client.get("/q/no-quorum")
+            #expect(refused == nil || refused?.text == "3")
         }
     }
 
