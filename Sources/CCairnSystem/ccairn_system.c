@@ -17,13 +17,13 @@ int ccairn_set_pipe_size(int fd, int size) {
     return fcntl(fd, F_SETPIPE_SZ, size);
 }
 
-int ccairn_tune_malloc(int arenas, int mmap_threshold) {
+int ccairn_tune_malloc(int arenas, int mmap_threshold, int trim_threshold) {
     int ok = mallopt(M_ARENA_MAX, arenas);
     ok = mallopt(M_MMAP_THRESHOLD, mmap_threshold) && ok;
-    /* A fixed mmap threshold also fixes the trim threshold at 128 KiB, which
-       hands the top of the heap back after every freed chunk only to fault it
-       in again; keep up to four thresholds' worth. */
-    return mallopt(M_TRIM_THRESHOLD, 4 * mmap_threshold) && ok;
+    /* A fixed mmap threshold also fixes the trim threshold (at 128 KiB unless
+       set): how much free memory the top of the heap keeps before it is
+       handed back. */
+    return mallopt(M_TRIM_THRESHOLD, trim_threshold) && ok;
 }
 
 int ccairn_start_writeback(int fd, long long offset, long long length) {

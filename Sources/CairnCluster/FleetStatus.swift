@@ -34,6 +34,10 @@ extension ClusterAPI {
         public var listedAt: Date?
         /// One sentence per thing that is wrong; empty when all is well.
         public var problems: [String]
+        /// The archive lease holder's archive lag from its last heartbeat (issue 11):
+        /// seconds its oldest received but not yet stored transaction has waited;
+        /// nil when no tablet of the shard archives its binary log.
+        public var archiveLagSeconds: Double? = nil
 
         public var id: String { "\(keyspace)/\(shard)" }
 
@@ -50,6 +54,7 @@ extension ClusterAPI {
             case nextBackup = "next_backup"
             case listedAt = "listed_at"
             case problems
+            case archiveLagSeconds = "archive_lag_seconds"
         }
     }
 
@@ -116,7 +121,8 @@ enum FleetStatusBuilder {
                 window: protection?.window, completeBackups: protection?.completeBackups,
                 lastDrill: entry?.lastDrill.map { ClusterAPI.DrillStatus(finishedAt: $0.finishedAt, passed: $0.passed, restoreSeconds: $0.restoreSeconds, detail: $0.detail) },
                 tablets: shardTablets.count, healthyTablets: healthy.count, runningJob: running,
-                nextBackup: schedule[id], listedAt: entry?.listedAt, problems: problems)
+                nextBackup: schedule[id], listedAt: entry?.listedAt, problems: problems,
+                archiveLagSeconds: entry?.archiveLagSeconds)
         }
         return ClusterAPI.FleetStatus(generatedAt: now, maximumAgeSeconds: maximumAge, shards: result)
     }

@@ -17,7 +17,7 @@ public enum StatusReport {
         // Problems first, then the rest, up to the limit: one screen, whatever the fleet.
         let ordered = troubled + shards.filter { $0.problems.isEmpty }
         let shown = showAll ? ordered : Array(ordered.prefix(max(1, limit)))
-        var table = TextTable(header: ["SHARD", "PROTECTED", "LAST BACKUP", "AGE", "RESTORABLE WINDOW (UTC)", "LAST DRILL", "TABLETS", "PROBLEMS"])
+        var table = TextTable(header: ["SHARD", "PROTECTED", "LAST BACKUP", "AGE", "RESTORABLE WINDOW (UTC)", "ARCHIVE LAG", "LAST DRILL", "TABLETS", "PROBLEMS"])
         for s in shown {
             let protectedText = s.protected.map { $0 ? "yes" : "NO" } ?? "?"
             let last = s.lastBackup.map { "\($0.type) \(bytes($0.storedBytes))" } ?? "-"
@@ -25,7 +25,8 @@ public enum StatusReport {
             let window = s.window.map { "\(short($0.start)) .. \(short($0.end))" } ?? "-"
             let drill = s.lastDrill.map { "\($0.passed ? "passed" : "FAILED") \(ageText(now.timeIntervalSince($0.finishedAt))) ago" } ?? "none"
             let tablets = "\(s.healthyTablets)/\(s.tablets)"
-            table.rows.append([s.id, protectedText, last, age, window, drill, tablets, s.problems.isEmpty ? "-" : "\(s.problems.count)"])
+            table.rows.append([s.id, protectedText, last, age, window, s.archiveLagSeconds.map(lagText) ?? "-", drill, tablets,
+                               s.problems.isEmpty ? "-" : "\(s.problems.count)"])
         }
         lines.append(table.render())
         if shown.count < shards.count {
@@ -40,6 +41,12 @@ public enum StatusReport {
     }
 
     static func ageText(_ seconds: Double) -> String { FleetStatusBuilder.ageText(seconds) }
+
+    /// An archive lag: tenths of a second under a minute (the recovery point
+    /// is a few seconds), then as an age.
+    static func lagText(_ seconds: Double) -> String {
+        seconds < 60 ? "\((max(0, seconds) * 10).rounded() / 10)s" : ageText(seconds)
+    }
 
     static func short(_ date: Date) -> String {
         // 2026-11-30T12:34:56Z -> 11-30 12:34

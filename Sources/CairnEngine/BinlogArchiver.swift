@@ -42,8 +42,9 @@ public final class BinlogArchiver: Service, Sendable {
         public var storage: any BackupStorage
         public var interval: Duration
         public var maxSegmentBytes: Int
-        /// Sealed segments waiting for storage, at most this many bytes; past
-        /// it the archiver stops receiving (the server keeps the binary logs).
+        /// Sealed segments waiting for storage, at most this many bytes
+        /// (compressed, as they will be stored); past it the archiver stops
+        /// receiving (the server keeps the binary logs).
         public var spoolLimitBytes: Int
         /// The server id the archiver uses as a replica.
         public var replicaServerID: UInt32?
@@ -79,6 +80,8 @@ public final class BinlogArchiver: Service, Sendable {
 
     public let settings: Settings
     let logger: Logger
+    /// Compresses sealed segments, with one zstd context for the archiver's life.
+    let compressor: SegmentCompressor
     /// Names this archiver's data files apart from any other's (see ``store(_:sourceServerID:repository:)``).
     let writerTag: String = String(UInt32.random(in: 0...UInt32.max), radix: 16).leftPadded(to: 8)
     /// The data file names of the segments this archiver stored last, by sequence.
@@ -89,6 +92,7 @@ public final class BinlogArchiver: Service, Sendable {
     public init(settings: Settings, logger: Logger) {
         self.settings = settings
         self.logger = logger
+        self.compressor = SegmentCompressor(settings.compression)
     }
 
     public var status: ArchiveStatus { state.withLock { $0 } }
@@ -110,7 +114,11 @@ public final class BinlogArchiver: Service, Sendable {
 
     struct Sealed: Sendable {
         var sequence: Int
+        /// The segment's binary log file, then (once ``compressed``) its stored form.
         var bytes: ByteBuffer
+        var compressed = false
+        /// The size of the binary log file.
+        var rawSize: Int
         var from: MariaDBGTIDList
         var position: MariaDBGTIDList
         var firstEventTime: UInt32
@@ -137,7 +145,7 @@ public final class BinlogArchiver: Service, Sendable {
 
         mutating func seal(now: ContinuousClock.Instant) {
             guard let segment = open, !segment.isEmpty else { return }
-            pending.append(Sealed(sequence: nextSequence, bytes: segment.bytes, from: segment.fromPosition,
+            pending.append(Sealed(sequence: nextSequence, bytes: segment.bytes, rawSize: segment.bytes.readableBytes, from: segment.fromPosition,
                                   position: segment.position, firstEventTime: segment.firstEventTime ?? 0,
                                   lastEventTime: segment.lastEventTime ?? 0, transactionCount: segment.transactionCount,
                                   sealedAt: now))
@@ -193,8 +201,9 @@ public final class BinlogArchiver: Service, Sendable {
                     if progress.open?.isDue(now: now, interval: settings.interval, maxBytes: settings.maxSegmentBytes) == true {
                         progress.seal(now: now)
                     }
-                    // A storage failure does not interrupt receiving: sealed segments wait (up to
-                    // the spool limit) and are retried with backoff.
+                    // A storage failure does not interrupt receiving: sealed segments wait,
+                    // compressed (up to the spool limit), and are retried with backoff.
+                    try await compressSealed(&progress)
                     await storeIfDue(&progress, &storageRetry, repository: repository)
                     updateLag(progress, now: ContinuousClock.now)
                 }
@@ -300,8 +309,20 @@ public final class BinlogArchiver: Service, Sendable {
         }
     }
 
-    /// Stores the sealed segments in order; each is visible once its manifest is written.
+    /// Compresses the sealed segments that are not yet: the segment's
+    /// buffer is freed as soon as it is sealed and compressed, and while
+    /// storage fails the spool holds segments as they will be stored.
+    func compressSealed(_ progress: inout Progress) async throws {
+        for i in progress.pending.indices where !progress.pending[i].compressed {
+            progress.pending[i].bytes = try await compressor.compress(progress.pending[i].bytes)
+            progress.pending[i].compressed = true
+        }
+    }
+
+    /// Stores the sealed segments in order, compressing them first; each is
+    /// visible once its manifest is written.
     func storePending(_ progress: inout Progress, repository: BackupRepository) async throws {
+        try await compressSealed(&progress)
         while let segment = progress.pending.first {
             let manifest = try await store(segment, sourceServerID: progress.sourceServerID, repository: repository)
             progress.pending.removeFirst()
@@ -347,9 +368,12 @@ public final class BinlogArchiver: Service, Sendable {
             throw fenced(previous, by: before)
         }
         let dataKey = try settings.keyring?.newDataKey()
-        let file = try await UploadPipeline.upload(
+        // Compressed already: the pipeline encrypts (with a key), hashes and writes.
+        var file = try await UploadPipeline.upload(
             from: BytesSource(segment.bytes), to: settings.storage, key: repository.archiveKey(shard, dataName),
-            fileName: dataName, compression: settings.compression, encryption: dataKey?.fileKey(dataName), progress: nil)
+            fileName: dataName, compression: CompressionSettings(algorithm: "none"), encryption: dataKey?.fileKey(dataName),
+            progress: nil)
+        file.rawSize = Int64(segment.rawSize)
         let manifest = ArchiveSegmentManifest(
             keyspace: shard.keyspace, shard: shard.shard, sequence: segment.sequence,
             fromPosition: ReplicationPosition(mariadb: segment.from), position: ReplicationPosition(mariadb: segment.position),
@@ -459,6 +483,33 @@ extension CompressionSettings {
         var settings = CompressionSettings(level: level, threads: 1)
         settings.multithreaded = false
         return settings
+    }
+}
+
+/// Compresses the archiver's sealed segments, each whole in one call (a
+/// segment is in memory anyway), with one zstd context kept for the
+/// archiver's life: its match tables are allocated once and reused, and
+/// zstd keeps no window or block buffers of its own (see
+/// ``ZstdCompressor/compressWhole(_:)``). Single-threaded whatever the
+/// configured `compression_threads`. At level 3 a full 4 MiB segment needs
+/// 1.2 MiB of tables and its compressed form (docs/BENCHMARKS.md, issue 11).
+final class SegmentCompressor: Sendable {
+    let settings: CompressionSettings
+    private let context = Mutex<ZstdCompressor?>(nil)
+
+    init(_ settings: CompressionSettings) { self.settings = settings }
+
+    /// The stored form of a segment: one zstd frame, or the bytes themselves
+    /// when compression is off.
+    func compress(_ raw: ByteBuffer) async throws -> ByteBuffer {
+        guard settings.algorithm != "none" else { return raw }
+        let level = settings.level
+        return try await Blocking.run { [self] in
+            try context.withLock { context in
+                if context == nil { context = try ZstdCompressor(level: level, threads: nil) }
+                return try context!.compressWhole(raw)
+            }
+        }
     }
 }
 

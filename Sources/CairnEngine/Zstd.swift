@@ -79,6 +79,27 @@ final class ZstdCompressor {
         try run(ByteBuffer(), directive: ZSTD_e_end, into: &output)
     }
 
+    /// Compresses all of `input` in one call, as one frame that states its
+    /// size, with a checksum. zstd reads `input` where it lies: unlike
+    /// streaming it keeps no window buffer of its own (a copy of up to 2 MiB
+    /// at level 3) and no block buffers, only its match tables (1.2 MiB at
+    /// level 3 for a 4 MiB input, less for smaller ones), which it keeps in
+    /// the context and reuses on the next call. The result is exactly the
+    /// frame; its buffer has room for zstd's worst case, but only the bytes
+    /// written are touched.
+    func compressWhole(_ input: ByteBuffer) throws -> ByteBuffer {
+        let bound = ZSTD_compressBound(input.readableBytes)
+        var output = ByteBufferAllocator().buffer(capacity: bound)
+        try input.withUnsafeReadableBytes { src in
+            _ = try output.writeWithUnsafeMutableBytes(minimumWritableBytes: bound) { dst in
+                let written = ZSTD_compress2(context, dst.baseAddress, dst.count, src.baseAddress, src.count)
+                try check(written, "compressing")
+                return written
+            }
+        }
+        return output
+    }
+
     private func run(_ input: ByteBuffer, directive: ZSTD_EndDirective, into output: inout ByteBuffer) throws {
         try input.withUnsafeReadableBytes { inPtr in
             var inBuffer = ZSTD_inBuffer(src: inPtr.baseAddress, size: inPtr.count, pos: 0)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CairnCore
+import CairnSystem
 import Foundation
 
 /// Entry point: runs the command tree with the exit codes the spec sets:
@@ -10,6 +11,9 @@ enum CairnMain {
         let arguments = GlobalOptions.hoist(Array(CommandLine.arguments.dropFirst()))
         do {
             var command = try Cairn.parseAsRoot(arguments)
+            // Chosen before any thread allocates: the archiver runs for months
+            // in a small, steady working set (docs/BENCHMARKS.md, issue 11).
+            if command is ArchiveCommand { MallocTuning.select(.compact) }
             if var command = command as? any AsyncParsableCommand {
                 try await command.run()
             } else {

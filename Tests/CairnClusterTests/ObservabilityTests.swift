@@ -101,6 +101,34 @@ struct ObservabilityTests {
         }
     }
 
+    @Test("cairn status shows the archive lag the archiving tablet last reported, and - for a shard where none archives")
+    func statusShowsArchiveLag() async throws {
+        let harness = try ControlServerHarness()
+        _ = try await writeHistory(harness.storage, now: Date())
+        try await harness.test { client in
+            #expect(try await client.call(.post, "/tablets", json: ControlServerHarness.registration()).status == .ok)
+            var other = ControlServerHarness.registration("zone1-200")
+            other.shard = "80-"
+            #expect(try await client.call(.post, "/tablets", json: other).status == .ok)
+            try await ShardInventoryRefresher(server: harness.server).pass(BackupRepository(storage: harness.storage, logger: testLogger))
+            harness.server.inventory.setArchiveLag("commerce/0", seconds: 2.34)
+            let status = try await client.call(.get, "/status").decode(ClusterAPI.FleetStatus.self)
+            #expect(status.shards.map(\.id) == ["commerce/0", "commerce/80-"])
+            #expect(status.shards.map(\.archiveLagSeconds) == [2.34, nil])
+            let lines = StatusReport.render(status, showAll: true, limit: 40).split(separator: "\n").map(String.init)
+            let header = try #require(lines.first(where: { $0.hasPrefix("SHARD") }))
+            let column = try #require(header.range(of: "ARCHIVE LAG")).lowerBound.utf16Offset(in: header)
+            func cell(_ shard: String) throws -> String {
+                let row = try #require(lines.first(where: { $0.hasPrefix(shard + " ") }))
+                return String(row.dropFirst(column).prefix { $0 != " " })
+            }
+            #expect(try cell("commerce/0") == "2.3s")
+            #expect(try cell("commerce/80-") == "-")
+            // Minutes behind reads as an age, like the other columns.
+            #expect(StatusReport.lagText(754) == "12m")
+        }
+    }
+
     @Test("a drill record in storage reaches the metrics, the status and the console; a newer one replaces it")
     func drillRecordsObserved() async throws {
         let harness = try ControlServerHarness()

@@ -91,6 +91,24 @@ struct PipelineTests {
         #expect(try await storage.list(prefix: "").isEmpty)
     }
 
+    @Test("a buffer compressed whole in one call comes back whole, compressible or not, and the context serves the next one")
+    func compressWhole() throws {
+        // The archiver keeps one context for its life and compresses each sealed segment in one call.
+        let compressor = try ZstdCompressor(level: 3, threads: nil)
+        var noise = SplitMix64(seed: 5)
+        let incompressible = (0..<200_000).map { _ in UInt8(truncatingIfNeeded: noise.next()) }
+        for input in [bytes(4 << 20, seed: 11), bytes(1000, seed: 12), incompressible, bytes(300_000, seed: 13)] {
+            let stored = try compressor.compressWhole(ByteBuffer(bytes: input))
+            let decompressor = try ZstdDecompressor()
+            decompressor.feed(stored)
+            var out: [UInt8] = []
+            while let piece = try decompressor.next(maxBytes: 1 << 20) { out.append(contentsOf: piece.readableBytesView) }
+            try decompressor.finish()
+            #expect(out == input)
+            if input != incompressible { #expect(stored.readableBytes < input.count / 2) }
+        }
+    }
+
     @Test("a truncated zstd stream is an integrity error")
     func truncated() throws {
         let compressor = try ZstdCompressor(level: 3, threads: 0)
