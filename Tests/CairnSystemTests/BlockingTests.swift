@@ -9,16 +9,21 @@ import Testing
 struct BlockingTests {
     @Test("a cancelled caller stops waiting for abandonable work, which still finishes on its own")
     func abandonedOnCancel() async throws {
+        let started = DispatchSemaphore(value: 0)
         let release = DispatchSemaphore(value: 0)
         let finished = DispatchSemaphore(value: 0)
         let caller = Task {
             try await Blocking.runAbandoningOnCancel {
+                started.signal()
                 release.wait()
                 finished.signal()
                 return 1
             }
         }
-        try await Task.sleep(for: .milliseconds(100))
+        // Cancel only once the work runs: work still queued when its caller
+        // is cancelled is skipped (as documented), and on a loaded machine
+        // the pool may not have picked it up yet.
+        #expect(await Blocking.runOnOwnThread(name: "test") { started.wait(timeout: .now() + 60) } == .success)
         caller.cancel()
         // The caller returns while the work is still blocked: nothing has released it yet.
         let result = await caller.result
