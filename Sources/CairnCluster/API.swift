@@ -707,7 +707,7 @@ public enum ClusterAPI {
     }
 
     /// What the scheduler will do next for one shard.
-    public struct ShardSchedule: Codable, Sendable {
+    public struct ShardSchedule: Codable, Sendable, Hashable {
         public var shard: String
         public var nextRun: Date?
         public var nextKind: String?

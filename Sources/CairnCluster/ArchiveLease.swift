@@ -1,62 +1,71 @@
 import Foundation
 
-/// ctld's archive leases (issue 11 item 2, docs/CLUSTER.md "Binary log
-/// archiving"): at most one tablet per shard may archive its binary log at
-/// a time. A lease is granted through the heartbeat answer to a healthy
-/// primary when the shard's lease is free or has expired; its holder renews
-/// it with every heartbeat for as long as it is a primary. A holder that
-/// stops being a primary gets no renewal; it keeps the lease (and nobody else
-/// gets it) while it reports its archiver still draining, and releases it
-/// when it reports the archiver stopped. A holder that goes silent loses the
-/// lease when it expires. ctld keeps leases in memory, so for one lease
-/// period after it starts it grants a lease only to a primary that reports
-/// its archiver running (the holder from before the restart). Pure: time is
-/// a parameter.
-public struct ArchiveLeases: Sendable {
-    public struct Lease: Sendable, Hashable {
+/// The rule of ctld's archive leases (issue 11 item 2, docs/CLUSTER.md
+/// "Binary log archiving"): at most one tablet per shard may archive its
+/// binary log at a time. A lease is granted through the heartbeat answer to
+/// a healthy primary when the shard's lease is free or has expired; its
+/// holder renews it through its heartbeats for as long as it is a primary.
+/// A holder that stops being a primary gets no renewal; it keeps the lease
+/// (and nobody else gets it) while it reports its archiver still draining,
+/// and releases it when it reports the archiver stopped. A holder that goes
+/// silent loses the lease when it expires.
+///
+/// The leases themselves live in ctld's store (``ControlStore``): in memory
+/// with SQLite, in etcd when several ctlds share it, so that whichever ctld
+/// a tablet's heartbeat reaches sees the same holder. Leases kept in memory
+/// are lost when ctld restarts, so for one lease period after it starts such
+/// a ctld grants a lease only to a primary that reports its archiver running
+/// (the holder from before the restart): `graceUntil`. Pure: time is a parameter.
+public struct ArchiveLeaseRule: Sendable {
+    public struct Lease: Codable, Sendable, Hashable {
         public var holder: String
         public var expires: Date
+
+        public init(holder: String, expires: Date) {
+            self.holder = holder
+            self.expires = expires
+        }
     }
 
-    /// By shard (`keyspace/shard`).
-    public private(set) var leases: [String: Lease] = [:]
     /// How long a grant or renewal lasts.
     public let duration: TimeInterval
+    /// Before this, leases granted before ctld started may still run; nil
+    /// when the store keeps leases across restarts.
+    public let graceUntil: Date?
 
-    /// Before this, leases granted before ctld started may still run.
-    public let graceUntil: Date
-
-    public init(duration: TimeInterval, startedAt: Date) {
+    public init(duration: TimeInterval, graceUntil: Date?) {
         self.duration = duration
-        self.graceUntil = startedAt.addingTimeInterval(duration)
+        self.graceUntil = graceUntil
     }
 
-    /// One heartbeat's answer: true when `tablet` holds the shard's lease
-    /// (newly granted or renewed until `now + duration`) and may archive.
-    /// `primary`: the tablet says it is the shard's primary; `healthy`: its
-    /// mysqld answers; `archiving`: its archiver is still running.
-    public mutating func heartbeat(shard: String, tablet: String, primary: Bool, healthy: Bool,
-                                   archiving: Bool, now: Date) -> Bool {
-        if let lease = leases[shard], lease.expires > now, lease.holder != tablet {
-            return false
+    /// One heartbeat's effect on the shard's `lease`: the lease to store and,
+    /// when `tablet` holds it, until when. `primary`: the tablet says it is
+    /// the shard's primary; `healthy`: its mysqld answers; `archiving`: its
+    /// archiver is still running.
+    public func heartbeat(_ lease: Lease?, tablet: String, primary: Bool, healthy: Bool,
+                          archiving: Bool, now: Date) -> (lease: Lease?, heldUntil: Date?) {
+        if let lease, lease.expires > now, lease.holder != tablet {
+            return (lease, nil)
         }
-        let holds = leases[shard].map { $0.holder == tablet && $0.expires > now } ?? false
-        let mayGrant = healthy && (now >= graceUntil || archiving)
+        let held = lease.flatMap { $0.holder == tablet && $0.expires > now ? $0 : nil }
+        let mayGrant = healthy && ((graceUntil.map { now >= $0 } ?? true) || archiving)
         // A holder renews while its mysqld answers or its archiver still runs
         // (to store what it received); a holder stopping (its goodbye) does not.
-        if primary && (holds ? (healthy || archiving) : mayGrant) {
-            leases[shard] = Lease(holder: tablet, expires: now.addingTimeInterval(duration))
-            return true
+        if primary && (held != nil ? (healthy || archiving) : mayGrant) {
+            // Whole seconds, which a stored lease's JSON keeps exactly: the holder
+            // is told no later an expiry than the store holds.
+            let renewed = Lease(holder: tablet, expires: Date(timeIntervalSince1970: (now.timeIntervalSince1970 + duration).rounded(.down)))
+            return (renewed, renewed.expires)
         }
         // Not (or no longer) a primary, or stopping: no renewal. A draining holder keeps
         // its lease until it expires, so no other tablet starts meanwhile.
-        if holds && !archiving { leases[shard] = nil }
-        return false
+        if held != nil && !archiving { return (nil, nil) }
+        return (lease.flatMap { $0.expires > now ? $0 : nil }, nil)
     }
 
-    /// Who holds the shard's lease at `now`.
-    public func holder(shard: String, now: Date) -> String? {
-        leases[shard].flatMap { $0.expires > now ? $0.holder : nil }
+    /// Who holds `lease` at `now`.
+    public static func holder(_ lease: Lease?, now: Date) -> String? {
+        lease.flatMap { $0.expires > now ? $0.holder : nil }
     }
 }
 

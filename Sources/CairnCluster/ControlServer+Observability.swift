@@ -58,7 +58,7 @@ extension ControlServer {
     func fleetStatus() async throws -> ClusterAPI.FleetStatus {
         let shards = try await store.knownShards().map(\.shard)
         var schedule: [String: Date] = [:]
-        for entry in scheduleSummary(nil) { schedule[entry.shard] = entry.nextRun }
+        for entry in try await scheduleSummary(nil) { schedule[entry.shard] = entry.nextRun }
         return FleetStatusBuilder.build(shards: shards, inventory: inventory.snapshot(), tablets: try await store.tablets(),
                                         schedule: schedule, now: Date(), heartbeatTimeout: options.heartbeatTimeout,
                                         maximumAge: maximumProtectedAge)

@@ -102,7 +102,9 @@ public final class ControlServer: Sendable {
             throw CairnError(.configuration, "the tablet token is the client auth token; give tablets their own token (ctld creates tablet-token in its data directory)")
         }
         store = try makeStore(options.dataDirectory)
-        archiveLeases = Mutex(ArchiveLeases(duration: options.heartbeatTimeout, startedAt: Date()))
+        let started = Date()
+        archiveLeaseRule = ArchiveLeaseRule(duration: options.heartbeatTimeout,
+                                            graceUntil: store.keepsArchiveLeases ? nil : started.addingTimeInterval(options.heartbeatTimeout))
         if let url = options.storageURL ?? options.configuration.bucket {
             storage = try StorageFactory.make(url: url, configuration: options.configuration, logger: logger)
         } else {
@@ -155,12 +157,15 @@ public final class ControlServer: Sendable {
     /// etcd, called at the start of each term of leadership.
     func leaderServices() -> [any Service] {
         [
-            HeartbeatMonitor(server: self, judgeAfter: leadership == nil ? nil : Date().addingTimeInterval(options.heartbeatTimeout)),
+            leadership == nil
+                ? HeartbeatMonitor(server: self)
+                : HeartbeatMonitor(server: self, judgeAfter: Date().addingTimeInterval(options.heartbeatTimeout),
+                                   interval: .milliseconds(max(500, Int(options.heartbeatTimeout * 200)))),
             Scheduler(server: self),
             RestorePointScheduler(server: self),
             DrillScheduler(server: self),
             JobHistoryPruner(store: store, retention: options.jobRetention, logger: logger),
-        ]
+        ] + (leadership == nil ? [] : [SchedulePublisher(state: schedulerState, store: store, logger: logger)])
     }
 
     /// The API: authentication, errors as JSON, and the routes.
@@ -240,7 +245,7 @@ public final class ControlServer: Sendable {
                 shard = try KeyspaceShard(keyspace: ks, shard: s)
             }
             let jobs = try await self.store.jobs(shard: shard, limit: limit)
-            return jsonResponse(ClusterAPI.JobsResponse(jobs: jobs, schedule: self.scheduleSummary(shard)))
+            return jsonResponse(ClusterAPI.JobsResponse(jobs: jobs, schedule: try await self.scheduleSummary(shard)))
         }
         api.get("jobs/:id") { _, context in
             let id = try context.parameters.require("id", as: Int64.self)
@@ -283,7 +288,10 @@ public final class ControlServer: Sendable {
     @discardableResult
     func heartbeat(_ heartbeat: ClusterAPI.Heartbeat) async throws -> ClusterAPI.HeartbeatAnswer {
         let now = Date()
+        // The tablet's shard, seen by the change itself: no second read of its record.
+        let shardOfTablet = Mutex<(keyspace: String, shard: String)?>(nil)
         let registered = try await store.updateTablet(heartbeat.alias) { t in
+            shardOfTablet.withLock { $0 = (t.keyspace, t.shard) }
             t.archive = heartbeat.archive
             t.registration.type = heartbeat.type
             t.healthy = heartbeat.healthy
@@ -305,25 +313,28 @@ public final class ControlServer: Sendable {
         }
         // A tablet configured to archive sends an archive report; ctld's own configuration need not say so.
         guard options.configuration.backupStrategy?.binlogArchiveInterval != nil || heartbeat.archive != nil,
-              let tablet = try await store.tablet(heartbeat.alias) else {
+              let tablet = shardOfTablet.withLock({ $0 }) else {
             return ClusterAPI.HeartbeatAnswer()
         }
-        return archiveLeaseAnswer(heartbeat, shard: "\(tablet.keyspace)/\(tablet.shard)", now: now)
+        return try await archiveLeaseAnswer(heartbeat, shard: KeyspaceShard(keyspace: tablet.keyspace, shard: tablet.shard), now: now)
     }
 
     /// Grants, renews or withholds the shard's archive lease (docs/CLUSTER.md,
     /// "Binary log archiving"), and records the holder's archive lag for the metrics.
-    func archiveLeaseAnswer(_ heartbeat: ClusterAPI.Heartbeat, shard: String, now: Date) -> ClusterAPI.HeartbeatAnswer {
-        let granted = archiveLeases.withLock {
-            $0.heartbeat(shard: shard, tablet: heartbeat.alias, primary: heartbeat.type == .primary, healthy: heartbeat.healthy,
-                         archiving: heartbeat.archive?.running == true, now: now)
+    func archiveLeaseAnswer(_ heartbeat: ClusterAPI.Heartbeat, shard: KeyspaceShard, now: Date) async throws -> ClusterAPI.HeartbeatAnswer {
+        let rule = archiveLeaseRule
+        let (heldUntil, holder) = try await store.updateArchiveLease(shard) { lease in
+            let outcome = rule.heartbeat(lease, tablet: heartbeat.alias, primary: heartbeat.type == .primary, healthy: heartbeat.healthy,
+                                         archiving: heartbeat.archive?.running == true, now: now)
+            lease = outcome.lease
+            return (outcome.heldUntil, ArchiveLeaseRule.holder(outcome.lease, now: now))
         }
-        if granted, let report = heartbeat.archive, report.running {
-            inventory.setArchiveLag(shard, seconds: report.lagSeconds)
-        } else if archiveLeases.withLock({ $0.holder(shard: shard, now: now) }) == nil {
-            inventory.setArchiveLag(shard, seconds: nil)
+        if heldUntil != nil, let report = heartbeat.archive, report.running {
+            inventory.setArchiveLag(shard.description, seconds: report.lagSeconds)
+        } else if holder == nil {
+            inventory.setArchiveLag(shard.description, seconds: nil)
         }
-        return ClusterAPI.HeartbeatAnswer(archiveLeaseSeconds: granted ? archiveLeases.withLock { $0.duration } : nil)
+        return ClusterAPI.HeartbeatAnswer(archiveLeaseSeconds: heldUntil.map { $0.timeIntervalSince(now) })
     }
 
     func record(_ update: ClusterAPI.JobUpdate) async throws {
@@ -482,7 +493,7 @@ public final class ControlServer: Sendable {
     /// The shard's archiver from the heartbeats: the lease holder's report,
     /// else (archiving configured) a note that none runs.
     func liveArchiver(_ shard: KeyspaceShard) async throws -> BackupListing.Archiver? {
-        let holder = archiveLeases.withLock { $0.holder(shard: shard.description, now: Date()) }
+        let holder = ArchiveLeaseRule.holder(try await store.archiveLease(shard), now: Date())
         let tablets = try await store.tablets(shard)
         if let tablet = tablets.first(where: { $0.alias == holder }) ?? tablets.first(where: { $0.archive?.running == true }),
            let report = tablet.archive, report.running {
@@ -512,8 +523,11 @@ public final class ControlServer: Sendable {
         return removal
     }
 
-    func scheduleSummary(_ only: KeyspaceShard?) -> [ClusterAPI.ShardSchedule] {
-        schedulerState.summary(only)
+    /// The scheduler's plans: the leader's own, or (a ctld that does not
+    /// lead) those the leader published into the store.
+    func scheduleSummary(_ only: KeyspaceShard?) async throws -> [ClusterAPI.ShardSchedule] {
+        guard let leadership, !leadership.isLeader else { return schedulerState.summary(only) }
+        return try await store.publishedSchedule().filter { only == nil || $0.shard == only?.description }.sorted { $0.shard < $1.shard }
     }
 
     let schedulerState = SchedulerState()
@@ -521,10 +535,8 @@ public final class ControlServer: Sendable {
     /// Manifests decoded before, for the scheduler's and the inventory's
     /// listings of every shard: each listing decodes only what is new.
     let manifestCache = ManifestCache()
-    /// Who may archive each shard's binary log. In memory: a restarted ctld
-    /// grants a lease in its first lease period only to a primary already
-    /// archiving, so a lease granted before the restart cannot be doubled.
-    let archiveLeases: Mutex<ArchiveLeases>
+    /// Who may archive each shard's binary log; the leases are in the store.
+    let archiveLeaseRule: ArchiveLeaseRule
     let metrics = ControlMetrics()
     let consoleSessions = ConsoleSessions()
 }

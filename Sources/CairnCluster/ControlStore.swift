@@ -6,8 +6,8 @@ import Foundation
 /// several ctlds (``EtcdControlStore``, `--topo`). Both keep the same rules:
 /// at most one unfinished job per shard, job ids that only grow, a finished
 /// job that never changes again, and retention that removes only finished
-/// jobs. The scheduler's plans are not stored: every leader computes them
-/// again from storage and the job history.
+/// jobs. The scheduler's plans are published for display only: every
+/// leader computes them again from storage and the job history.
 protocol ControlStore: Sendable {
     // MARK: Tablets
 
@@ -53,6 +53,29 @@ protocol ControlStore: Sendable {
     func pruneJobs(_ shard: KeyspaceShard, retention: JobRetention, now: Date) async throws -> Int
     /// Prunes every shard's job history, shard by shard; stops between shards when the task is cancelled.
     func pruneJobs(retention: JobRetention, now: Date) async throws -> Int
+
+    // MARK: Archive leases
+
+    /// Whether archive leases outlive this ctld's process (so a restarted
+    /// ctld needs no grace period before it grants one; see ``ArchiveLeaseRule``).
+    var keepsArchiveLeases: Bool { get }
+    /// The shard's archive lease as stored (it may have expired).
+    func archiveLease(_ shard: KeyspaceShard) async throws -> ArchiveLeaseRule.Lease?
+    /// Applies `change` to the shard's archive lease atomically, for every
+    /// ctld sharing the store, stores the result when it differs (nil
+    /// removes it), and returns what `change` returned. `change` may run
+    /// more than once.
+    func updateArchiveLease<T: Sendable>(_ shard: KeyspaceShard,
+                                         _ change: @escaping @Sendable (inout ArchiveLeaseRule.Lease?) -> T) async throws -> T
+
+    // MARK: The scheduler's plans
+
+    /// Stores the leading ctld's plans (what `cairn jobs` shows) so that
+    /// every ctld sharing the store can show them: `changed` replaces those
+    /// shards' plans and `removed` names shards that no longer have one.
+    func publishSchedule(changed: [ClusterAPI.ShardSchedule], removed: [String]) async throws
+    /// The plans the leader published, by shard.
+    func publishedSchedule() async throws -> [ClusterAPI.ShardSchedule]
 
     /// Releases connections; the store is not used afterwards.
     func close() async

@@ -13,6 +13,9 @@ final class CtldStore: ControlStore {
     /// ctld loses nothing; a crash of the machine at most the last commits).
     let database: DatabasePool
     let tabletWrites = TabletWriteGroup()
+    /// Archive leases, by shard: in memory, as one ctld serves this store
+    /// (a restarted ctld waits out a grace period, see ``ArchiveLeaseRule``).
+    let leases = Mutex<[KeyspaceShard: ArchiveLeaseRule.Lease]>([:])
 
     init(path: String) throws {
         // Created 0600 before SQLite opens it (SQLite would make it 0644); its journals copy that mode.
@@ -326,6 +329,35 @@ final class CtldStore: ControlStore {
     }
 
     /// The pool closes when the store is released.
+    // MARK: Archive leases
+
+    var keepsArchiveLeases: Bool { false }
+
+    func archiveLease(_ shard: KeyspaceShard) async throws -> ArchiveLeaseRule.Lease? {
+        leases.withLock { $0[shard] }
+    }
+
+    func updateArchiveLease<T: Sendable>(_ shard: KeyspaceShard,
+                                         _ change: @escaping @Sendable (inout ArchiveLeaseRule.Lease?) -> T) async throws -> T {
+        leases.withLock { change(&$0[shard]) }
+    }
+
+    // MARK: The scheduler's plans
+
+    /// One ctld serves SQLite, so its plans need only its memory.
+    let schedule = Mutex<[String: ClusterAPI.ShardSchedule]>([:])
+
+    func publishSchedule(changed: [ClusterAPI.ShardSchedule], removed: [String]) async throws {
+        schedule.withLock { schedule in
+            for entry in changed { schedule[entry.shard] = entry }
+            for shard in removed { schedule[shard] = nil }
+        }
+    }
+
+    func publishedSchedule() async throws -> [ClusterAPI.ShardSchedule] {
+        schedule.withLock { $0.values.sorted { $0.shard < $1.shard } }
+    }
+
     func close() async {}
 
     // MARK: Migration

@@ -1,5 +1,6 @@
 import CairnCore
 import CairnEtcd
+import CairnStorage
 import Foundation
 import Logging
 import Synchronization
@@ -20,13 +21,16 @@ import Synchronization
 /// | `busy/<ks>/<shard>` | the id of the shard's unfinished job; absent when none |
 /// | `running/<alias>/<id>` | `<ks>/<shard>`: the tablet's unfinished jobs |
 /// | `last-scheduled/<ks>/<shard>` | the id of the shard's newest scheduled backup |
+/// | `archive-leases/<ks>/<shard>` | the shard's archive lease: holder and expiry (JSON) |
+/// | `schedule/<ks>/<shard>` | the leader's plan for the shard, as `cairn jobs` shows it (JSON) |
 ///
 /// A job is created in one transaction that allocates its id (compare on
 /// `next-job-id`'s revision) and claims its shard (compare on `busy/...`
 /// being absent): two ctlds can never both start a job on one shard. A
 /// job's changes compare its key's revision and retry; the change that
 /// finishes it releases the shard in the same transaction. A heartbeat
-/// reads and writes its own tablet's key only.
+/// reads and writes its own tablet's key only (and, from a shard's
+/// archiving primary, that shard's archive lease).
 final class EtcdControlStore: ControlStore {
     /// The marker's format; a prefix of a newer format is refused.
     static let formatVersion = 1
@@ -80,9 +84,18 @@ final class EtcdControlStore: ControlStore {
         return store
     }
 
+    /// The storage as the marker records it: the parsed location, so that
+    /// spellings of one place (`file:///b/` and `file:///b/./`, `s3://b/p/`
+    /// and `s3://b/p`) are the same cluster.
     static func storageIdentity(_ url: String?) -> String {
         guard let url, !url.isEmpty else { return "none" }
-        return url.hasSuffix("/") ? String(url.dropLast()) : url
+        let text: String
+        switch try? StorageLocation(parsing: url) {
+        case .file(let path)?: text = "file://" + (path as NSString).standardizingPath
+        case let location?: text = location.description
+        case nil: text = url
+        }
+        return text.hasSuffix("/") ? String(text.dropLast()) : text
     }
 
     /// Accepts the prefix's marker, or writes it into an empty prefix.
@@ -191,6 +204,8 @@ final class EtcdControlStore: ControlStore {
     func runningPrefix(_ alias: String) -> String { allRunningPrefix + alias + "/" }
     func runningKey(_ alias: String, _ id: Int64) -> String { runningPrefix(alias) + Self.idText(id) }
     func lastScheduledKey(_ shard: KeyspaceShard) -> String { prefix + "last-scheduled/\(shard.keyspace)/\(shard.shard)" }
+    var schedulePrefix: String { prefix + "schedule/" }
+    func archiveLeaseKey(_ shard: KeyspaceShard) -> String { prefix + "archive-leases/\(shard.keyspace)/\(shard.shard)" }
 
     /// Job ids in keys: zero-padded, so key order is id order.
     static func idText(_ id: Int64) -> String {
@@ -274,6 +289,14 @@ final class EtcdControlStore: ControlStore {
         try await read { try await client.get(key, serializable: $0, waitForLeader: false) }
     }
 
+    /// The read of a compare-and-swap: always linearizable, since the write
+    /// that follows needs a quorum anyway. A member's copy could be behind
+    /// and make a record that exists look absent (a job's end dropped, a
+    /// heartbeat refused as from an unregistered tablet).
+    func getForUpdate(_ key: String) async throws -> EtcdKeyValue? {
+        try await write { try await client.get(key, serializable: false, waitForLeader: $0) }
+    }
+
     func list(_ prefix: String, limit: Int? = nil, descending: Bool = false, keysOnly: Bool = false) async throws -> [EtcdKeyValue] {
         try await read {
             try await client.list(prefix: prefix, limit: limit, descending: descending, keysOnly: keysOnly, serializable: $0, waitForLeader: false)
@@ -317,7 +340,7 @@ final class EtcdControlStore: ControlStore {
         let body = try Self.encode(tablet)
         for _ in 0..<Self.casAttempts {
             let key = tabletKey(tablet.alias)
-            let existing = try await get(key)
+            let existing = try await getForUpdate(key)
             var operations: [EtcdClient.Operation] = [.put(key, body), .put(shardTabletKey(shard, tablet.alias), Data())]
             if let existing, let old = try? Self.decode(ClusterAPI.Tablet.self, existing.value),
                let oldShard = try? KeyspaceShard(keyspace: old.keyspace, shard: old.shard), oldShard != shard {
@@ -350,7 +373,7 @@ final class EtcdControlStore: ControlStore {
     func updateTablet(_ alias: String, _ change: @escaping @Sendable (inout ClusterAPI.Tablet) -> Void) async throws -> Bool {
         let key = tabletKey(alias)
         for _ in 0..<Self.casAttempts {
-            guard let existing = try await get(key) else { return false }
+            guard let existing = try await getForUpdate(key) else { return false }
             var tablet = try Self.decode(ClusterAPI.Tablet.self, existing.value)
             let oldShard = try KeyspaceShard(keyspace: tablet.keyspace, shard: tablet.shard)
             change(&tablet)
@@ -415,7 +438,7 @@ final class EtcdControlStore: ControlStore {
                    _ fill: @escaping @Sendable (inout ClusterAPI.Job) -> Void) async throws -> ClusterAPI.Job {
         let busy = busyKey(shard)
         for _ in 0..<Self.casAttempts {
-            let counter = try await get(nextJobIDKey)
+            let counter = try await getForUpdate(nextJobIDKey)
             let id = counter.flatMap { Int64($0.text) } ?? 1
             let now = Date()
             var job = ClusterAPI.Job(id: id, keyspace: shard.keyspace, shard: shard.shard, tablet: tablet,
@@ -434,7 +457,12 @@ final class EtcdControlStore: ControlStore {
                 try await client.transaction(if: [counterCompare, .absent(busy)], then: operations, else: [.get(busy)], waitForLeader: $0)
             }
             if result.succeeded { return job }
-            if result.found.first.flatMap({ $0 }) != nil { throw Self.shardBusyError(shard) }
+            if let holder = result.found.first ?? nil {
+                // A transaction the client sent again (its first answer was lost)
+                // finds the job it had already created: that is success.
+                if holder.text == String(id) { return job }
+                throw Self.shardBusyError(shard)
+            }
             // Another ctld took this id: read the counter again.
         }
         throw conflict("the job counter")
@@ -444,7 +472,7 @@ final class EtcdControlStore: ControlStore {
     func updateJob(_ id: Int64, _ change: @escaping @Sendable (inout ClusterAPI.Job) -> Void) async throws -> ClusterAPI.Job? {
         let key = jobKey(id)
         for _ in 0..<Self.casAttempts {
-            guard let existing = try await get(key) else { return nil }
+            guard let existing = try await getForUpdate(key) else { return nil }
             var job = try Self.decode(ClusterAPI.Job.self, existing.value)
             guard !job.isFinished else { return job }
             let tablet = job.tablet
@@ -537,5 +565,53 @@ final class EtcdControlStore: ControlStore {
             removed += try await pruneJobs(shard, retention: retention, now: now)
         }
         return removed
+    }
+}
+
+    // MARK: - Archive leases
+
+    /// Leases in etcd outlive any one ctld; expiries are wall-clock times
+    /// compared by every ctld, so their clocks must agree (NTP) to well
+    /// within a lease (docs/CLUSTER.md).
+    var keepsArchiveLeases: Bool { true }
+
+    func archiveLease(_ shard: KeyspaceShard) async throws -> ArchiveLeaseRule.Lease? {
+        try await get(archiveLeaseKey(shard)).map { try Self.decode(ArchiveLeaseRule.Lease.self, $0.value) }
+    }
+
+    func updateArchiveLease<T: Sendable>(_ shard: KeyspaceShard,
+                                         _ change: @escaping @Sendable (inout ArchiveLeaseRule.Lease?) -> T) async throws -> T {
+        let key = archiveLeaseKey(shard)
+        for _ in 0..<Self.casAttempts {
+            let existing = try await getForUpdate(key)
+            let old = try existing.map { try Self.decode(ArchiveLeaseRule.Lease.self, $0.value) }
+            var lease = old
+            let result = change(&lease)
+            if lease == old { return result }
+            let compare = existing.map { EtcdClient.Compare.modRevision(key, $0.modRevision) } ?? .absent(key)
+            let operation: EtcdClient.Operation = try lease.map { .put(key, try Self.encode($0)) } ?? .delete(key)
+            if try await write({ try await client.transaction(if: [compare], then: [operation], waitForLeader: $0) }).succeeded {
+                return result
+            }
+        }
+        throw conflict("the archive lease of \(shard)")
+    }
+
+    // MARK: - The scheduler's plans
+
+    /// Only the leader writes here; a write is a batch of puts and deletes
+    /// (at most ``batch`` per transaction), no comparison needed.
+    func publishSchedule(changed: [ClusterAPI.ShardSchedule], removed: [String]) async throws {
+        var operations: [EtcdClient.Operation] = []
+        for entry in changed { operations.append(.put(schedulePrefix + entry.shard, try Self.encode(entry))) }
+        for shard in removed { operations.append(.delete(schedulePrefix + shard)) }
+        for start in stride(from: 0, to: operations.count, by: Self.batch) {
+            let chunk = Array(operations[start..<min(start + Self.batch, operations.count)])
+            _ = try await write { try await client.transaction(if: [], then: chunk, waitForLeader: $0) }
+        }
+    }
+
+    func publishedSchedule() async throws -> [ClusterAPI.ShardSchedule] {
+        try await list(schedulePrefix).map { try Self.decode(ClusterAPI.ShardSchedule.self, $0.value) }
     }
 }

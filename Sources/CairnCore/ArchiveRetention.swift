@@ -77,7 +77,7 @@ public enum ArchiveRetention {
         let unneeded = keptFulls.isEmpty ? [] : archive.segments.filter { segment in
             keptFulls.allSatisfy { $0.position.contains(segment.position) }
         }
-        // The store refuses to delete what it still locks: those stay, and are reported.
+        // The store keeps what it still locks (a delete only hides it): those stay, and are reported.
         var removable: [ArchiveSegmentManifest] = []
         var locked: [LockedSegment] = []
         for segment in unneeded {

@@ -314,7 +314,7 @@ private struct Planning {
             }
         }
 
-        // object_lock: the store refuses to delete what it still locks, so
+        // object_lock: the store keeps what it still locks (a delete only hides it), so
         // those backups stay, and (below) the chains they continue.
         if let objectLock {
             for c in candidates {

@@ -169,7 +169,7 @@ public struct BackupPruner: Sendable {
                 guard let backup = byName[n],
                       let until = RetentionPlanner.lockEnd(of: Self.candidate(backup), objectLock: objectLock, now: now) else { continue }
                 let which = n == name ? "backup \(name) of \(shard) is" : "backup \(n), which continues \(name), is"
-                throw CairnError(.inUse, "\(which) \(objectLock.reason(until: until)) in \(storage.displayURL), and the store refuses to delete locked objects; remove it after that time")
+                throw CairnError(.inUse, "\(which) \(objectLock.reason(until: until)) in \(storage.displayURL), and the store keeps its locked versions until then: deleting it now would only hide it behind delete markers (still stored and billed); remove it after that time")
             }
         }
         var result = BackupRemoval(backup: name, dependents: dependents, removed: [], freedBytes: 0, dryRun: dryRun)

@@ -85,8 +85,11 @@ final class ZstdCompressor {
     /// at level 3) and no block buffers, only its match tables (1.2 MiB at
     /// level 3 for a 4 MiB input, less for smaller ones), which it keeps in
     /// the context and reuses on the next call. The result is exactly the
-    /// frame; its buffer has room for zstd's worst case, but only the bytes
-    /// written are touched.
+    /// frame. zstd needs room for its worst case; when the frame came out
+    /// much smaller, it is copied into a buffer of its own size, so that a
+    /// held frame (the archiver's spool counts frames' bytes) never keeps the
+    /// worst case allocated: in a process where such buffers come from the
+    /// heap, their untouched pages may be resident already.
     func compressWhole(_ input: ByteBuffer) throws -> ByteBuffer {
         let bound = ZSTD_compressBound(input.readableBytes)
         var output = ByteBufferAllocator().buffer(capacity: bound)
@@ -96,6 +99,11 @@ final class ZstdCompressor {
                 try check(written, "compressing")
                 return written
             }
+        }
+        if output.capacity > 2 * output.readableBytes {
+            var exact = ByteBufferAllocator().buffer(capacity: output.readableBytes)
+            exact.writeImmutableBuffer(output)
+            return exact
         }
         return output
     }

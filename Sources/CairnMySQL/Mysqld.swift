@@ -222,6 +222,11 @@ public final class Mysqld: Sendable {
             return
         }
         process.kill(SIGTERM)
+        // Unstructured on purpose, and owned here: the waiter is awaited and
+        // the timer cancelled below. As child tasks they would inherit the
+        // caller's cancellation (a tablet stopping mid-job), and the timer
+        // would then either kill mariadbd at once or never, where the rule is
+        // a clean shutdown with SIGKILL only after `timeoutSeconds`.
         let waiter = Task { await process.wait() }
         let timer = Task {
             try await Task.sleep(for: .seconds(timeoutSeconds))

@@ -148,11 +148,11 @@ public struct BackupRepository: Sendable {
             if !removing, let manifestObject = files.first(where: { $0.key == manifestKey }) {
                 do {
                     let manifest: BackupManifest
-                    if let cached = manifestCache?.manifest(for: manifestObject) {
+                    if let cached = manifestCache?.manifest(for: manifestObject, group: prefix) {
                         manifest = cached
                     } else {
                         manifest = try BackupManifest.decode(try await readManifest(manifestObject), name: name)
-                        manifestCache?.store(manifest, for: manifestObject)
+                        manifestCache?.store(manifest, for: manifestObject, group: prefix)
                     }
                     if manifest.backupName != name || manifest.keyspace != shard.keyspace || manifest.shard != shard.shard {
                         state = .unreadable("its MANIFEST describes \(manifest.keyspace)/\(manifest.shard) backup \(manifest.backupName), not this directory")
@@ -172,6 +172,8 @@ public struct BackupRepository: Sendable {
             }
             result.append(StoredBackup(name: name, parsedName: parsed, state: state, objects: files, removalStarted: removing))
         }
+        // Manifests of backups no longer stored (pruned, removed) leave the cache.
+        manifestCache?.retain(group: prefix, keys: Set(objects.lazy.map(\.key).filter { $0.hasSuffix("/" + BackupManifest.fileName) }))
         return ShardListing(shard: shard, backups: result.sorted(by: Self.listingOrder), directoryNames: directoryNames,
                             archiveObjects: groups[ArchiveSegmentManifest.directoryName] ?? [],
                             drillObjects: groups[DrillRepository.directory] ?? [])

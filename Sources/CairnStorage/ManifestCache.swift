@@ -10,19 +10,28 @@ import Synchronization
 /// backup of the same name) is a miss and is read again. Objects without a
 /// modification time are never cached.
 ///
-/// Bounded: past `capacity` entries the oldest stored go first. A manifest
-/// takes about 1 KiB in memory, so the default of 20,000 is about 20 MiB.
+/// Entries are kept per shard (a `group`, the shard's prefix), and each
+/// listing of a shard drops the entries of manifests it no longer found
+/// (``retain(group:keys:)``): what the cache holds follows what storage
+/// holds, so it stays flat while retention removes as many backups as the
+/// schedule adds. Bounded as well: once it holds `capacity` manifests, new
+/// ones are not admitted until listings drop others. Listings go round the
+/// fleet in a cycle, where evicting the oldest would evict exactly what the
+/// next listing needs; keeping what is held keeps those shards' listings
+/// cheap. A manifest takes about 1-2 KiB in memory, so the default of
+/// 20,000 is at most about 40 MiB.
 public final class ManifestCache: Sendable {
     public let capacity: Int
     private let state: Mutex<State>
 
     struct State {
-        var entries: [String: (object: StorageObject, manifest: BackupManifest)] = [:]
-        /// Keys in the order they were stored, oldest first, from `head` on.
-        var order: [String] = []
-        var head = 0
+        /// By group, then by object key.
+        var groups: [String: [String: (object: StorageObject, manifest: BackupManifest)]] = [:]
+        var count = 0
         var hits = 0
         var misses = 0
+        /// Manifests not admitted because the cache was full.
+        var refused = 0
     }
 
     public init(capacity: Int = 20_000) {
@@ -30,11 +39,11 @@ public final class ManifestCache: Sendable {
         self.state = Mutex(State())
     }
 
-    /// The manifest read before from exactly this object, if it is still held.
-    public func manifest(for object: StorageObject) -> BackupManifest? {
+    /// The manifest read before from exactly this object, if it is held.
+    public func manifest(for object: StorageObject, group: String) -> BackupManifest? {
         guard object.lastModified != nil else { return nil }
         return state.withLock { state in
-            guard let entry = state.entries[object.key], entry.object == object else {
+            guard let entry = state.groups[group]?[object.key], entry.object == object else {
                 state.misses += 1
                 return nil
             }
@@ -43,27 +52,35 @@ public final class ManifestCache: Sendable {
         }
     }
 
-    /// Remembers `manifest` as what `object` holds.
-    public func store(_ manifest: BackupManifest, for object: StorageObject) {
+    /// Remembers `manifest` as what `object` holds (unless the cache is full).
+    public func store(_ manifest: BackupManifest, for object: StorageObject, group: String) {
         guard object.lastModified != nil else { return }
         state.withLock { state in
-            if state.entries.updateValue((object, manifest), forKey: object.key) == nil {
-                state.order.append(object.key)
-            }
-            while state.entries.count > capacity, state.head < state.order.count {
-                state.entries.removeValue(forKey: state.order[state.head])
-                state.head += 1
-            }
-            // Drop the evicted keys' slots once they are half the array.
-            if state.head > 1024, state.head * 2 > state.order.count {
-                state.order.removeFirst(state.head)
-                state.head = 0
+            if state.groups[group]?[object.key] != nil {
+                state.groups[group]?[object.key] = (object, manifest)
+            } else if state.count < capacity {
+                state.groups[group, default: [:]][object.key] = (object, manifest)
+                state.count += 1
+            } else {
+                state.refused += 1
             }
         }
     }
 
-    /// How many manifests are held, and the lookups that found one and did not.
-    public var statistics: (count: Int, hits: Int, misses: Int) {
-        state.withLock { ($0.entries.count, $0.hits, $0.misses) }
+    /// After a listing of `group`: forgets its manifests whose keys are not in `keys`.
+    public func retain(group: String, keys: Set<String>) {
+        state.withLock { state in
+            guard let entries = state.groups[group] else { return }
+            let kept = entries.filter { keys.contains($0.key) }
+            guard kept.count != entries.count else { return }
+            state.count -= entries.count - kept.count
+            state.groups[group] = kept.isEmpty ? nil : kept
+        }
+    }
+
+    /// How many manifests are held, the lookups that found one and did not,
+    /// and the manifests not admitted because the cache was full.
+    public var statistics: (count: Int, hits: Int, misses: Int, refused: Int) {
+        state.withLock { ($0.count, $0.hits, $0.misses, $0.refused) }
     }
 }

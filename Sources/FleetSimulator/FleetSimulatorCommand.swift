@@ -95,6 +95,8 @@ struct FleetReport: Codable {
     var jobsFailed: Int
     var refusedJobs: Int
     var failedRequests: Int
+    /// "count× reason", the most frequent first.
+    var failureReasons: [String]
     var maxUnhealthyTablets: Int
 
     init(_ fleet: SimulatedFleet) {
@@ -119,6 +121,7 @@ struct FleetReport: Codable {
         jobsFailed = fleet.jobsFailed.load(ordering: .relaxed)
         refusedJobs = fleet.refusedJobs.load(ordering: .relaxed)
         failedRequests = fleet.failedRequests.load(ordering: .relaxed)
+        failureReasons = fleet.failureReasons.withLock { $0 }.sorted { ($1.value, $0.key) < ($0.value, $1.key) }.map { "\($0.value)x \($0.key)" }
         maxUnhealthyTablets = fleet.unhealthySeen.load(ordering: .relaxed)
     }
 
@@ -136,6 +139,6 @@ struct FleetReport: Codable {
               jobs done / failed / refused       \(jobsDone) / \(jobsFailed) / \(refusedJobs)
               failed API requests                \(failedRequests)
               tablets wrongly unhealthy (max)    \(maxUnhealthyTablets)
-            """
+            """ + failureReasons.map { "\n    failed: \($0)" }.joined()
     }
 }

@@ -69,6 +69,9 @@ final class SimulatedFleet: Sendable {
     let firstJobDelay = SampleSet()
     let laterJobDelay = SampleSet()
     let failedRequests = Atomic<Int>(0)
+    /// Why requests failed: a count per kind of failure (method, path
+    /// pattern and message), for the report; at most 20 kinds are kept.
+    let failureReasons = Mutex<[String: Int]>([:])
     let jobsDone = Atomic<Int>(0)
     let jobsFailed = Atomic<Int>(0)
     let refusedJobs = Atomic<Int>(0)
@@ -349,19 +352,29 @@ final class SimulatedFleet: Sendable {
                 latency.add(Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
             }
             guard (200..<300).contains(response.status.code) else {
-                failedRequests.add(1, ordering: .relaxed)
-                if let error = try? CairnJSON.decoder().decode(ClusterAPI.ErrorBody.self, from: bytes) {
-                    throw CairnError(CairnError.Code(error.error.code), error.error.message)
-                }
-                throw CairnError(.cluster, "ctld answered \(response.status.code) to \(method.rawValue) \(path)")
+                let error = (try? CairnJSON.decoder().decode(ClusterAPI.ErrorBody.self, from: bytes))
+                    .map { CairnError(CairnError.Code($0.error.code), $0.error.message) }
+                    ?? CairnError(.cluster, "ctld answered \(response.status.code) to \(method.rawValue) \(path)")
+                recordFailure(method, path, "HTTP \(response.status.code): \(error.message)")
+                throw error
             }
             if let empty = Empty() as? Result { return empty }
             return try CairnJSON.decoder().decode(Result.self, from: bytes)
         } catch let error as CairnError {
             throw error
         } catch {
-            failedRequests.add(1, ordering: .relaxed)
+            recordFailure(method, path, "\(error)")
             throw CairnError(.cluster, "cannot reach ctld at \(settings.ctldURL): \(error)")
+        }
+    }
+
+    func recordFailure(_ method: HTTPMethod, _ path: String, _ reason: String) {
+        failedRequests.add(1, ordering: .relaxed)
+        // Aliases and job ids vary; the kind of call is what tells failures apart.
+        let pattern = path.split(separator: "/").map { $0.contains(where: \.isNumber) ? "*" : String($0) }.joined(separator: "/")
+        let key = "\(method.rawValue) \(pattern): \(reason.prefix(200))"
+        failureReasons.withLock { reasons in
+            if reasons[key] != nil || reasons.count < 20 { reasons[key, default: 0] += 1 }
         }
     }
 }

@@ -31,18 +31,23 @@ enum Output {
     static func withProgress<T: Sendable>(_ progress: TransferProgress, enabled: Bool,
                                           _ body: () async throws -> T) async throws -> T {
         guard enabled && stderrIsTerminal else { return try await body() }
-        let reporter = Task {
-            while !Task.isCancelled {
-                try? await Task.sleep(for: .milliseconds(500))
-                let text = "\(progress.phase): \(formatBytes(progress.rawBytes)) (\(formatBytes(progress.storedBytes)) stored), \(formatBytes(Int64(progress.rate)))/s"
-                FileHandle.standardError.write(Data("\r\u{1b}[2K\(text)".utf8))
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .milliseconds(500))
+                    if Task.isCancelled { break }
+                    let text = "\(progress.phase): \(formatBytes(progress.rawBytes)) (\(formatBytes(progress.storedBytes)) stored), \(formatBytes(Int64(progress.rate)))/s"
+                    FileHandle.standardError.write(Data("\r\u{1b}[2K\(text)".utf8))
+                }
             }
-        }
-        defer {
-            reporter.cancel()
+            // The reporter has stopped before its line is cleared, so no late line is left behind.
+            let result: Result<T, any Error>
+            do { result = .success(try await body()) } catch { result = .failure(error) }
+            group.cancelAll()
+            try? await group.waitForAll()
             FileHandle.standardError.write(Data("\r\u{1b}[2K".utf8))
+            return try result.get()
         }
-        return try await body()
     }
 }
 

@@ -2,14 +2,17 @@
 import Foundation
 import Testing
 
-/// `heartbeat` is mutating, which `#expect` cannot call: this box calls it.
+/// Keeps shards' leases as a store would and applies the rule to them.
 final class LeaseBox {
-    var leases: ArchiveLeases
-    init(_ leases: ArchiveLeases) { self.leases = leases }
+    let rule: ArchiveLeaseRule
+    var leases: [String: ArchiveLeaseRule.Lease] = [:]
+    init(_ rule: ArchiveLeaseRule) { self.rule = rule }
     func beat(shard: String, tablet: String, primary: Bool, healthy: Bool, archiving: Bool, now: Date) -> Bool {
-        leases.heartbeat(shard: shard, tablet: tablet, primary: primary, healthy: healthy, archiving: archiving, now: now)
+        let outcome = rule.heartbeat(leases[shard], tablet: tablet, primary: primary, healthy: healthy, archiving: archiving, now: now)
+        leases[shard] = outcome.lease
+        return outcome.heldUntil != nil
     }
-    func holder(shard: String, now: Date) -> String? { leases.holder(shard: shard, now: now) }
+    func holder(shard: String, now: Date) -> String? { ArchiveLeaseRule.holder(leases[shard], now: now) }
 }
 
 @Suite("Archive leases and the tablet's archive supervision")
@@ -18,7 +21,7 @@ struct ArchiveLeaseTests {
     let shard = "commerce/0"
 
     /// Leases past ctld's first lease period (the grace after a restart).
-    func leases() -> LeaseBox { LeaseBox(ArchiveLeases(duration: 10, startedAt: t0.addingTimeInterval(-60))) }
+    func leases() -> LeaseBox { LeaseBox(ArchiveLeaseRule(duration: 10, graceUntil: t0.addingTimeInterval(-50))) }
 
     @Test("one primary of a shard holds the lease; a second primary gets none while the first renews it")
     func onePrimaryHolds() {
@@ -62,10 +65,10 @@ struct ArchiveLeaseTests {
 
     @Test("a restarted ctld grants in its first lease period only to a primary already archiving")
     func graceAfterRestart() {
-        let l = LeaseBox(ArchiveLeases(duration: 10, startedAt: t0))
+        let l = LeaseBox(ArchiveLeaseRule(duration: 10, graceUntil: t0.addingTimeInterval(10)))
         #expect(!l.beat(shard: shard, tablet: "zone1-101", primary: true, healthy: true, archiving: false, now: t0.addingTimeInterval(1)))
         #expect(l.beat(shard: shard, tablet: "zone1-100", primary: true, healthy: true, archiving: true, now: t0.addingTimeInterval(2)))
-        let fresh = LeaseBox(ArchiveLeases(duration: 10, startedAt: t0))
+        let fresh = LeaseBox(ArchiveLeaseRule(duration: 10, graceUntil: t0.addingTimeInterval(10)))
         #expect(fresh.beat(shard: shard, tablet: "zone1-101", primary: true, healthy: true, archiving: false, now: t0.addingTimeInterval(10)))
     }
 

@@ -233,6 +233,56 @@ struct ControlStoreConformanceTests {
         }
     }
 
+    @Test("archive leases: racing heartbeats of two primaries leave one holder; a change that keeps the lease stores nothing; nil removes it",
+          arguments: ControlStoreKind.allCases)
+    func archiveLeases(_ kind: ControlStoreKind) async throws {
+        try await kind.withStore { store in
+            let shard = try Self.shard("ks/0")
+            let rule = ArchiveLeaseRule(duration: 10, graceUntil: nil)
+            let now = Date()
+            #expect(try await store.archiveLease(shard) == nil)
+            // Both primaries ask at once, as when their heartbeats reach two ctlds.
+            let granted = try await withThrowingTaskGroup(of: String?.self) { group in
+                for tablet in ["zone1-100", "zone1-200"] {
+                    group.addTask {
+                        try await store.updateArchiveLease(shard) { lease in
+                            let outcome = rule.heartbeat(lease, tablet: tablet, primary: true, healthy: true, archiving: false, now: now)
+                            lease = outcome.lease
+                            return outcome.heldUntil == nil ? nil : tablet
+                        }
+                    }
+                }
+                return try await group.reduce(into: [String]()) { if let t = $1 { $0.append(t) } }
+            }
+            #expect(granted.count == 1)
+            let stored = try #require(try await store.archiveLease(shard))
+            #expect(stored.holder == granted.first)
+            #expect(stored.expires > now && stored.expires <= now.addingTimeInterval(10))
+            // Another shard's lease is its own.
+            #expect(try await store.archiveLease(try Self.shard("ks/1")) == nil)
+            // Leaving the lease as it is returns the change's result.
+            #expect(try await store.updateArchiveLease(shard) { _ in 7 } == 7)
+            #expect(try await store.archiveLease(shard) == stored)
+            _ = try await store.updateArchiveLease(shard) { $0 = nil }
+            #expect(try await store.archiveLease(shard) == nil)
+        }
+    }
+
+    @Test("published plans: changed ones replace, removed ones go, by shard", arguments: ControlStoreKind.allCases)
+    func publishedSchedule(_ kind: ControlStoreKind) async throws {
+        try await kind.withStore { store in
+            let at = Date(timeIntervalSince1970: 1_800_000_000)
+            #expect(try await store.publishedSchedule().isEmpty)
+            let a = ClusterAPI.ShardSchedule(shard: "ks/0", nextRun: at, nextKind: "full", note: "no backup yet")
+            let b = ClusterAPI.ShardSchedule(shard: "ks/1", nextRun: nil, nextKind: nil, note: "a job is running")
+            try await store.publishSchedule(changed: [b, a], removed: [])
+            #expect(try await store.publishedSchedule().sorted { $0.shard < $1.shard } == [a, b])
+            let a2 = ClusterAPI.ShardSchedule(shard: "ks/0", nextRun: at.addingTimeInterval(3600), nextKind: "incremental", note: nil)
+            try await store.publishSchedule(changed: [a2], removed: ["ks/1", "ks/9"])
+            #expect(try await store.publishedSchedule() == [a2])
+        }
+    }
+
     @Test("the last scheduled job of each asked shard; manual jobs and other shards do not count", arguments: ControlStoreKind.allCases)
     func lastScheduledJobs(_ kind: ControlStoreKind) async throws {
         try await kind.withStore { store in

@@ -23,13 +23,7 @@ struct CtldStoreTests {
 
     @discardableResult
     func register(_ alias: String, _ shard: String, healthy: Bool = true, lastHeartbeat: Date? = Date()) async throws -> ClusterAPI.Tablet {
-        let s = try Self.shard(shard)
-        var tablet = ClusterAPI.Tablet(registration: .init(alias: alias, keyspace: s.keyspace, shard: s.shard, type: .primary,
-                                                           agentURL: "http://127.0.0.1:1", mysqlHost: nil, mysqlPort: nil, hostname: "test"))
-        tablet.healthy = healthy
-        tablet.lastHeartbeat = lastHeartbeat
-        try await store.saveTablet(tablet)
-        return tablet
+        try await ControlStoreConformanceTests.register(store, alias, shard, healthy: healthy, lastHeartbeat: lastHeartbeat)
     }
 
     func job(_ shard: String, on tablet: String, scheduled: Bool = true, finished: Bool) async throws -> Int64 {

@@ -62,6 +62,93 @@ struct EtcdControlStoreTests {
         }
     }
 
+    @Test("two ctlds on one prefix grant one archive lease per shard: the holder renews through either, another primary is refused by both")
+    func archiveLeaseAcrossCtlds() async throws {
+        try await withEtcd { etcd in
+            let first = try await EtcdControlStore.open(try Self.topology(etcd, "cairn/leases"), storage: "s3://backups", logger: testLogger)
+            let second = try await EtcdControlStore.open(try Self.topology(etcd, "cairn/leases"), storage: "s3://backups", logger: testLogger)
+            #expect(first.keepsArchiveLeases && second.keepsArchiveLeases)
+            let shard = try KeyspaceShard(parsing: "commerce/0")
+            let rule = ArchiveLeaseRule(duration: 10, graceUntil: nil)
+            @Sendable func beat(_ store: EtcdControlStore, _ tablet: String, at now: Date) async throws -> Bool {
+                try await store.updateArchiveLease(shard) { lease in
+                    let outcome = rule.heartbeat(lease, tablet: tablet, primary: true, healthy: true, archiving: true, now: now)
+                    lease = outcome.lease
+                    return outcome.heldUntil != nil
+                }
+            }
+            let t0 = Date()
+            #expect(try await beat(first, "zone1-100", at: t0))
+            #expect(!(try await beat(second, "zone1-200", at: t0.addingTimeInterval(1))))
+            #expect(try await beat(second, "zone1-100", at: t0.addingTimeInterval(2)))
+            #expect(!(try await beat(first, "zone1-200", at: t0.addingTimeInterval(9))))
+            #expect(try await second.archiveLease(shard)?.holder == "zone1-100")
+            // The holder went silent: once its lease expires, either ctld grants it to the other primary.
+            #expect(try await beat(first, "zone1-200", at: t0.addingTimeInterval(13)))
+            #expect(try await second.archiveLease(shard)?.holder == "zone1-200")
+            await first.close()
+            await second.close()
+        }
+    }
+
+    static func shownSchedule(_ client: some TestClientProtocol, _ query: String = "") async throws -> [ClusterAPI.ShardSchedule] {
+        let response = try await client.call(.get, "/jobs" + query)
+        #expect(response.status == .ok)
+        return try response.decode(ClusterAPI.JobsResponse.self).schedule
+    }
+
+    @Test("a ctld that does not lead shows the plans the leader published: new, changed and removed ones; the leader shows its own")
+    func scheduleThroughFollower() async throws {
+        try await withEtcd { etcd in
+            let directory = try TemporaryDirectory(prefix: "cairn-etcd-schedule")
+            defer { directory.remove() }
+            let leaderStore = try await EtcdControlStore.open(try Self.topology(etcd, "cairn/plans"), storage: nil, logger: testLogger)
+            let followerStore = try await EtcdControlStore.open(try Self.topology(etcd, "cairn/plans"), storage: nil, logger: testLogger)
+            var options = ControlServerOptions(dataDirectory: directory.file("ctld"), configuration: CairnConfiguration(),
+                                               authToken: ControlServerHarness.token, schedulerEnabled: false)
+            options.tabletToken = ControlServerHarness.tabletToken
+            // Never campaigns, so it does not lead.
+            let notLeading = EtcdLeadership(client: followerStore.client, key: followerStore.leaderKey, identity: "follower", logger: testLogger)
+            let follower = try ControlServer(options: options, logger: testLogger, leadership: notLeading) { _ in followerStore }
+
+            let plans = SchedulerState()
+            let publisher = SchedulePublisher(state: plans, store: leaderStore, logger: testLogger)
+            let at = Date(timeIntervalSince1970: 1_800_000_000)
+            plans.set("commerce/0", .init(run: .init(at: at, kind: "full", reason: "no backup yet"), computedAt: at))
+            plans.set("commerce/1", .init(run: .init(at: at.addingTimeInterval(60), kind: "incremental", reason: "interval"), computedAt: at))
+            let first = try await publisher.publish(over: [:])
+            try await Application(router: follower.buildRouter()).test(.router) { client in
+                #expect(try await Self.shownSchedule(client) == plans.summary(nil))
+                #expect(try await Self.shownSchedule(client, "?keyspace=commerce&shard=1").map(\.nextKind) == ["incremental"])
+            }
+
+            // A plan changes, one goes, one comes: the next round writes just that.
+            plans.set("commerce/0", .init(run: nil, computedAt: at, note: "a job is running"))
+            plans.invalidate("commerce/1")
+            plans.set("customer/0", .init(run: .init(at: at, kind: "full", reason: "no backup yet"), computedAt: at))
+            let stored = try await publisher.publish(over: first)
+            try await Application(router: follower.buildRouter()).test(.router) { client in
+                #expect(try await Self.shownSchedule(client) == plans.summary(nil))
+                #expect(try await Self.shownSchedule(client).map(\.shard) == ["commerce/0", "customer/0"])
+            }
+            // A publisher of a new term reads what is stored and rewrites nothing that did not change.
+            #expect(stored == SchedulePublisher.byShard(try await followerStore.publishedSchedule()))
+            await leaderStore.close()
+            await followerStore.close()
+        }
+    }
+
+    @Test("the marker's storage: spellings of one place are one cluster, other places are not")
+    func storageIdentity() {
+        let id = EtcdControlStore.storageIdentity
+        #expect(id("file:///var/backups/") == id("file:///var/backups"))
+        #expect(id("file:///var/./backups") == id("file:///var/backups"))
+        #expect(id("s3://backups/prod/") == id("s3://backups/prod"))
+        #expect(id("s3://backups/prod") != id("s3://backups/test"))
+        #expect(id("s3://backups") != id("gs://backups"))
+        #expect(id(nil) == "none")
+    }
+
     @Test("etcd unreachable at start is one sentence naming the endpoints")
     func unreachable() async throws {
         let ports = try FreePorts.take(2)

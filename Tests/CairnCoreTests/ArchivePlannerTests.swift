@@ -4,16 +4,8 @@ import Testing
 
 @Suite("Restore planning with archived binary log segments")
 struct ArchivePlannerTests {
-    /// A segment numbered `sequence` holding sequences (`from`, `to`], its
-    /// transactions stamped from minute `first` to minute `last`.
     func segment(_ b: ChainBuilder, _ sequence: Int, from: UInt64, to: UInt64, first: Double, last: Double) -> ArchiveSegmentManifest {
-        ArchiveSegmentManifest(
-            keyspace: "commerce", shard: "0", sequence: sequence, fromPosition: ChainBuilder.pos(from),
-            position: ChainBuilder.pos(to), firstEventTime: b.time(first), lastEventTime: b.time(last),
-            transactionCount: Int(to - from), archivedTime: b.time(last + 0.05), sourceServerID: 1, sourceHost: "h",
-            archiverServerID: 4_000_000_001, compression: .zstd(level: 3),
-            file: ManifestFile(name: ArchiveSegmentManifest.dataFileName(sequence: sequence, suffix: ".zst"),
-                               rawSize: 1, storedSize: 1, sha256: String(repeating: "0", count: 64)))
+        b.segment(sequence, from: from, to: to, first: first, last: last)
     }
 
     /// Full F (seq 100) at 0m, incremental I (200) at 60m; segments 1-4

@@ -44,3 +44,17 @@ struct ChainBuilder {
         backups.removeAll { $0.backupName == m.backupName }
     }
 }
+
+extension ChainBuilder {
+    /// A segment numbered `sequence` holding sequences (`from`, `to`], its
+    /// transactions stamped from minute `first` to minute `last`.
+    func segment(_ sequence: Int, from: UInt64, to: UInt64, first: Double, last: Double) -> ArchiveSegmentManifest {
+        ArchiveSegmentManifest(
+            keyspace: "commerce", shard: "0", sequence: sequence, fromPosition: ChainBuilder.pos(from),
+            position: ChainBuilder.pos(to), firstEventTime: time(first), lastEventTime: time(last),
+            transactionCount: Int(to - from), archivedTime: time(last + 0.05), sourceServerID: 1, sourceHost: "h",
+            archiverServerID: 4_000_000_001, compression: .zstd(level: 3),
+            file: ManifestFile(name: ArchiveSegmentManifest.dataFileName(sequence: sequence, suffix: ".zst"),
+                               rawSize: 1, storedSize: 1, sha256: String(repeating: "0", count: 64)))
+    }
+}

@@ -46,7 +46,7 @@ struct BackupRepositoryTests {
         #expect(fresh.uniqueName(startingAt: start, alias: SyntheticBackups.alias).time == start.addingTimeInterval(2))
     }
 
-    @Test("with a manifest cache, a second listing decodes only what changed: a rewritten MANIFEST is read again")
+    @Test("with a manifest cache, a second listing decodes only what changed: a rewritten MANIFEST is read again, a removed one is forgotten")
     func manifestCache() async throws {
         let storage = MemoryStorage()
         let cache = ManifestCache()
@@ -71,11 +71,20 @@ struct BackupRepositoryTests {
         #expect(try await repository.list(shard).manifests == [full, rewritten])
         #expect(cache.statistics.hits == 3)
 
-        // Bounded: past its capacity the oldest entries go.
+        // A removed backup's manifest leaves the cache at the next listing of its shard.
+        try await storage.delete(keys: [repository.key(shard, incremental.backupName, BackupManifest.fileName)])
+        #expect(try await repository.list(shard).manifests == [full])
+        #expect(cache.statistics.count == 1)
+
+        // Bounded: once full, what it holds stays and new manifests are read but not admitted.
         let small = ManifestCache(capacity: 1)
         let bounded = BackupRepository(storage: storage, logger: testLogger, manifestCache: small)
+        try await storage.writeAll(key: repository.key(shard, incremental.backupName, BackupManifest.fileName),
+                                   data: try rewritten.encoded())
         #expect(try await bounded.list(shard).manifests == [full, rewritten])
-        #expect(small.statistics.count == 1)
+        #expect(small.statistics.count == 1 && small.statistics.refused == 1)
+        #expect(try await bounded.list(shard).manifests == [full, rewritten])
+        #expect(small.statistics.hits == 1)
     }
 
     @Test("markers are one line of JSON, and the markers earlier versions wrote still read")
