@@ -18,7 +18,7 @@ import Synchronization
 /// | `shard-tablets/<ks>/<shard>/<alias>` | empty: the shard's tablets |
 /// | `jobs/<id, 20 digits>` | the job's record (JSON) |
 /// | `shard-jobs/<ks>/<shard>/<id>` | empty: the shard's jobs |
-/// | `busy/<ks>/<shard>` | the id of the shard's unfinished job; absent when none |
+/// | `busy/<ks>/<shard>` | the id of the shard's unfinished job and its claim's nonce; absent when none |
 /// | `running/<alias>/<id>` | `<ks>/<shard>`: the tablet's unfinished jobs |
 /// | `last-scheduled/<ks>/<shard>` | the id of the shard's newest scheduled backup |
 /// | `archive-leases/<ks>/<shard>` | the shard's archive lease: holder and expiry (JSON) |
@@ -274,12 +274,14 @@ final class EtcdControlStore: ControlStore {
     /// asking a member's status, which answers at once; else refuses, so that
     /// a write without quorum is refused well within a client's timeout
     /// rather than after etcd's own timeouts on every attempt.
+    static let noQuorum = CairnError(.unavailable, "etcd has no quorum (no leader among the members ctld reaches); writes are refused until a majority of its members is back")
+
     func requireLeader() async throws {
         let deadline = ContinuousClock.now + EtcdClient.electionWindow
         while true {
             if (try? await client.hasLeader()) == true { return }
             guard ContinuousClock.now < deadline else {
-                throw CairnError(.unavailable, "etcd has no quorum (no leader among the members ctld reaches); writes are refused until a majority of its members is back")
+                throw Self.noQuorum
             }
             try await Task.sleep(for: .milliseconds(300))
         }
@@ -289,12 +291,18 @@ final class EtcdControlStore: ControlStore {
         try await read { try await client.get(key, serializable: $0, waitForLeader: false) }
     }
 
-    /// The read of a compare-and-swap: always linearizable, since the write
-    /// that follows needs a quorum anyway. A member's copy could be behind
-    /// and make a record that exists look absent (a job's end dropped, a
-    /// heartbeat refused as from an unregistered tablet).
+    /// The read of a compare-and-swap. While etcd has no leader it comes
+    /// from a member's copy, which may be behind: a record found there is
+    /// safe (the swap compares its revision, and fails without quorum
+    /// anyway), but a record missing there may exist, so that answer is the
+    /// quorum refusal, never "absent" (which would drop a job's end, or
+    /// refuse a heartbeat as from an unregistered tablet).
     func getForUpdate(_ key: String) async throws -> EtcdKeyValue? {
-        try await write { try await client.get(key, serializable: false, waitForLeader: $0) }
+        try await read { serializable in
+            let found = try await client.get(key, serializable: serializable, waitForLeader: false)
+            if serializable && found == nil { throw Self.noQuorum }
+            return found
+        }
     }
 
     func list(_ prefix: String, limit: Int? = nil, descending: Bool = false, keysOnly: Bool = false) async throws -> [EtcdKeyValue] {
@@ -437,9 +445,13 @@ final class EtcdControlStore: ControlStore {
     func createJob(shard: KeyspaceShard, tablet: String, scheduled: Bool,
                    _ fill: @escaping @Sendable (inout ClusterAPI.Job) -> Void) async throws -> ClusterAPI.Job {
         let busy = busyKey(shard)
+        // Names this call's claim of the shard: a transaction the client sent
+        // again (its first answer lost) then recognises the job it created.
+        let nonce = UUID().uuidString
         for _ in 0..<Self.casAttempts {
             let counter = try await getForUpdate(nextJobIDKey)
             let id = counter.flatMap { Int64($0.text) } ?? 1
+            let claim = "\(id) \(nonce)"
             let now = Date()
             var job = ClusterAPI.Job(id: id, keyspace: shard.keyspace, shard: shard.shard, tablet: tablet,
                                      kind: .backup, scheduled: scheduled, createdAt: now)
@@ -448,7 +460,7 @@ final class EtcdControlStore: ControlStore {
                 .put(nextJobIDKey, Data(String(id + 1).utf8)),
                 .put(jobKey(id), try Self.encode(job)),
                 .put(shardJobKey(shard, id), Data()),
-                .put(busy, Data(String(id).utf8)),
+                .put(busy, Data(claim.utf8)),
                 .put(runningKey(tablet, id), Data(shard.description.utf8)),
             ]
             if scheduled { operations.append(.put(lastScheduledKey(shard), Data(String(id).utf8))) }
@@ -460,7 +472,7 @@ final class EtcdControlStore: ControlStore {
             if let holder = result.found.first ?? nil {
                 // A transaction the client sent again (its first answer was lost)
                 // finds the job it had already created: that is success.
-                if holder.text == String(id) { return job }
+                if holder.text == claim { return job }
                 throw Self.shardBusyError(shard)
             }
             // Another ctld took this id: read the counter again.
@@ -566,7 +578,6 @@ final class EtcdControlStore: ControlStore {
         }
         return removed
     }
-}
 
     // MARK: - Archive leases
 

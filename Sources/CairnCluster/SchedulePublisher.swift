@@ -13,14 +13,15 @@ struct SchedulePublisher: Service {
     var interval: Duration = .seconds(2)
 
     func run() async throws {
-        // What the store holds, from this term or an earlier one (of any ctld); nil until read.
-        var published: [String: ClusterAPI.ShardSchedule]? = nil
-        var failing = false
         // Stopping at a graceful shutdown is the normal end, not an error.
         try? await cancelWhenGracefulShutdown {
+            // What the store holds, from this term or an earlier one (of any ctld); nil until read.
+            var published: [String: ClusterAPI.ShardSchedule]? = nil
+            var failing = false
             while !Task.isCancelled {
                 do {
-                    let stored = try await published ?? Self.byShard(store.publishedSchedule())
+                    let stored: [String: ClusterAPI.ShardSchedule]
+                    if let published { stored = published } else { stored = Self.byShard(try await store.publishedSchedule()) }
                     published = try await publish(over: stored)
                     if failing { logger.notice("the scheduler's plans are published again") }
                     failing = false

@@ -91,7 +91,7 @@ struct EtcdControlStoreTests {
         }
     }
 
-    static func shownSchedule(_ client: some TestClientProtocol, _ query: String = "") async throws -> [ClusterAPI.ShardSchedule] {
+    static func shownSchedule(_ client: any TestClientProtocol, _ query: String = "") async throws -> [ClusterAPI.ShardSchedule] {
         let response = try await client.call(.get, "/jobs" + query)
         #expect(response.status == .ok)
         return try response.decode(ClusterAPI.JobsResponse.self).schedule
@@ -118,8 +118,10 @@ struct EtcdControlStoreTests {
             plans.set("commerce/1", .init(run: .init(at: at.addingTimeInterval(60), kind: "incremental", reason: "interval"), computedAt: at))
             let first = try await publisher.publish(over: [:])
             try await Application(router: follower.buildRouter()).test(.router) { client in
-                #expect(try await Self.shownSchedule(client) == plans.summary(nil))
-                #expect(try await Self.shownSchedule(client, "?keyspace=commerce&shard=1").map(\.nextKind) == ["incremental"])
+                let all = try await Self.shownSchedule(client)
+                #expect(all == plans.summary(nil))
+                let one = try await Self.shownSchedule(client, "?keyspace=commerce&shard=1")
+                #expect(one.map(\.nextKind) == ["incremental"])
             }
 
             // A plan changes, one goes, one comes: the next round writes just that.
@@ -128,8 +130,9 @@ struct EtcdControlStoreTests {
             plans.set("customer/0", .init(run: .init(at: at, kind: "full", reason: "no backup yet"), computedAt: at))
             let stored = try await publisher.publish(over: first)
             try await Application(router: follower.buildRouter()).test(.router) { client in
-                #expect(try await Self.shownSchedule(client) == plans.summary(nil))
-                #expect(try await Self.shownSchedule(client).map(\.shard) == ["commerce/0", "customer/0"])
+                let all = try await Self.shownSchedule(client)
+                #expect(all == plans.summary(nil))
+                #expect(all.map(\.shard) == ["commerce/0", "customer/0"])
             }
             // A publisher of a new term reads what is stored and rewrites nothing that did not change.
             #expect(stored == SchedulePublisher.byShard(try await followerStore.publishedSchedule()))
