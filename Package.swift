@@ -136,6 +136,7 @@ let package = Package(
                 "CairnEngine",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOFoundationEssentialsCompat", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -244,6 +245,7 @@ let package = Package(
             name: "CairnClusterTests",
             dependencies: [
                 "CairnCluster", "CairnTestSupport", "CairnCore", "CairnStorage", "CairnEngine", "CairnMySQL", "CairnEtcd",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),

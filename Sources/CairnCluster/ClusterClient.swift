@@ -5,6 +5,7 @@ import CairnStorage
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 import NIOFoundationEssentialsCompat
 import Synchronization
 
@@ -167,7 +168,13 @@ public struct ClusterClient: Sendable {
             let index = (first + attempt) % baseURLs.count
             let baseURL = baseURLs[index]
             attempt += 1
-            let outcome = await sendOnce(method, baseURL + ClusterAPI.prefix + path, payload: payload, deadline: deadline)
+            // A GET may go on to the next address when one stops answering, so
+            // one that hangs gets its share of the time, not all of it; any
+            // other call is not repeated after it was sent, so it gets all.
+            let attemptDeadline = method == .GET && baseURLs.count > 1
+                ? min(deadline, NIODeadline.now() + max(.seconds(5), timeout / Int64(baseURLs.count)))
+                : deadline
+            let outcome = await sendOnce(method, baseURL + ClusterAPI.prefix + path, payload: payload, deadline: attemptDeadline)
             switch outcome {
             case .answered(let status, let bytes):
                 if status == .serviceUnavailable, baseURLs.count > 1 {
@@ -255,9 +262,24 @@ public struct ClusterClient: Sendable {
     }()
 
     /// Whether a failed call never reached the server: it could not connect.
+    /// Decides whether a call other than a GET may go to the next address,
+    /// so the error's type decides first; the text is a fallback for
+    /// wrappers that hide it.
     static func neverArrived(_ error: any Error) -> Bool {
-        let text = "\(error)"
-        return ["refused", "connectTimeout", "NIOConnectionError", "connect(", "getConnectionFromPoolTimeout"].contains { text.contains($0) }
+        switch error {
+        case is NIOConnectionError:
+            return true
+        case let error as HTTPClientError where error == .connectTimeout || error == .getConnectionFromPoolTimeout:
+            return true
+        case let error as IOError where error.errnoCode == ECONNREFUSED:
+            return true
+        case let error as ChannelError:
+            if case .connectTimeout = error { return true }
+            return false
+        default:
+            let text = "\(error)"
+            return ["refused", "connectTimeout", "NIOConnectionError", "connect(", "getConnectionFromPoolTimeout"].contains { text.contains($0) }
+        }
     }
 
     static func describe(_ error: any Error) -> String {

@@ -305,9 +305,11 @@ final class EtcdControlStore: ControlStore {
         }
     }
 
-    func list(_ prefix: String, limit: Int? = nil, descending: Bool = false, keysOnly: Bool = false) async throws -> [EtcdKeyValue] {
+    func list(_ prefix: String, from start: String? = nil, limit: Int? = nil, descending: Bool = false,
+              keysOnly: Bool = false) async throws -> [EtcdKeyValue] {
         try await read {
-            try await client.list(prefix: prefix, limit: limit, descending: descending, keysOnly: keysOnly, serializable: $0, waitForLeader: false)
+            try await client.list(prefix: prefix, from: start, limit: limit, descending: descending, keysOnly: keysOnly,
+                                  serializable: $0, waitForLeader: false)
         }
     }
 
@@ -564,17 +566,21 @@ final class EtcdControlStore: ControlStore {
         return removed
     }
 
+    /// Walks the shards that have jobs one at a time (a one-key range from
+    /// past the previous shard's keys), so a pass never reads every job key
+    /// of the cluster at once.
     func pruneJobs(retention: JobRetention, now: Date) async throws -> Int {
-        var shards = Set<KeyspaceShard>()
-        for kv in try await list(allShardJobsPrefix, keysOnly: true) {
-            let parts = Self.parts(kv.key, after: allShardJobsPrefix)
-            guard parts.count == 3, let shard = try? KeyspaceShard(keyspace: parts[0], shard: parts[1]) else { continue }
-            shards.insert(shard)
-        }
         var removed = 0
-        for shard in shards.sorted() {
-            if Task.isCancelled { break }
+        var start = allShardJobsPrefix
+        while !Task.isCancelled, let kv = try await list(allShardJobsPrefix, from: start, limit: 1, keysOnly: true).first {
+            let parts = Self.parts(kv.key, after: allShardJobsPrefix)
+            guard parts.count == 3, let shard = try? KeyspaceShard(keyspace: parts[0], shard: parts[1]) else {
+                // Not a key this store writes: step past it.
+                start = kv.key + "\0"
+                continue
+            }
             removed += try await pruneJobs(shard, retention: retention, now: now)
+            start = EtcdClient.prefixEnd(shardJobsPrefix(shard))
         }
         return removed
     }

@@ -80,9 +80,11 @@ public final class EtcdClient: Sendable {
 
     /// Every key starting with `prefix`, in key order (at most `limit` when
     /// given; with `descending`, the last keys first). `keysOnly` leaves the values out.
-    public func list(prefix: String, limit: Int? = nil, descending: Bool = false, keysOnly: Bool = false,
+    /// The keys under `prefix`, from `start` on (a key under the prefix; by
+    /// default its first), in key order.
+    public func list(prefix: String, from start: String? = nil, limit: Int? = nil, descending: Bool = false, keysOnly: Bool = false,
                      serializable: Bool = false, waitForLeader: Bool = true) async throws -> [EtcdKeyValue] {
-        var body: [String: any Sendable] = ["key": Self.base64(prefix), "range_end": Self.base64(Self.prefixEnd(prefix)),
+        var body: [String: any Sendable] = ["key": Self.base64(start ?? prefix), "range_end": Self.base64(Self.prefixEnd(prefix)),
                                             "serializable": serializable]
         if let limit { body["limit"] = String(limit) }
         if descending {
@@ -309,7 +311,8 @@ public final class EtcdClient: Sendable {
     static func base64(_ key: String) -> String { Data(key.utf8).base64EncodedString() }
 
     /// The end of the range of keys starting with `prefix`: the prefix with its last byte plus one.
-    static func prefixEnd(_ prefix: String) -> String {
+    /// The first key after every key that starts with `prefix`.
+    public static func prefixEnd(_ prefix: String) -> String {
         var bytes = Array(prefix.utf8)
         while let last = bytes.last {
             if last < 0xff {

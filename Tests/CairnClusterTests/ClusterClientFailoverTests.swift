@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import CairnCore
 import CairnTestSupport
 import Foundation
@@ -25,6 +26,19 @@ struct ClusterClientFailoverTests {
         let body = try CairnJSON.encoder().encode(ClusterAPI.ErrorBody(code: "cluster", message: "etcd has no quorum; writes are refused"))
         return Response(status: .serviceUnavailable, headers: [.contentType: "application/json"],
                         body: .init(byteBuffer: ByteBuffer(data: body)))
+    }
+
+    @Test("a call that never reached a server is told from one that may have: by the error's type")
+    func neverArrived() {
+        #expect(ClusterClient.neverArrived(HTTPClientError.connectTimeout))
+        #expect(ClusterClient.neverArrived(HTTPClientError.getConnectionFromPoolTimeout))
+        #expect(ClusterClient.neverArrived(IOError(errnoCode: ECONNREFUSED, reason: "connect")))
+        #expect(ClusterClient.neverArrived(ChannelError.connectTimeout(.seconds(3))))
+        // Sent, and then no answer: it may have been carried out.
+        #expect(!ClusterClient.neverArrived(HTTPClientError.readTimeout))
+        #expect(!ClusterClient.neverArrived(HTTPClientError.deadlineExceeded))
+        #expect(!ClusterClient.neverArrived(ChannelError.ioOnClosedChannel))
+        #expect(!ClusterClient.neverArrived(IOError(errnoCode: ECONNRESET, reason: "read")))
     }
 
     @Test("A dead address first in the list: calls reach the live ctld, and later calls go there first")
