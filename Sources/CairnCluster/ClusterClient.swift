@@ -172,7 +172,7 @@ public struct ClusterClient: Sendable {
             // one that hangs gets its share of the time, not all of it; any
             // other call is not repeated after it was sent, so it gets all.
             let attemptDeadline = method == .GET && baseURLs.count > 1
-                ? min(deadline, NIODeadline.now() + max(.seconds(5), timeout / Int64(baseURLs.count)))
+                ? min(deadline, NIODeadline.now() + max(.seconds(5), .nanoseconds(timeout.nanoseconds / Int64(baseURLs.count))))
                 : deadline
             let outcome = await sendOnce(method, baseURL + ClusterAPI.prefix + path, payload: payload, deadline: attemptDeadline)
             switch outcome {
