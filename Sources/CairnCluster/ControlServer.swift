@@ -290,7 +290,7 @@ public final class ControlServer: Sendable {
         let now = Date()
         // The tablet's shard, seen by the change itself: no second read of its record.
         let shardOfTablet = Mutex<(keyspace: String, shard: String)?>(nil)
-        let registered = try await store.updateTablet(heartbeat.alias) { t in
+        let running = try await store.heartbeatTablet(heartbeat.alias) { t in
             shardOfTablet.withLock { $0 = (t.keyspace, t.shard) }
             t.archive = heartbeat.archive
             t.registration.type = heartbeat.type
@@ -301,14 +301,16 @@ public final class ControlServer: Sendable {
             t.currentJob = heartbeat.currentJob
             t.lastHeartbeat = now
         }
-        guard registered else {
+        guard let running else {
             throw CairnError(.notFound, "tablet \(heartbeat.alias) is not registered; it registers again on its next start")
         }
         for update in heartbeat.finishedJobs { try await record(update) }
         // A job ctld thinks runs here, that the tablet neither runs nor reports finished, was lost (the tablet restarted).
-        for job in try await store.unfinishedJobs(tablet: heartbeat.alias) where job.id != heartbeat.currentJob
-            && now.timeIntervalSince(job.createdAt) > options.heartbeatTimeout
-            && !heartbeat.finishedJobs.contains(where: { $0.id == job.id }) {
+        // (Usually there is none, and no job is read.)
+        for id in running where id != heartbeat.currentJob && !heartbeat.finishedJobs.contains(where: { $0.id == id }) {
+            guard let job = try await store.job(id), !job.isFinished, now.timeIntervalSince(job.createdAt) > options.heartbeatTimeout else {
+                continue
+            }
             try await failJob(job.id, "tablet \(heartbeat.alias) is no longer running it (the tablet restarted)")
         }
         // A tablet configured to archive sends an archive report; ctld's own configuration need not say so.

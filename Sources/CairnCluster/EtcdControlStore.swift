@@ -381,9 +381,23 @@ final class EtcdControlStore: ControlStore {
 
     @discardableResult
     func updateTablet(_ alias: String, _ change: @escaping @Sendable (inout ClusterAPI.Tablet) -> Void) async throws -> Bool {
+        try await changeTablet(alias, readingRunningJobs: false, change) != nil
+    }
+
+    /// One request fewer per heartbeat: the range of the tablet's running
+    /// jobs rides in the transaction that writes its record.
+    func heartbeatTablet(_ alias: String, _ change: @escaping @Sendable (inout ClusterAPI.Tablet) -> Void) async throws -> [Int64]? {
+        try await changeTablet(alias, readingRunningJobs: true, change)
+    }
+
+    /// Compare-and-swaps the tablet's record; nil when it is not registered,
+    /// else the ids under `running/<alias>/` (empty unless asked for).
+    func changeTablet(_ alias: String, readingRunningJobs: Bool,
+                      _ change: @escaping @Sendable (inout ClusterAPI.Tablet) -> Void) async throws -> [Int64]? {
         let key = tabletKey(alias)
+        let running = runningPrefix(alias)
         for _ in 0..<Self.casAttempts {
-            guard let existing = try await getForUpdate(key) else { return false }
+            guard let existing = try await getForUpdate(key) else { return nil }
             var tablet = try Self.decode(ClusterAPI.Tablet.self, existing.value)
             let oldShard = try KeyspaceShard(keyspace: tablet.keyspace, shard: tablet.shard)
             change(&tablet)
@@ -392,8 +406,12 @@ final class EtcdControlStore: ControlStore {
             if newShard != oldShard {
                 operations += [.delete(shardTabletKey(oldShard, alias)), .put(shardTabletKey(newShard, alias), Data())]
             }
-            if try await write({ try await client.transaction(if: [.modRevision(key, existing.modRevision)], then: operations, waitForLeader: $0) }).succeeded {
-                return true
+            if readingRunningJobs { operations.append(.range(prefix: running, keysOnly: true)) }
+            let result = try await write {
+                try await client.transaction(if: [.modRevision(key, existing.modRevision)], then: operations, waitForLeader: $0)
+            }
+            if result.succeeded {
+                return (result.ranges.first ?? []).compactMap { Self.parts($0.key, after: running).first.flatMap { Int64($0) } }
             }
         }
         throw conflict("tablet \(alias)")

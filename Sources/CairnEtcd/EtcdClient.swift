@@ -146,6 +146,8 @@ public final class EtcdClient: Sendable {
         case put(String, Data, lease: Int64? = nil)
         case delete(String)
         case get(String)
+        /// Every key under a prefix (its keys only, without values, when `keysOnly`).
+        case range(prefix: String, keysOnly: Bool)
 
         var json: [String: any Sendable] {
             switch self {
@@ -157,6 +159,9 @@ public final class EtcdClient: Sendable {
                 return ["request_delete_range": ["key": EtcdClient.base64(key)] as [String: any Sendable]]
             case .get(let key):
                 return ["request_range": ["key": EtcdClient.base64(key)] as [String: any Sendable]]
+            case .range(let prefix, let keysOnly):
+                return ["request_range": ["key": EtcdClient.base64(prefix), "range_end": EtcdClient.base64(EtcdClient.prefixEnd(prefix)),
+                                          "keys_only": keysOnly] as [String: any Sendable]]
             }
         }
     }
@@ -166,6 +171,8 @@ public final class EtcdClient: Sendable {
         public var succeeded: Bool
         /// What each `get` of the branch that ran found, in order.
         public var found: [EtcdKeyValue?]
+        /// What each `range` of the branch that ran found, in order.
+        public var ranges: [[EtcdKeyValue]]
         public var revision: Int64
     }
 
@@ -179,11 +186,18 @@ public final class EtcdClient: Sendable {
         ], waitForLeader: waitForLeader)
         let succeeded = (response["succeeded"] as? Bool) ?? false
         var found: [EtcdKeyValue?] = []
-        for item in (response["responses"] as? [Any]) ?? [] {
-            guard let item = item as? [String: Any], let range = item["response_range"] as? [String: Any] else { continue }
-            found.append(try Self.keyValues(range["kvs"]).first)
+        var ranges: [[EtcdKeyValue]] = []
+        // One response per operation of the branch that ran, in order.
+        for (operation, item) in zip(succeeded ? success : failure, (response["responses"] as? [Any]) ?? []) {
+            guard let item = item as? [String: Any] else { continue }
+            let kvs = (item["response_range"] as? [String: Any])?["kvs"]
+            switch operation {
+            case .get: found.append(try Self.keyValues(kvs).first)
+            case .range: ranges.append(try Self.keyValues(kvs))
+            case .put, .delete: break
+            }
         }
-        return TransactionResult(succeeded: succeeded, found: found, revision: Self.revision(response))
+        return TransactionResult(succeeded: succeeded, found: found, ranges: ranges, revision: Self.revision(response))
     }
 
     // MARK: - Leases

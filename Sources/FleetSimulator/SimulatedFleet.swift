@@ -362,6 +362,9 @@ final class SimulatedFleet: Sendable {
             return try CairnJSON.decoder().decode(Result.self, from: bytes)
         } catch let error as CairnError {
             throw error
+        } catch let error as CancellationError {
+            // The run ended with this call in flight: not a failure of ctld.
+            throw error
         } catch {
             recordFailure(method, path, "\(error)")
             throw CairnError(.cluster, "cannot reach ctld at \(settings.ctldURL): \(error)")
