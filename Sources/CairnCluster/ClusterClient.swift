@@ -168,13 +168,7 @@ public struct ClusterClient: Sendable {
             let index = (first + attempt) % baseURLs.count
             let baseURL = baseURLs[index]
             attempt += 1
-            // A GET may go on to the next address when one stops answering, so
-            // one that hangs gets its share of the time, not all of it; any
-            // other call is not repeated after it was sent, so it gets all.
-            let attemptDeadline = method == .GET && baseURLs.count > 1
-                ? min(deadline, NIODeadline.now() + max(.seconds(5), .nanoseconds(timeout.nanoseconds / Int64(baseURLs.count))))
-                : deadline
-            let outcome = await sendOnce(method, baseURL + ClusterAPI.prefix + path, payload: payload, deadline: attemptDeadline)
+            let outcome = await sendOnce(method, baseURL + ClusterAPI.prefix + path, payload: payload, deadline: deadline)
             switch outcome {
             case .answered(let status, let bytes):
                 if status == .serviceUnavailable, baseURLs.count > 1 {

@@ -8,8 +8,7 @@ import ServiceLifecycle
 /// when the lease cannot be kept (etcd lost its quorum, or this ctld was
 /// cut off). A ctld that stops resigns, so the next leads without waiting
 /// for the TTL. A leader that cannot renew stops its services (they drain)
-/// at two thirds of the TTL, measured from when its last successful
-/// renewal was sent, so two ctlds run them at once only for as long as a
+/// at two thirds of the TTL after its last successful renewal, so two ctlds run them at once only for as long as a
 /// drain takes plus the clock skew between them (``EtcdLeadership``), and
 /// even then they cannot start two jobs on one shard: job creation is an
 /// etcd transaction.

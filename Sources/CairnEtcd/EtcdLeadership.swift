@@ -89,12 +89,10 @@ public final class EtcdLeadership: Sendable {
     public func tick() async -> Bool {
         do {
             var lease = state.withLock { $0.lease }
-            // A renewal counts from when it was asked for: the lease runs at etcd from then at the latest.
-            let sentAt = ContinuousClock.now
             if let current = lease {
                 let left = try await client.keepAlive(current)
                 if left > 0 {
-                    state.withLock { $0.renewedAt = sentAt }
+                    state.withLock { $0.renewedAt = .now }
                 } else {
                     // Expired: its key is gone, and with it any leadership.
                     logger.warning("the ctld's etcd lease expired; it stops leading and campaigns again")
@@ -106,7 +104,7 @@ public final class EtcdLeadership: Sendable {
                 let granted = try await client.grantLease(ttl: ttl)
                 state.withLock {
                     $0.lease = granted
-                    $0.renewedAt = sentAt
+                    $0.renewedAt = .now
                 }
                 lease = granted
             }
