@@ -405,15 +405,18 @@ if [[ " $issues " == *" 12 "* ]]; then
   restore12 cairn12-full "$work/r12-full" --backup "$full_name"; r12_full="$T"
   restore12 cairn12-chain "$work/r12-chain"; r12_chain="$T"; r12_rss="$OWN"
   restore12 cairn12-client "$work/r12-client" --binlog-replay client; r12_client="$T"
+  restore12 cairn12-parallel "$work/r12-parallel" --replay-threads 4; r12_parallel="$T"
   restore12 cairn12-full "$work/r12-full" --backup "$full_name"; r12_full="$(min "$r12_full" "$T")"
   sql_replay="$(sub "$r12_chain" "$r12_full")"
   client_replay="$(sub "$r12_client" "$r12_full")"
+  parallel_replay="$(sub "$r12_parallel" "$r12_full")"
 
   start_server "$work/r12-full" "$work/r12-full.sock" 2 256M "${restore_durability[@]}"
   measure peer12-replay bash -c "set -o pipefail; mariadb-binlog --start-position=${full_position#MariaDB/} $binlog_paths | mariadb --socket=$work/r12-full.sock --user=root --binary-mode"
   peer12="$T"
   start_server "$work/r12-chain" "$work/r12-chain.sock" 3 256M
   start_server "$work/r12-client" "$work/r12-client.sock" 4 256M
+  start_server "$work/r12-parallel" "$work/r12-parallel.sock" 5 256M
   out ""
   out "== issue 12: replay of $replayed transactions through the restore server's SQL thread, durability of Cairn's restore server on both sides"
   header
@@ -421,10 +424,11 @@ if [[ " $issues " == *" 12 "* ]]; then
   row "speed-up (peer time / cairn time)" "" "" "$(ratio "$peer12" "$sql_replay")" ">= 5.00"
   row "replay rate (transactions/s)" "$(per_second "$replayed" "$sql_replay")" "$(per_second "$replayed" "$peer12")" "$(ratio "$peer12" "$sql_replay")"
   row "cairn --binlog-replay client (s)" "$client_replay" "$peer12" "$(ratio "$client_replay" "$peer12")"
-  out "  (cairn replay = restore of full+incrementals ${r12_chain} s (client pipe ${r12_client} s) - restore of the full alone ${r12_full} s; peak RSS $(kib_mib "$r12_rss") MiB)"
-  out "  data after replay: cairn $(same "$(sums "$work/r12-chain.sock")"), cairn client pipe $(same "$(sums "$work/r12-client.sock")"), peer $(same "$(sums "$work/r12-full.sock")")"
-  stop_server "$work/r12-full.pid"; stop_server "$work/r12-chain.pid"; stop_server "$work/r12-client.pid"
-  fresh "$work/r12-full"; fresh "$work/r12-chain"; fresh "$work/r12-client"
+  row "cairn --replay-threads 4 (s)" "$parallel_replay" "$peer12" "$(ratio "$parallel_replay" "$peer12")"
+  out "  (cairn replay = restore of full+incrementals ${r12_chain} s (client pipe ${r12_client} s, 4 applier threads ${r12_parallel} s) - restore of the full alone ${r12_full} s; peak RSS $(kib_mib "$r12_rss") MiB)"
+  out "  data after replay: cairn $(same "$(sums "$work/r12-chain.sock")"), cairn client pipe $(same "$(sums "$work/r12-client.sock")"), 4 applier threads $(same "$(sums "$work/r12-parallel.sock")"), peer $(same "$(sums "$work/r12-full.sock")")"
+  stop_server "$work/r12-full.pid"; stop_server "$work/r12-chain.pid"; stop_server "$work/r12-client.pid"; stop_server "$work/r12-parallel.pid"
+  fresh "$work/r12-full"; fresh "$work/r12-chain"; fresh "$work/r12-client"; fresh "$work/r12-parallel"
 fi
 
 # ---------------------------------------------------------------- issue 4

@@ -12,7 +12,7 @@ final class CtldStore: ControlStore {
     /// heartbeats' writes, and a commit does not sync the disk (a crash of
     /// ctld loses nothing; a crash of the machine at most the last commits).
     let database: DatabasePool
-    let tabletWrites = TabletWriteGroup()
+    let tabletWrites = TabletWriteGroup<Bool>()
     /// Archive leases, by shard: in memory, as one ctld serves this store
     /// (a restarted ctld waits out a grace period, see ``ArchiveLeaseRule``).
     let leases = Mutex<[KeyspaceShard: ArchiveLeaseRule.Lease]>([:])
@@ -387,109 +387,5 @@ final class CtldStore: ControlStore {
         let jobs = try jobRows.map { MigrationSnapshot.JobRow(job: try Self.decode(ClusterAPI.Job.self, $0.1), scheduled: $0.0) }
         return MigrationSnapshot(tablets: try tabletBodies.map { try Self.decode(ClusterAPI.Tablet.self, $0) }, jobs: jobs,
                                  nextJobID: max(sequence, jobs.last?.job.id ?? 0) + 1)
-    }
-}
-
-/// Group commit for changes to tablets: a caller whose change arrives while
-/// no group is being written writes a group (its own change and any that
-/// join before the transaction starts); a caller whose change arrives during
-/// a write waits. When a write ends and changes are waiting, the first of
-/// their callers is woken to write the next group. Each change is applied in
-/// the order it arrived and gets its own result; a failed transaction fails
-/// every change of its group. No task is spawned: the writer is always one
-/// of the callers.
-final class TabletWriteGroup: Sendable {
-    typealias Change = @Sendable (inout ClusterAPI.Tablet) -> Void
-
-    struct Pending: Sendable {
-        var alias: String
-        var change: Change
-        var slot: Slot
-    }
-
-    /// Where one caller's outcome is handed over, whichever comes first: the outcome or the wait for it.
-    final class Slot: Sendable {
-        enum Outcome: Sendable {
-            case done(Result<Bool, any Error>)
-            /// The write ahead ended with changes waiting: this caller writes the next group.
-            case write
-        }
-
-        private let state = Mutex<(outcome: Outcome?, waiter: CheckedContinuation<Outcome, Never>?)>((nil, nil))
-
-        func settle(_ outcome: Outcome) {
-            let waiter = state.withLock { state -> CheckedContinuation<Outcome, Never>? in
-                if let waiter = state.waiter {
-                    state.waiter = nil
-                    return waiter
-                }
-                state.outcome = outcome
-                return nil
-            }
-            waiter?.resume(returning: outcome)
-        }
-
-        func outcome() async -> Outcome {
-            await withCheckedContinuation { continuation in
-                let ready = state.withLock { state -> Outcome? in
-                    if let outcome = state.outcome {
-                        state.outcome = nil
-                        return outcome
-                    }
-                    state.waiter = continuation
-                    return nil
-                }
-                if let ready { continuation.resume(returning: ready) }
-            }
-        }
-    }
-
-    private let queue = Mutex<(pending: [Pending], writing: Bool)>(([], false))
-
-    /// Applies `change` to tablet `alias` through `write`, which applies a
-    /// group of changes in one transaction and returns each one's result in order.
-    func update(_ alias: String, _ change: @escaping Change,
-                write: @escaping @Sendable ([Pending]) async throws -> [Result<Bool, any Error>]) async throws -> Bool {
-        let slot = Slot()
-        let writes = queue.withLock { queue -> Bool in
-            queue.pending.append(Pending(alias: alias, change: change, slot: slot))
-            if queue.writing { return false }
-            queue.writing = true
-            return true
-        }
-        if writes { await writeGroup(write) }
-        while true {
-            switch await slot.outcome() {
-            case .done(let result):
-                return try result.get()
-            case .write:
-                await writeGroup(write)
-            }
-        }
-    }
-
-    /// Writes what is waiting as one group, settles each of its changes, then
-    /// hands the writing on to the first caller still waiting, if any.
-    private func writeGroup(_ write: @Sendable ([Pending]) async throws -> [Result<Bool, any Error>]) async {
-        let group = queue.withLock { queue -> [Pending] in
-            let group = queue.pending
-            queue.pending = []
-            return group
-        }
-        let results: [Result<Bool, any Error>]
-        do {
-            results = try await write(group)
-        } catch {
-            results = group.map { _ in .failure(error) }
-        }
-        let next = queue.withLock { queue -> Pending? in
-            guard let first = queue.pending.first else {
-                queue.writing = false
-                return nil
-            }
-            return first
-        }
-        for (item, result) in zip(group, results) { item.slot.settle(.done(result)) }
-        next?.slot.settle(.write)
     }
 }

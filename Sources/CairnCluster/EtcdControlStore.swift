@@ -51,6 +51,8 @@ final class EtcdControlStore: ControlStore {
     private let degradedUntil = Mutex<ContinuousClock.Instant?>(nil)
     /// Until when reads go to the answering member's copy: a read found etcd without a leader.
     private let leaderlessUntil = Mutex<ContinuousClock.Instant?>(nil)
+    /// Heartbeats that arrive while a group is being written go together into the next.
+    let heartbeatWrites = TabletWriteGroup<[Int64]?>()
 
     private init(client: EtcdClient, prefix: String, logger: Logger) {
         self.client = client
@@ -384,10 +386,92 @@ final class EtcdControlStore: ControlStore {
         try await changeTablet(alias, readingRunningJobs: false, change) != nil
     }
 
-    /// One request fewer per heartbeat: the range of the tablet's running
-    /// jobs rides in the transaction that writes its record.
+    /// Heartbeats are written in groups (``TabletWriteGroup``): those that
+    /// arrive while one group is being written go into the next. A group of
+    /// up to ``heartbeatBatch`` tablets costs two etcd requests, whatever its
+    /// size: one transaction of gets reads their records, and one transaction
+    /// writes them all, each compared on its own revision, with the range of
+    /// each tablet's running jobs riding along. When any record changed in
+    /// between (a job started, the tablet registered again), the transaction
+    /// writes nothing and each heartbeat of that part is written on its own,
+    /// compare-and-swap as before. Alone, a heartbeat costs the same two
+    /// requests it did.
     func heartbeatTablet(_ alias: String, _ change: @escaping @Sendable (inout ClusterAPI.Tablet) -> Void) async throws -> [Int64]? {
-        try await changeTablet(alias, readingRunningJobs: true, change)
+        try await heartbeatWrites.update(alias, change) { group in
+            var results: [Result<[Int64]?, any Error>] = []
+            for start in stride(from: 0, to: group.count, by: Self.heartbeatBatch) {
+                results += await self.writeHeartbeats(Array(group[start..<min(start + Self.heartbeatBatch, group.count)]))
+            }
+            return results
+        }
+    }
+
+    /// Tablets per heartbeat transaction: each puts its record and ranges
+    /// over its running jobs, and etcd allows 128 operations in a transaction
+    /// (`--max-txn-ops`).
+    static let heartbeatBatch = 64
+
+    /// Writes one part of a heartbeat group; each heartbeat gets its own result.
+    func writeHeartbeats(_ part: [TabletWriteGroup<[Int64]?>.Pending]) async -> [Result<[Int64]?, any Error>] {
+        func oneByOne() async -> [Result<[Int64]?, any Error>] {
+            var results: [Result<[Int64]?, any Error>] = []
+            for item in part {
+                do { results.append(.success(try await changeTablet(item.alias, readingRunningJobs: true, item.change))) }
+                catch { results.append(.failure(error)) }
+            }
+            return results
+        }
+        // A tablet twice in one part, or a part of one: the plain path.
+        guard part.count > 1, Set(part.map(\.alias)).count == part.count else { return await oneByOne() }
+        do {
+            let keys = part.map { tabletKey($0.alias) }
+            let found = try await read { serializable -> [EtcdKeyValue?]? in
+                // Without quorum each read and write goes its own way (and writes are refused).
+                guard !serializable else { return nil }
+                let result = try await client.transaction(if: [], then: keys.map { .get($0) }, waitForLeader: false)
+                guard result.found.count == keys.count else {
+                    throw CairnError(.cluster, "etcd answered \(result.found.count) of \(keys.count) reads in one transaction; check that the endpoints are etcd 3.4 or newer")
+                }
+                return result.found
+            }
+            guard let found else { return await oneByOne() }
+            var compares: [EtcdClient.Compare] = []
+            var operations: [EtcdClient.Operation] = []
+            var written: [Int] = []
+            var results: [Result<[Int64]?, any Error>?] = part.map { _ in nil }
+            for (index, item) in part.enumerated() {
+                // Not registered: the heartbeat is refused, as on its own.
+                guard let existing = found[index] else { results[index] = .success(nil); continue }
+                let body: Data
+                do {
+                    var tablet = try Self.decode(ClusterAPI.Tablet.self, existing.value)
+                    let shard = try KeyspaceShard(keyspace: tablet.keyspace, shard: tablet.shard)
+                    item.change(&tablet)
+                    // A heartbeat does not move a tablet; one that would goes the plain path.
+                    guard try KeyspaceShard(keyspace: tablet.keyspace, shard: tablet.shard) == shard else { return await oneByOne() }
+                    body = try Self.encode(tablet)
+                } catch {
+                    results[index] = .failure(error)
+                    continue
+                }
+                compares.append(.modRevision(keys[index], existing.modRevision))
+                operations += [.put(keys[index], body), .range(prefix: runningPrefix(item.alias), keysOnly: true)]
+                written.append(index)
+            }
+            if !written.isEmpty {
+                let result = try await write {
+                    try await client.transaction(if: compares, then: operations, waitForLeader: $0)
+                }
+                guard result.succeeded, result.ranges.count == written.count else { return await oneByOne() }
+                for (range, index) in zip(result.ranges, written) {
+                    let running = runningPrefix(part[index].alias)
+                    results[index] = .success(range.compactMap { Self.parts($0.key, after: running).first.flatMap { Int64($0) } })
+                }
+            }
+            return results.map { $0 ?? .success(nil) }
+        } catch {
+            return part.map { _ in .failure(error) }
+        }
     }
 
     /// Compare-and-swaps the tablet's record; nil when it is not registered,

@@ -45,6 +45,16 @@ public struct RestoreContext: Sendable {
     public var progress: TransferProgress?
     /// How binary logs are applied after the full backup.
     public var replay: BinlogReplayMethod
+    /// Applier threads of the restore server's SQL thread (`slave_parallel_threads`,
+    /// optimistic mode); 0: the SQL thread applies alone.
+    public var replayThreads: Int
+    /// Applier threads when not asked: `slave_parallel_threads` (optimistic mode when above 0) unless the
+    /// restore asks for another (`cairn restore --replay-threads`). Zero: one
+    /// applier thread. With more, the restored binary log's GTID events carry
+    /// the group-commit ids (`cid=`) of the parallel applier's commit groups,
+    /// where the client pipe's carry none; transactions, their order, GTIDs,
+    /// server ids, timestamps and events are the same (ReplayTests).
+    public static let defaultReplayThreads = 0
     /// The master keys that open encrypted backups; nil reads only unencrypted ones.
     public var keyring: MasterKeyring?
 
@@ -57,8 +67,10 @@ public struct RestoreContext: Sendable {
     }
 
     public init(shard: KeyspaceShard, storage: any BackupStorage, logger: Logger, progress: TransferProgress?,
-                replay: BinlogReplayMethod = .sqlThread, keyring: MasterKeyring? = nil) {
+                replay: BinlogReplayMethod = .sqlThread, keyring: MasterKeyring? = nil,
+                replayThreads: Int = RestoreContext.defaultReplayThreads) {
         self.keyring = keyring
+        self.replayThreads = replayThreads
         self.shard = shard
         self.storage = storage
         self.logger = logger

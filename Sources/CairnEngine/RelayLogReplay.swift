@@ -207,17 +207,10 @@ public struct RelayLogFilter: Sendable {
 /// RELAY_LOG_POS=4` plus `START SLAVE SQL_THREAD` apply it; `MASTER_GTID_WAIT`
 /// waits for its last transaction. The SQL thread purges the file once it is
 /// through, so the disk holds at most the file applied and the next one.
-/// It applies with ``applierThreads`` worker threads (none: the SQL thread
+/// It applies with ``RestoreContext/replayThreads`` worker threads (none: the SQL thread
 /// itself), which keep each transaction's GTID, server id and timestamp
 /// and, with `log_slave_updates`, write it to the restore server's binary log.
 enum RelayLogReplay {
-    /// `slave_parallel_threads` (optimistic mode when above 0). Zero: one
-    /// applier thread. With 4, 20,000 sysbench transactions applied by hand in
-    /// 4.3-5.5 s against 5.3-11.8 s with one, on 2 busy cores, with equal
-    /// checksums; but the restored binary log then differs from the client
-    /// pipe's: its GTID events carry the group-commit ids (`cid=`) of the
-    /// parallel applier's commit groups, and the tests hold the two equal.
-    static let applierThreads = 0
     static let relayBasename = "cairn-relay"
     static let relayFile = "cairn-relay.000001"
     /// Never contacted: only the SQL thread runs.
@@ -240,6 +233,9 @@ enum RelayLogReplay {
         guard let startList = start.mariadb else {
             throw CairnError(.internal, "replaying binary logs needs a MariaDB GTID position, and the full backup's is \(start)")
         }
+        guard (0...255).contains(context.replayThreads) else {
+            throw CairnError(.usage, "--replay-threads must be between 0 and 255, not \(context.replayThreads)")
+        }
         let stop = stopPosition?.mariadb
         let directory = server.mysqld.options.dataDirectory
         let logger = context.logger
@@ -250,7 +246,7 @@ enum RelayLogReplay {
 
         return try await server.withConnection { connection in
             try await connection.query("""
-                SET GLOBAL server_id=\(replayServerID); SET GLOBAL slave_parallel_threads=\(applierThreads); \
+                SET GLOBAL server_id=\(replayServerID); SET GLOBAL slave_parallel_threads=\(context.replayThreads); \
                 SET GLOBAL slave_parallel_mode='optimistic'
                 """)
             var current = try await stage(first, index: 0, applied: startList, stop: stop, stopTime: stopTime,

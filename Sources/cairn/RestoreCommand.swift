@@ -42,6 +42,11 @@ struct RestoreCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Direct mode: how binary logs are replayed, sql-thread or client.", valueName: "method", visibility: .hidden))
     var binlogReplay: BinlogReplayMethod = .sqlThread
 
+    // For comparisons (tests, `make bench`): the restore server's applier threads (slave_parallel_threads).
+    @Option(name: .long, help: ArgumentHelp("Direct mode: applier threads of the restore server's SQL thread (0: it applies alone).",
+                                            valueName: "n", visibility: .hidden))
+    var replayThreads: Int = RestoreContext.defaultReplayThreads
+
     @Flag(name: .long, help: "Through ctld: return once the restore has started.")
     var async = false
 
@@ -74,7 +79,7 @@ struct RestoreCommand: AsyncParsableCommand {
         let keyring = try MasterKeyring.load(configuration.encryption)
         try await storageOptions.withStorage(configuration, logger: logger) { storage in
             let runner = RestoreRunner(context: RestoreContext(shard: shard, storage: storage, logger: logger, progress: progress,
-                                                                replay: binlogReplay, keyring: keyring))
+                                                                replay: binlogReplay, keyring: keyring, replayThreads: replayThreads))
             let target = try await requested.resolvingRestorePoint(for: shard, in: storage, logger: logger).target()
             let plan = try await runner.plan(target)
             try runner.checkKeys(plan)

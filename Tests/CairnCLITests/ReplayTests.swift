@@ -60,6 +60,17 @@ struct ReplayTests {
                 #expect(replayed.binlogTransactions.count > 0)
                 #expect(replayed.leftovers.isEmpty, "\(target.name): the SQL thread's files stayed behind: \(replayed.leftovers)")
                 #expect(replayed.replicaConfigured == false, "\(target.name): the restored server is still configured as a replica")
+
+                // With parallel appliers: the same outcome; the GTID events also carry group-commit ids.
+                let parallel = try await RestoredState.restore(storage: storage, into: work.file("\(target.name)-parallel"),
+                                                               arguments: target.arguments + ["--replay-threads", "4"])
+                #expect(parallel.checksums == target.snapshot.checksums, "the \(target.name) restore with 4 appliers differs from the source")
+                #expect(parallel.gtid == piped.gtid, "\(target.name), 4 appliers: \(parallel.gtid), client pipe \(piped.gtid)")
+                #expect(parallel.slaveTable == piped.slaveTable, "\(target.name), 4 appliers: mysql.gtid_slave_pos differs")
+                #expect(parallel.binlogEventsWithoutCommitIDs == piped.binlogEventsWithoutCommitIDs,
+                        "\(target.name), 4 appliers: the restored binary logs differ (\(parallel.binlogEvents.count) and \(piped.binlogEvents.count) events)")
+                #expect(parallel.binlogTransactions == piped.binlogTransactions, "\(target.name), 4 appliers: GTIDs or timestamps differ")
+                #expect(parallel.leftovers.isEmpty && !parallel.replicaConfigured, "\(target.name), 4 appliers: \(parallel.leftovers)")
             }
         } catch {
             await source.stop()
@@ -128,6 +139,12 @@ struct RestoredState {
     /// original statement through the SQL thread and a `BINLOG '...'`
     /// statement through the client pipe, nor positions and xids.
     var binlogEvents: [String]
+    /// The same without the group-commit ids (`cid=N`) of GTID events: which
+    /// transactions the restore server happened to commit together, which
+    /// parallel appliers record and one applier does not.
+    var binlogEventsWithoutCommitIDs: [String] {
+        binlogEvents.map { $0.replacing(/ cid=\d+/, with: "") }
+    }
     /// Each transaction's GTID and timestamp in the restored binary logs.
     var binlogTransactions: [String]
     var leftovers: [String]

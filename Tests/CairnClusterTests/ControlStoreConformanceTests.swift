@@ -211,6 +211,44 @@ struct ControlStoreConformanceTests {
         }
     }
 
+    @Test("many heartbeats at once, racing other changes of the same tablets: each lands, none is lost, each gets its own running jobs",
+          arguments: ControlStoreKind.allCases)
+    func concurrentHeartbeats(_ kind: ControlStoreKind) async throws {
+        try await kind.withStore { store in
+            let count = 150
+            let aliases = (0..<count).map { "zone1-\(1000 + $0)" }
+            for (index, alias) in aliases.enumerated() { try await Self.register(store, alias, "ks/\(index)") }
+            // Every tenth tablet runs a job.
+            var running: [String: Int64] = [:]
+            for (index, alias) in aliases.enumerated() where index % 10 == 0 {
+                running[alias] = try await Self.job(store, "ks/\(index)", on: alias, finished: false)
+            }
+            let answers = try await withThrowingTaskGroup(of: (String, [Int64]?).self) { group in
+                for (index, alias) in aliases.enumerated() {
+                    group.addTask { (alias, try await store.heartbeatTablet(alias) { $0.currentJob = Int64(index) }) }
+                    // Another change of the same tablet, racing the heartbeat (ctld's scheduler marking it, say).
+                    if index % 4 == 0 {
+                        group.addTask {
+                            #expect(try await store.updateTablet(alias) { $0.healthy = false })
+                            return ("", nil)
+                        }
+                    }
+                }
+                group.addTask { ("zone1-999", try await store.heartbeatTablet("zone1-999") { $0.currentJob = 1 }) }
+                var answers: [String: [Int64]?] = [:]
+                for try await (alias, answer) in group where !alias.isEmpty { answers[alias] = answer }
+                return answers
+            }
+            #expect(answers["zone1-999"] == .some(nil), "an unregistered tablet's heartbeat is refused")
+            let tablets = Dictionary(uniqueKeysWithValues: try await store.tablets().map { ($0.alias, $0) })
+            for (index, alias) in aliases.enumerated() {
+                #expect(answers[alias] == .some(running[alias].map { [$0] } ?? []), "\(alias): its own running jobs")
+                #expect(tablets[alias]?.currentJob == Int64(index), "\(alias): the heartbeat's change landed")
+                #expect(tablets[alias]?.healthy == (index % 4 != 0), "\(alias): the racing change landed too")
+            }
+        }
+    }
+
     @Test("silent tablets: those past the cutoff still marked healthy or still holding a job, with their jobs",
           arguments: ControlStoreKind.allCases)
     func silentTablets(_ kind: ControlStoreKind) async throws {

@@ -53,7 +53,7 @@ struct CtldStoreTests {
     func writeGroupProtocol() async throws {
         struct DiskFull: Error {}
         final class GroupSizes: Sendable { let sizes = Mutex<[Int]>([]) }
-        let writes = TabletWriteGroup()
+        let writes = TabletWriteGroup<Bool>()
         let recorded = GroupSizes()
         let count = 200
         try await withThrowingTaskGroup(of: Bool.self) { group in
