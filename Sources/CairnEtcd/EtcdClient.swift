@@ -78,23 +78,41 @@ public final class EtcdClient: Sendable {
         return try Self.keyValues(response["kvs"]).first
     }
 
-    /// Every key starting with `prefix`, in key order (at most `limit` when
-    /// given; with `descending`, the last keys first). `keysOnly` leaves the values out.
     /// The keys under `prefix`, from `start` on (a key under the prefix; by
-    /// default its first), in key order.
+    /// default its first), in key order: at most `limit` when given (with
+    /// `descending`, the last keys first), in one request. Without a limit,
+    /// in pages of ``listPageSize`` keys, every page read at the first page's
+    /// revision, so that the whole listing is one consistent snapshot and no
+    /// answer grows with the cluster. `keysOnly` leaves the values out.
     public func list(prefix: String, from start: String? = nil, limit: Int? = nil, descending: Bool = false, keysOnly: Bool = false,
                      serializable: Bool = false, waitForLeader: Bool = true) async throws -> [EtcdKeyValue] {
         var body: [String: any Sendable] = ["key": Self.base64(start ?? prefix), "range_end": Self.base64(Self.prefixEnd(prefix)),
                                             "serializable": serializable]
-        if let limit { body["limit"] = String(limit) }
-        if descending {
-            body["sort_order"] = "DESCEND"
-            body["sort_target"] = "KEY"
-        }
         if keysOnly { body["keys_only"] = true }
-        let response = try await call("/v3/kv/range", body, waitForLeader: waitForLeader)
-        return try Self.keyValues(response["kvs"])
+        if limit != nil || descending {
+            if let limit { body["limit"] = String(limit) }
+            if descending {
+                body["sort_order"] = "DESCEND"
+                body["sort_target"] = "KEY"
+            }
+            let response = try await call("/v3/kv/range", body, waitForLeader: waitForLeader)
+            return try Self.keyValues(response["kvs"])
+        }
+        body["limit"] = String(Self.listPageSize)
+        var result: [EtcdKeyValue] = []
+        while true {
+            let response = try await call("/v3/kv/range", body, waitForLeader: waitForLeader)
+            let page = try Self.keyValues(response["kvs"])
+            result += page
+            guard (response["more"] as? Bool) == true, let last = page.last else { return result }
+            if body["revision"] == nil { body["revision"] = String(Self.revision(response)) }
+            // The next page starts just after the last key of this one.
+            body["key"] = Self.base64(last.key + "\u{0}")
+        }
     }
+
+    /// Keys per answer of a listing without a limit.
+    public static let listPageSize = 1_000
 
     @discardableResult
     public func put(_ key: String, _ value: Data, lease: Int64? = nil) async throws -> Int64 {
@@ -255,6 +273,9 @@ public final class EtcdClient: Sendable {
     /// values they wrote (the leadership checks the holder's lease).
     public static let electionWindow: Duration = .seconds(8)
 
+    /// The largest answer read from etcd.
+    static let maximumAnswer = 64 << 20
+
     /// POSTs `body` to `path` on the first endpoint that answers; while etcd
     /// is between leaders, again until ``electionWindow`` has passed.
     func call(_ path: String, _ body: [String: any Sendable], waitForLeader: Bool = true) async throws -> [String: Any] {
@@ -290,7 +311,10 @@ public final class EtcdClient: Sendable {
             let data: Data
             do {
                 response = try await http.execute(request, timeout: requestTimeout)
-                data = Data(buffer: try await response.body.collect(upTo: 64 << 20))
+                data = Data(buffer: try await response.body.collect(upTo: Self.maximumAnswer))
+            } catch is NIOTooManyBytesError {
+                // It answered: only too much. Another member would answer the same.
+                throw CairnError(.cluster, "etcd at \(endpoint) answered \(path) with more than \(Self.maximumAnswer >> 20) MiB; this is a bug in ctld's paging of etcd reads, report it")
             } catch {
                 try Task.checkCancellation()
                 // Not reachable (or it stopped answering): the next member may be.

@@ -30,6 +30,24 @@ struct EtcdClientTests {
         await etcd.remove()
     }
 
+    @Test("a listing longer than a page comes whole and in order, from a start key too, and stops at the prefix's end")
+    func pagedListing() async throws {
+        try await withEtcd { etcd, client in
+            let count = EtcdClient.listPageSize * 2 + 345
+            let keys = (0..<count).map { String(format: "/p/%05d", $0) }
+            for start in stride(from: 0, to: count, by: 100) {
+                let chunk = keys[start..<min(start + 100, count)]
+                #expect(try await client.transaction(if: [], then: chunk.map { .put($0, Data($0.utf8)) }).succeeded)
+            }
+            try await client.put("/q/after", Data())
+            let listed = try await client.list(prefix: "/p/")
+            #expect(listed.map(\.key) == keys)
+            #expect(listed.allSatisfy { $0.text == $0.key })
+            #expect(try await client.list(prefix: "/p/", from: keys[1_500], keysOnly: true).map(\.key) == Array(keys[1_500...]))
+            #expect(try await client.list(prefix: "/p/", limit: 10).count == 10)
+        }
+    }
+
     @Test("keys, prefixes and deletes round-trip; a transaction on an absent key lets exactly one of many racers win")
     func keyValueAndTransactions() async throws {
         try await withEtcd { etcd, client in
