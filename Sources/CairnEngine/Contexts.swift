@@ -48,12 +48,13 @@ public struct RestoreContext: Sendable {
     /// Applier threads of the restore server's SQL thread (`slave_parallel_threads`,
     /// optimistic mode); 0: the SQL thread applies alone.
     public var replayThreads: Int
-    /// Applier threads when not asked: `slave_parallel_threads` (optimistic mode when above 0) unless the
-    /// restore asks for another (`cairn restore --replay-threads`). Zero: one
-    /// applier thread. With more, the restored binary log's GTID events carry
-    /// the group-commit ids (`cid=`) of the parallel applier's commit groups,
-    /// where the client pipe's carry none; transactions, their order, GTIDs,
-    /// server ids, timestamps and events are the same (ReplayTests).
+    /// Applier threads when the restore does not ask for a number
+    /// (`cairn restore --replay-threads`): none, the SQL thread applies alone.
+    /// With more, the restored binary log's GTID events carry the group-commit
+    /// ids (`cid=`) of the parallel applier's commit groups, where the client
+    /// pipe's carry none; transactions, their order, GTIDs, server ids,
+    /// timestamps and events are the same (ReplayTests). Four did not pay on
+    /// 2 cores (docs/BENCHMARKS.md, issue 12).
     public static let defaultReplayThreads = 0
     /// The master keys that open encrypted backups; nil reads only unencrypted ones.
     public var keyring: MasterKeyring?

@@ -65,9 +65,9 @@ final class RestoreServer: Sendable {
         // replay go faster than the source wrote. InnoDB reads through the page
         // cache (`fsync`, not MariaDB's default `O_DIRECT`): the restore has just
         // written the data files, so with a buffer pool smaller than the data
-        // the pages a replay needs come from memory instead of the disk. Both
-        // took the replay of docs/BENCHMARKS.md's 100,008 transactions from 34
-        // to 15 s.
+        // the pages a replay needs come from memory instead of the disk. By
+        // hand, both took the chain restore of docs/BENCHMARKS.md (100,008
+        // transactions) from 43.5 to 22.1 s.
         options.extraArguments = ["--init-file=\(initFile)", "--skip-slave-start", "--event-scheduler=OFF",
                                   "--innodb-buffer-pool-load-at-startup=OFF", "--innodb-buffer-pool-dump-at-shutdown=OFF",
                                   "--innodb-flush-log-at-trx-commit=0", "--sync-binlog=0", "--innodb-doublewrite=0",
