@@ -143,7 +143,7 @@ struct RestoredState {
     /// transactions the restore server happened to commit together, which
     /// parallel appliers record and one applier does not.
     var binlogEventsWithoutCommitIDs: [String] {
-        binlogEvents.map { $0.replacing(/ cid=\d+/, with: "") }
+        binlogEvents.map { $0.replacing(#/ cid=\d+/#, with: "") }
     }
     /// Each transaction's GTID and timestamp in the restored binary logs.
     var binlogTransactions: [String]

@@ -229,7 +229,8 @@ struct ControlStoreConformanceTests {
                     // Another change of the same tablet, racing the heartbeat (ctld's scheduler marking it, say).
                     if index % 4 == 0 {
                         group.addTask {
-                            #expect(try await store.updateTablet(alias) { $0.healthy = false })
+                            let updated = try await store.updateTablet(alias) { $0.healthy = false }
+                            #expect(updated)
                             return ("", nil)
                         }
                     }
