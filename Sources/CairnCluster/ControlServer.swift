@@ -166,6 +166,7 @@ public final class ControlServer: Sendable {
             DrillScheduler(server: self),
             JobHistoryPruner(store: store, retention: options.jobRetention, logger: logger),
         ] + (leadership == nil ? [] : [SchedulePublisher(state: schedulerState, store: store, logger: logger)])
+          + ((store as? EtcdControlStore).map { [EtcdCompactor(client: $0.client, logger: logger)] } ?? [])
     }
 
     /// The API: authentication, errors as JSON, and the routes.

@@ -552,7 +552,11 @@ final class EtcdControlStore: ControlStore {
         // Names this call's claim of the shard: a transaction the client sent
         // again (its first answer lost) then recognises the job it created.
         let nonce = UUID().uuidString
-        for _ in 0..<Self.casAttempts {
+        for attempt in 0..<Self.casAttempts {
+            // Many jobs created at once (a fleet's first scheduler pass) all
+            // race for the one counter: after a lost race, wait a little, at
+            // random, so that the racers spread out instead of colliding again.
+            if attempt > 0 { try await Task.sleep(for: .milliseconds(Int.random(in: 1...(5 * min(attempt, 10))))) }
             let counter = try await getForUpdate(nextJobIDKey)
             let id = counter.flatMap { Int64($0.text) } ?? 1
             let claim = "\(id) \(nonce)"

@@ -73,8 +73,11 @@ public final class EtcdClient: Sendable {
     /// member's copy, which answers without quorum and may be a little behind.
     /// `waitForLeader: false` fails at once when etcd has no leader instead
     /// of waiting out an election (see ``electionWindow``).
-    public func get(_ key: String, serializable: Bool = false, waitForLeader: Bool = true) async throws -> EtcdKeyValue? {
-        let response = try await call("/v3/kv/range", ["key": Self.base64(key), "serializable": serializable], waitForLeader: waitForLeader)
+    public func get(_ key: String, serializable: Bool = false, revision: Int64? = nil, waitForLeader: Bool = true) async throws -> EtcdKeyValue? {
+        var body: [String: any Sendable] = ["key": Self.base64(key), "serializable": serializable]
+        // The key as it was at `revision` (an error once that is compacted).
+        if let revision { body["revision"] = String(revision) }
+        let response = try await call("/v3/kv/range", body, waitForLeader: waitForLeader)
         return try Self.keyValues(response["kvs"]).first
     }
 
@@ -113,6 +116,24 @@ public final class EtcdClient: Sendable {
 
     /// Keys per answer of a listing without a limit.
     public static let listPageSize = 1_000
+
+    /// The store's current revision (one linearizable read of no key).
+    public func currentRevision() async throws -> Int64 {
+        let response = try await call("/v3/kv/range", ["key": Self.base64("\u{0}"), "keys_only": true, "count_only": true])
+        return Self.revision(response)
+    }
+
+    /// Forgets every key's history before `revision` (etcd keeps each
+    /// version of each key until compacted, and its database has a size
+    /// quota). Compacting to a revision already compacted is not an error:
+    /// etcd's own `--auto-compaction-retention` may have got there first.
+    public func compact(revision: Int64) async throws {
+        do {
+            _ = try await call("/v3/kv/compaction", ["revision": String(revision)])
+        } catch let error as CairnError where error.message.contains("required revision has been compacted") {
+            return
+        }
+    }
 
     @discardableResult
     public func put(_ key: String, _ value: Data, lease: Int64? = nil) async throws -> Int64 {

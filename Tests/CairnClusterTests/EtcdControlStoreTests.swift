@@ -141,6 +141,37 @@ struct EtcdControlStoreTests {
         }
     }
 
+    @Test("the leader's compactor forgets etcd's history older than one interval, and stops when cancelled")
+    func compactor() async throws {
+        try await withEtcd { etcd in
+            let client = try EtcdClient(endpoints: etcd.endpoints, logger: testLogger)
+            do {
+                try await client.put("/compact/k", Data("first".utf8))
+                let first = try await client.currentRevision()
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await EtcdCompactor(client: client, logger: testLogger, interval: .milliseconds(200)).run() }
+                    // Writes go on meanwhile, as heartbeats do.
+                    var compacted = false
+                    for round in 0..<100 where !compacted {
+                        try await client.put("/compact/k", Data("\(round)".utf8))
+                        try await Task.sleep(for: .milliseconds(100))
+                        do { _ = try await client.get("/compact/k", revision: first) } catch { compacted = true }
+                    }
+                    #expect(compacted, "revision \(first) is still readable after 10 s")
+                    // One interval of history stays: the revision just written is readable at once.
+                    let recent = try await client.currentRevision()
+                    #expect(try await client.get("/compact/k", revision: recent) != nil)
+                    group.cancelAll()
+                    try await group.waitForAll()
+                }
+            } catch {
+                await client.shutdown()
+                throw error
+            }
+            await client.shutdown()
+        }
+    }
+
     @Test("the marker's storage: spellings of one place are one cluster, other places are not")
     func storageIdentity() {
         let id = EtcdControlStore.storageIdentity

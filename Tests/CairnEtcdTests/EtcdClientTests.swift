@@ -30,6 +30,23 @@ struct EtcdClientTests {
         await etcd.remove()
     }
 
+    @Test("compaction forgets the versions before a revision; compacting there again is no error")
+    func compaction() async throws {
+        try await withEtcd { etcd, client in
+            try await client.put("/c/k", Data("1".utf8))
+            let old = try await client.currentRevision()
+            try await client.put("/c/k", Data("2".utf8))
+            let now = try await client.currentRevision()
+            #expect(now > old)
+            #expect(try await client.get("/c/k", revision: old)?.text == "1")
+            try await client.compact(revision: now)
+            await #expect(throws: CairnError.self, "the old version is gone") { try await client.get("/c/k", revision: old) }
+            try await client.compact(revision: old)
+            try await client.compact(revision: now)
+            #expect(try await client.get("/c/k")?.text == "2")
+        }
+    }
+
     @Test("a listing longer than a page comes whole and in order, from a start key too, and stops at the prefix's end")
     func pagedListing() async throws {
         try await withEtcd { etcd, client in
