@@ -650,15 +650,34 @@ final class EtcdControlStore: ControlStore {
 
     // MARK: - Job history
 
+    /// Reads as few job records as it can. Only a job with `keepPerShard`
+    /// newer jobs can go, so a shard with no more jobs than that costs one
+    /// listing of keys. Past those, records are read oldest first, and reading
+    /// stops at the first job too young to go: ids grow with creation time.
+    /// The newest `keepPerShard` are read only when something old enough was
+    /// found. A job left unread counts as unfinished, which can only keep
+    /// more, never remove one the rule keeps.
     func pruneJobs(_ shard: KeyspaceShard, retention: JobRetention, now: Date) async throws -> Int {
         let cutoff = now.addingTimeInterval(-retention.keepYoungerThan)
         let base = shardJobsPrefix(shard)
         let ids = try await list(base, keysOnly: true).compactMap { Self.parts($0.key, after: base).first.flatMap { Int64($0) } }
-        // A job and its index entry come and go in one transaction: every listed id has its record.
-        let finished = try await getMany(ids.map(jobKey)).compactMap { kv in try kv.map { try Self.decode(ClusterAPI.Job.self, $0.value) } }
-            .filter(\.isFinished)
+            .sorted(by: >)
+        let keep = max(retention.keepPerShard, 0)
+        guard ids.count > keep else { return 0 }
+        var older: [ClusterAPI.Job] = []
+        let oldestFirst = Array(ids[keep...].reversed())
+        reading: for start in stride(from: 0, to: oldestFirst.count, by: Self.batch) {
+            // A job and its index entry come and go in one transaction: every listed id has its record.
+            let chunk = oldestFirst[start..<min(start + Self.batch, oldestFirst.count)]
+            for job in try await getMany(chunk.map(jobKey)).compactMap({ kv in try kv.map { try Self.decode(ClusterAPI.Job.self, $0.value) } }) {
+                if job.createdAt >= cutoff { break reading }
+                older.append(job)
+            }
+        }
+        guard older.contains(where: \.isFinished) else { return 0 }
+        let newest = try await getMany(ids.prefix(keep).map(jobKey)).compactMap { kv in try kv.map { try Self.decode(ClusterAPI.Job.self, $0.value) } }
         // Finished jobs never change again, so removing them needs no comparison.
-        let doomed = finished.sorted { $0.id > $1.id }.dropFirst(retention.keepPerShard).filter { $0.createdAt < cutoff }.map(\.id)
+        let doomed = (newest + older).filter(\.isFinished).sorted { $0.id > $1.id }.dropFirst(keep).filter { $0.createdAt < cutoff }.map(\.id)
         var removed = 0
         for start in stride(from: 0, to: doomed.count, by: Self.batch / 2) {
             if Task.isCancelled { return removed }
