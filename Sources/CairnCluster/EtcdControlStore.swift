@@ -324,17 +324,23 @@ final class EtcdControlStore: ControlStore {
                 for key in keys { found.append(try await client.get(key, serializable: true)) }
                 return found
             }
-            var found: [EtcdKeyValue?] = []
-            for start in stride(from: 0, to: keys.count, by: Self.batch) {
-                let chunk = keys[start..<min(start + Self.batch, keys.count)]
-                let result = try await client.transaction(if: [], then: chunk.map { EtcdClient.Operation.get($0) }, waitForLeader: false)
-                guard result.found.count == chunk.count else {
-                    throw CairnError(.cluster, "etcd answered \(result.found.count) of \(chunk.count) reads in one transaction; check that the endpoints are etcd 3.4 or newer")
-                }
-                found += result.found
-            }
-            return found
+            return try await getsInTransactions(keys)
         }
+    }
+
+    /// The values of `keys`, in order, read with quorum in transactions of
+    /// at most `batch` gets each; the caller has checked that etcd has quorum.
+    func getsInTransactions(_ keys: [String]) async throws -> [EtcdKeyValue?] {
+        var found: [EtcdKeyValue?] = []
+        for start in stride(from: 0, to: keys.count, by: Self.batch) {
+            let chunk = keys[start..<min(start + Self.batch, keys.count)]
+            let result = try await client.transaction(if: [], then: chunk.map { EtcdClient.Operation.get($0) }, waitForLeader: false)
+            guard result.found.count == chunk.count else {
+                throw CairnError(.cluster, "etcd answered \(result.found.count) of \(chunk.count) reads in one transaction; check that the endpoints are etcd 3.4 or newer")
+            }
+            found += result.found
+        }
+        return found
     }
 
     /// How often a compare-and-swap is tried before giving up: many ctlds
@@ -428,11 +434,7 @@ final class EtcdControlStore: ControlStore {
             let found = try await read { serializable -> [EtcdKeyValue?]? in
                 // Without quorum each read and write goes its own way (and writes are refused).
                 guard !serializable else { return nil }
-                let result = try await client.transaction(if: [], then: keys.map { .get($0) }, waitForLeader: false)
-                guard result.found.count == keys.count else {
-                    throw CairnError(.cluster, "etcd answered \(result.found.count) of \(keys.count) reads in one transaction; check that the endpoints are etcd 3.4 or newer")
-                }
-                return result.found
+                return try await getsInTransactions(keys)
             }
             guard let found else { return await oneByOne() }
             var compares: [EtcdClient.Compare] = []
