@@ -18,26 +18,17 @@ struct EtcdCompactor: Service {
     func run() async throws {
         // Stopping at a graceful shutdown is the normal end, not an error.
         try? await cancelWhenGracefulShutdown {
+            let chore = PeriodicChore(interval: interval, logger: logger,
+                                      failure: "could not compact etcd's history; the next round retries, and etcd's database grows until one succeeds",
+                                      recovery: "etcd's history is compacted again")
             var previous: Int64? = nil
-            var failing = false
-            while !Task.isCancelled {
-                do {
-                    let current = try await client.currentRevision()
-                    if let previous, previous > 1 {
-                        try await client.compact(revision: previous)
-                        logger.debug("compacted etcd's history", metadata: ["revision": "\(previous)"])
-                    }
-                    previous = current
-                    if failing { logger.notice("etcd's history is compacted again") }
-                    failing = false
-                } catch {
-                    if !failing {
-                        logger.warning("could not compact etcd's history; the next round retries, and etcd's database grows until one succeeds",
-                                       metadata: ["error": "\(error)"])
-                    }
-                    failing = true
+            try await chore.run {
+                let current = try await client.currentRevision()
+                if let previous, previous > 1 {
+                    try await client.compact(revision: previous)
+                    logger.debug("compacted etcd's history", metadata: ["revision": "\(previous)"])
                 }
-                try await Task.sleep(for: interval)
+                previous = current
             }
         }
     }

@@ -29,19 +29,15 @@ struct JobHistoryPruner: Service {
     func run() async throws {
         // Stopping at a graceful shutdown is the normal end, not an error.
         try? await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                do {
-                    let removed = try await store.pruneJobs(retention: retention, now: Date())
-                    if removed > 0 {
-                        logger.info("job history pruned", metadata: ["removed_jobs": "\(removed)", "keep_per_shard": "\(retention.keepPerShard)",
-                                                                     "keep_days": "\(retention.keepYoungerThan / 86_400)"])
-                    }
-                } catch {
-                    if !Task.isCancelled {
-                        logger.error("job history could not be pruned; it is retried later", metadata: ["error": "\(error)"])
-                    }
+            let chore = PeriodicChore(interval: interval, logger: logger,
+                                      failure: "job history could not be pruned; the next round retries, and `cairn jobs` keeps older jobs until one succeeds",
+                                      recovery: "job history is pruned again")
+            try await chore.run {
+                let removed = try await store.pruneJobs(retention: retention, now: Date())
+                if removed > 0 {
+                    logger.info("job history pruned", metadata: ["removed_jobs": "\(removed)", "keep_per_shard": "\(retention.keepPerShard)",
+                                                                 "keep_days": "\(retention.keepYoungerThan / 86_400)"])
                 }
-                try await Task.sleep(for: interval)
             }
         }
     }

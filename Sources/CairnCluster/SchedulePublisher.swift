@@ -17,22 +17,13 @@ struct SchedulePublisher: Service {
         try? await cancelWhenGracefulShutdown {
             // What the store holds, from this term or an earlier one (of any ctld); nil until read.
             var published: [String: ClusterAPI.ShardSchedule]? = nil
-            var failing = false
-            while !Task.isCancelled {
-                do {
-                    let stored: [String: ClusterAPI.ShardSchedule]
-                    if let published { stored = published } else { stored = Self.byShard(try await store.publishedSchedule()) }
-                    published = try await publish(over: stored)
-                    if failing { logger.notice("the scheduler's plans are published again") }
-                    failing = false
-                } catch {
-                    if !failing {
-                        logger.warning("could not publish the scheduler's plans; ctlds that do not lead show older ones until this succeeds",
-                                       metadata: ["error": "\(error)"])
-                    }
-                    failing = true
-                }
-                try await Task.sleep(for: interval)
+            let chore = PeriodicChore(interval: interval, logger: logger,
+                                      failure: "could not publish the scheduler's plans; ctlds that do not lead show older ones until this succeeds",
+                                      recovery: "the scheduler's plans are published again")
+            try await chore.run {
+                let stored: [String: ClusterAPI.ShardSchedule]
+                if let published { stored = published } else { stored = Self.byShard(try await store.publishedSchedule()) }
+                published = try await publish(over: stored)
             }
         }
     }

@@ -48,14 +48,10 @@ struct HeartbeatMonitor: Service {
     func run() async throws {
         // Stopping at a graceful shutdown is the normal end, not an error.
         try? await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                try await Task.sleep(for: interval)
-                do {
-                    try await check()
-                } catch {
-                    server.logger.error("heartbeat check failed", metadata: ["error": "\(error)"])
-                }
-            }
+            let chore = PeriodicChore(interval: interval, logger: server.logger,
+                                      failure: "could not check the tablets' heartbeats; no tablet is marked unhealthy until a check succeeds",
+                                      recovery: "the tablets' heartbeats are checked again")
+            try await chore.run { try await check() }
         }
     }
 
