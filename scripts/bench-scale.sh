@@ -15,6 +15,9 @@
 #                         a one-member etcd started on loopback for each size
 #                         (`etcd` from Debian's etcd-server; issue 16), and the
 #                         report adds etcd's own CPU and RSS
+#   BENCH_SCALE_CTLD_ARGS more arguments for `cairn ctld`, split on spaces, e.g.
+#                         "--keep-jobs-per-shard 10 --keep-jobs-days 0" so the
+#                         job history stops growing within a soak
 # Everything lives under ./bench-data/scale (made anew on each run); the
 # report is bench-data/scale/report.txt.
 set -euo pipefail
@@ -70,7 +73,7 @@ free_port() {
 
 {
   echo "cairn bench-scale: $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-  echo "strategy: full 10m, incremental 1m, retention min_count 1; heartbeats every 2 s; each simulated job takes 1 s; $seconds s per size; ctld's state in $topo"
+  echo "strategy: full 10m, incremental 1m, retention min_count 1; heartbeats every 2 s; each simulated job takes 1 s; $seconds s per size; ctld's state in $topo${BENCH_SCALE_CTLD_ARGS:+; ctld $BENCH_SCALE_CTLD_ARGS}"
 } | tee "$report"
 
 for n in $sizes; do
@@ -97,7 +100,8 @@ EOF
     done
     topo_args=(--topo "etcd://127.0.0.1:$client_port/cairn-bench")
   fi
-  "$cairn" ctld --port "$port" --data-dir "$run/ctld" --config "$run/cairn.json" "${topo_args[@]}" >"$run/ctld.log" 2>&1 &
+  # shellcheck disable=SC2086 # extra arguments split on spaces, as given
+  "$cairn" ctld --port "$port" --data-dir "$run/ctld" --config "$run/cairn.json" "${topo_args[@]}" ${BENCH_SCALE_CTLD_ARGS:-} >"$run/ctld.log" 2>&1 &
   ctld_pid=$!
   for _ in $(seq 1 100); do [ -s "$run/ctld/tablet-token" ] && break; sleep 0.1; done
   sleep 1
