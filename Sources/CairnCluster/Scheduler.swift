@@ -93,7 +93,7 @@ struct Scheduler: Service {
     let server: ControlServer
     static let tick: Duration = .milliseconds(500)
     /// How many shards are planned or started at once.
-    static let concurrency = 64
+    static let concurrency = 16
 
     /// A shard handed to a worker.
     struct Work: Sendable {
