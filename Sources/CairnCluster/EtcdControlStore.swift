@@ -53,6 +53,8 @@ final class EtcdControlStore: ControlStore {
     private let leaderlessUntil = Mutex<ContinuousClock.Instant?>(nil)
     /// Heartbeats that arrive while a group is being written go together into the next.
     let heartbeatWrites = TabletWriteGroup<[Int64]?>()
+    /// Job ids this ctld reserved from `next-job-id` and has not given out yet.
+    let reservedJobIDs = Mutex(JobIDReservations())
 
     private init(client: EtcdClient, prefix: String, logger: Logger) {
         self.client = client
@@ -554,29 +556,21 @@ final class EtcdControlStore: ControlStore {
         // Names this call's claim of the shard: a transaction the client sent
         // again (its first answer lost) then recognises the job it created.
         let nonce = UUID().uuidString
-        for attempt in 0..<Self.casAttempts {
-            // Many jobs created at once (a fleet's first scheduler pass) all
-            // race for the one counter: after a lost race, wait a little, at
-            // random, so that the racers spread out instead of colliding again.
-            if attempt > 0 { try await Task.sleep(for: .milliseconds(Int.random(in: 1...(5 * min(attempt, 10))))) }
-            let counter = try await getForUpdate(nextJobIDKey)
-            let id = counter.flatMap { Int64($0.text) } ?? 1
+        for _ in 0..<Self.casAttempts {
+            let id = try await nextJobID()
             let claim = "\(id) \(nonce)"
-            let now = Date()
             var job = ClusterAPI.Job(id: id, keyspace: shard.keyspace, shard: shard.shard, tablet: tablet,
-                                     kind: .backup, scheduled: scheduled, createdAt: now)
+                                     kind: .backup, scheduled: scheduled, createdAt: Date())
             fill(&job)
             var operations: [EtcdClient.Operation] = [
-                .put(nextJobIDKey, Data(String(id + 1).utf8)),
                 .put(jobKey(id), try Self.encode(job)),
                 .put(shardJobKey(shard, id), Data()),
                 .put(busy, Data(claim.utf8)),
                 .put(runningKey(tablet, id), Data(shard.description.utf8)),
             ]
             if scheduled { operations.append(.put(lastScheduledKey(shard), Data(String(id).utf8))) }
-            let counterCompare = counter.map { EtcdClient.Compare.modRevision(nextJobIDKey, $0.modRevision) } ?? .absent(nextJobIDKey)
             let result = try await write {
-                try await client.transaction(if: [counterCompare, .absent(busy)], then: operations, else: [.get(busy)], waitForLeader: $0)
+                try await client.transaction(if: [.absent(jobKey(id)), .absent(busy)], then: operations, else: [.get(busy)], waitForLeader: $0)
             }
             if result.succeeded { return job }
             if let holder = result.found.first ?? nil {
@@ -585,7 +579,35 @@ final class EtcdControlStore: ControlStore {
                 if holder.text == claim { return job }
                 throw Self.shardBusyError(shard)
             }
-            // Another ctld took this id: read the counter again.
+            // The id is taken (which reserved blocks rule out, unless the counter
+            // was set back by hand): take the next one.
+        }
+        throw conflict("the job counter")
+    }
+
+    /// The next job id: from this ctld's reserved ids, or from a new block
+    /// of `JobIDReservations.blockSize` ids that one compare-and-swap takes
+    /// from `next-job-id`. Workers that start jobs at once then do not race
+    /// for the counter (64 of them lost 50 races in a row at 1,000 shards),
+    /// and a job costs one transaction instead of two.
+    func nextJobID() async throws -> Int64 {
+        if let id = reservedJobIDs.withLock({ $0.take(now: .now) }) { return id }
+        for attempt in 0..<Self.casAttempts {
+            // After a lost race (another ctld, or another worker of this one,
+            // reserved first) wait a little, at random, so the racers spread out.
+            if attempt > 0 { try await Task.sleep(for: .milliseconds(Int.random(in: 1...(5 * min(attempt, 10))))) }
+            let counter = try await getForUpdate(nextJobIDKey)
+            let first = counter.flatMap { Int64($0.text) } ?? 1
+            let end = first + JobIDReservations.blockSize
+            let compare = counter.map { EtcdClient.Compare.modRevision(nextJobIDKey, $0.modRevision) } ?? .absent(nextJobIDKey)
+            let result = try await write {
+                try await client.transaction(if: [compare], then: [.put(nextJobIDKey, Data(String(end).utf8))], waitForLeader: $0)
+            }
+            if result.succeeded {
+                return reservedJobIDs.withLock { $0.add(first + 1..<end, now: .now); return first }
+            }
+            // A worker of this ctld may have reserved a block meanwhile.
+            if let id = reservedJobIDs.withLock({ $0.take(now: .now) }) { return id }
         }
         throw conflict("the job counter")
     }
@@ -757,5 +779,31 @@ final class EtcdControlStore: ControlStore {
 
     func publishedSchedule() async throws -> [ClusterAPI.ShardSchedule] {
         try await list(schedulePrefix).map { try Self.decode(ClusterAPI.ShardSchedule.self, $0.value) }
+    }
+}
+
+/// Blocks of job ids a ctld reserved from etcd's `next-job-id` and gives
+/// out one at a time, smallest first. A block is given out only for
+/// `lifetime` after its reservation and the rest is dropped, so ids stay
+/// in the order of creation across ctlds to within that, and an id from a
+/// block is never given out twice. Ids grow but are not contiguous: a
+/// dropped rest, a refused job and a stopped ctld leave gaps.
+struct JobIDReservations: Sendable {
+    static let blockSize: Int64 = 32
+    static let lifetime: Duration = .seconds(2)
+
+    private var blocks: [(ids: Range<Int64>, reservedAt: ContinuousClock.Instant)] = []
+
+    /// The smallest id of a block still young enough, taken out of it.
+    mutating func take(now: ContinuousClock.Instant) -> Int64? {
+        blocks.removeAll { $0.ids.isEmpty || now - $0.reservedAt > Self.lifetime }
+        guard let index = blocks.indices.min(by: { blocks[$0].ids.lowerBound < blocks[$1].ids.lowerBound }) else { return nil }
+        let id = blocks[index].ids.lowerBound
+        blocks[index].ids = id + 1..<blocks[index].ids.upperBound
+        return id
+    }
+
+    mutating func add(_ ids: Range<Int64>, now: ContinuousClock.Instant) {
+        if !ids.isEmpty { blocks.append((ids, now)) }
     }
 }

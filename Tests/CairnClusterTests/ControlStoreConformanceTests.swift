@@ -148,6 +148,31 @@ struct ControlStoreConformanceTests {
         }
     }
 
+    @Test("jobs on 100 shards at once, as a scheduler's wave starts them: each is created, with an id of its own, newer than every earlier one",
+          arguments: ControlStoreKind.allCases)
+    func manyShardsAtOnce(_ kind: ControlStoreKind) async throws {
+        try await kind.withStore { store in
+            let before = try await Self.job(store, "ks/0", on: "zone1-100", finished: true)
+            let created = try await withThrowingTaskGroup(of: (String, Int64).self, returning: [String: Int64].self) { group in
+                for i in 0..<100 {
+                    group.addTask {
+                        let job = try await store.createJob(shard: try Self.shard("wave/\(i)"), tablet: "zone1-\(1000 + i)", scheduled: true) { _ in }
+                        return (job.shard, job.id)
+                    }
+                }
+                return try await group.reduce(into: [:]) { $0[$1.0] = $1.1 }
+            }
+            #expect(created.count == 100)
+            #expect(Set(created.values).count == 100)
+            #expect(created.values.allSatisfy { $0 > before })
+            for i in 0..<100 {
+                let shard = try Self.shard("wave/\(i)")
+                #expect(try await store.jobs(shard: shard, limit: 10).map(\.id) == [created["\(i)"]].compactMap { $0 })
+                #expect(try await store.isBusy(shard))
+            }
+        }
+    }
+
     @Test("job changes: concurrent changes all land, a finished job no longer changes, an unknown job is nil",
           arguments: ControlStoreKind.allCases)
     func jobUpdates(_ kind: ControlStoreKind) async throws {
