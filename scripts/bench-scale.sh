@@ -58,12 +58,14 @@ stop_etcd() {
   etcd_pid=""
 }
 cleanup() {
-  stop_etcd
+  # ctld first: it stops cleanly while etcd still answers (stopped the other
+  # way round, its last scheduler pass warns that etcd is unreachable).
   if [ -n "$ctld_pid" ] && kill -0 "$ctld_pid" 2>/dev/null; then
     kill "$ctld_pid"
     for _ in $(seq 1 100); do kill -0 "$ctld_pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$ctld_pid" 2>/dev/null || true
   fi
+  stop_etcd
 }
 trap cleanup EXIT
 
