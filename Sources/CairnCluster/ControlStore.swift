@@ -24,7 +24,7 @@ protocol ControlStore: Sendable {
     func updateTablet(_ alias: String, _ change: @escaping @Sendable (inout ClusterAPI.Tablet) -> Void) async throws -> Bool
     /// A heartbeat's change of its tablet (as ``updateTablet(_:_:)``), and
     /// the ids of the unfinished jobs the store has on that tablet, read in
-    /// the same request where the store can; nil when it is not registered.
+    /// the same transaction; nil when it is not registered.
     func heartbeatTablet(_ alias: String, _ change: @escaping @Sendable (inout ClusterAPI.Tablet) -> Void) async throws -> [Int64]?
     /// The shards that have tablets, in order, each with whether a job runs on it.
     func knownShards() async throws -> [KnownShard]
@@ -105,12 +105,6 @@ struct JobReference: Sendable, Equatable {
 }
 
 extension ControlStore {
-    /// Two steps: the change, then the tablet's unfinished jobs.
-    func heartbeatTablet(_ alias: String, _ change: @escaping @Sendable (inout ClusterAPI.Tablet) -> Void) async throws -> [Int64]? {
-        guard try await updateTablet(alias, change) else { return nil }
-        return try await unfinishedJobs(tablet: alias).map(\.id)
-    }
-
     /// The message of the one-job-per-shard rule, the same from every store.
     static func shardBusyError(_ shard: KeyspaceShard) -> CairnError {
         CairnError(.cluster, "a job is already running on \(shard); wait for it (see `cairn jobs \(shard)`) and retry")
