@@ -44,8 +44,6 @@ protocol ControlStore: Sendable {
     func job(_ id: Int64) async throws -> ClusterAPI.Job?
     /// Newest first.
     func jobs(shard: KeyspaceShard?, limit: Int) async throws -> [ClusterAPI.Job]
-    /// The jobs ctld thinks one tablet runs, oldest first.
-    func unfinishedJobs(tablet alias: String) async throws -> [ClusterAPI.Job]
     /// Whether a job runs on the shard.
     func isBusy(_ shard: KeyspaceShard) async throws -> Bool
     /// The newest job the scheduler started on each of the shards (that has one), by shard.

@@ -256,14 +256,6 @@ final class CtldStore: ControlStore {
         return try bodies.map { try Self.decode(ClusterAPI.Job.self, $0) }
     }
 
-    /// The jobs ctld thinks one tablet runs, oldest first.
-    func unfinishedJobs(tablet alias: String) async throws -> [ClusterAPI.Job] {
-        let bodies = try await database.read { db in
-            try String.fetchAll(db, sql: "SELECT body FROM job WHERE tablet = ? AND finished = 0 ORDER BY id", arguments: [alias])
-        }
-        return try bodies.map { try Self.decode(ClusterAPI.Job.self, $0) }
-    }
-
     /// Whether a job runs on the shard.
     func isBusy(_ shard: KeyspaceShard) async throws -> Bool {
         try await database.read { db in

@@ -648,14 +648,6 @@ final class EtcdControlStore: ControlStore {
         return try await getMany(ids.map(jobKey)).compactMap { kv in try kv.map { try Self.decode(ClusterAPI.Job.self, $0.value) } }
     }
 
-    func unfinishedJobs(tablet alias: String) async throws -> [ClusterAPI.Job] {
-        let base = runningPrefix(alias)
-        let ids = try await list(base, keysOnly: true).compactMap { Self.parts($0.key, after: base).first.flatMap { Int64($0) } }
-        guard !ids.isEmpty else { return [] }
-        return try await getMany(ids.map(jobKey)).compactMap { kv in try kv.map { try Self.decode(ClusterAPI.Job.self, $0.value) } }
-            .filter { !$0.isFinished }
-    }
-
     func isBusy(_ shard: KeyspaceShard) async throws -> Bool {
         try await get(busyKey(shard)) != nil
     }

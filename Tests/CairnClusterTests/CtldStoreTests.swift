@@ -109,11 +109,11 @@ struct CtldStoreTests {
         try await register("zone1-101", "ks/0")
         _ = try await job("ks/0", on: "zone1-100", finished: true)
         let running = try await job("ks/0", on: "zone1-100", finished: false)
-        #expect(try await store.unfinishedJobs(tablet: "zone1-100").map(\.id) == [running])
-        #expect(try await store.unfinishedJobs(tablet: "zone1-101").isEmpty)
+        #expect(try await store.heartbeatTablet("zone1-100") { _ in } == [running])
+        #expect(try await store.heartbeatTablet("zone1-101") { _ in } == [])
         // Once it finishes, the tablet has none.
         try await store.updateJob(running) { $0.apply(.init(id: running, report: .init(phase: .failed, result: .failed, error: "x"))) }
-        #expect(try await store.unfinishedJobs(tablet: "zone1-100").isEmpty)
+        #expect(try await store.heartbeatTablet("zone1-100") { _ in } == [])
     }
 
     @Test("silent tablets: those past the cutoff still marked healthy or still holding a job, with their jobs")
@@ -231,7 +231,7 @@ struct CtldStoreTests {
         #expect(try await migrated.tablets().map(\.alias) == ["zone1-100"])
         #expect(try await migrated.jobs(shard: nil, limit: 10).map(\.id) == [2, 1])
         #expect(try await migrated.knownShards() == [.init(shard: try Self.shard("ks/0"), busy: true)])
-        #expect(try await migrated.unfinishedJobs(tablet: "zone1-100").map(\.id) == [2])
+        #expect(try await migrated.heartbeatTablet("zone1-100") { _ in } == [2])
         #expect(try await migrated.lastScheduledJobs([try Self.shard("ks/0")])[try Self.shard("ks/0")]?.backupName == scheduled.backupName)
         // The heartbeat column was filled from the stored tablet: silent after its last heartbeat, not before.
         #expect(try await migrated.silentTablets(heartbeatBefore: heartbeat.addingTimeInterval(1)).map(\.alias) == ["zone1-100"])
